@@ -1,0 +1,36 @@
+"""The four classifiers of DESIGN.md as data: names, published checkpoints, heads."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POLITICS_TOPICS = (
+    "democracy", "economy", "race", "leadership", "development", "corruption",
+    "instability", "safety", "administration", "education", "religion", "environment",
+)
+POLITICS_CLASSES = ("unknown", "negative", "neutral", "positive")
+SENTIMENT_LABELS = ("negative", "positive")
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    name: str
+    published_checkpoint: str  # hub id the classifier mirrors; the default checkpoint
+    base_model: str  # what the published model was fine-tuned from
+    head: str  # one of: grouped_softmax, multilabel_argmax, softmax, multilabel_threshold
+    num_labels: int | None  # None: any count, names taken from the checkpoint's id2label
+
+
+SPECS: dict[str, ClassifierSpec] = {
+    spec.name: spec
+    for spec in (
+        ClassifierSpec("politics", "YagiASAFAS/MyPoliBERT-ver02", "bert-base-uncased",
+                       "grouped_softmax", len(POLITICS_TOPICS) * len(POLITICS_CLASSES)),
+        ClassifierSpec("stars", "Ayazhankad/bert-finetuned-semantic-chinese", "bert-base-chinese",
+                       "multilabel_argmax", 5),
+        ClassifierSpec("sentiment", "Hansaht/Text_classification_model_1_pytorch",
+                       "distilbert-base-uncased", "softmax", 2),
+        ClassifierSpec("emotion", "fikriau/praktikum-ai-modul6-robertalargefocal", "roberta-large",
+                       "multilabel_threshold", None),
+    )
+}
+CLASSIFIER_NAMES = tuple(SPECS)

@@ -1,0 +1,140 @@
+"""Build tiny random-weight checkpoints for the four classifiers, offline.
+
+    python -m models.tiny_checkpoints OUTPUT_DIR
+
+writes OUTPUT_DIR/{politics,stars,sentiment,emotion}/ (save_pretrained format: config.json,
+tokenizer files, model.safetensors) and OUTPUT_DIR/models.json for `--models`. The shapes
+mirror the published architectures (BERT, BERT with a CJK vocabulary, DistilBERT, RoBERTa)
+at toy size; the tokenizers are trained on the fly. THE LABELS THEY GIVE MEAN NOTHING:
+they exist for tests, benchmarks and the offline example.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+from models.specs import POLITICS_CLASSES, POLITICS_TOPICS, SPECS
+
+_WORDS = (
+    "the a and to of in is it you that for on with this was are be at not have but so my we they "
+    "government election vote minister party rakyat economy price tax job corruption police safety "
+    "school university religion mosque church climate flood river forest democracy leader race "
+    "happy sad angry love hate great terrible good bad awful amazing excited afraid joy fear "
+    "food delivery hotel room service clean dirty fast slow late cold hot staff friendly "
+    "face_with_tears_of_joy red_heart thumbs_up smiling_face_with_heart-eyes fire crying_face "
+    "user http www com https today tomorrow yesterday never always really very much more less"
+).split()
+# Common CJK characters (delivery and hotel reviews) so the `stars` tokenizer has a Chinese vocabulary.
+_CJK = "好不错很差服务酒店房间干净送餐速度快慢味道满意推荐一般还可以早餐位置方便价格贵便宜环境设施前台热情态度冷菜凉了再也不会来"
+
+
+def training_corpus(seed: int = 0, size: int = 3000) -> list[str]:
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(size):
+        words = rng.choices(_WORDS, k=rng.randint(3, 25))
+        if rng.random() < 0.3:
+            words.append("".join(rng.choices(_CJK, k=rng.randint(2, 20))))
+        lines.append(" ".join(words))
+    lines.append(_CJK)
+    return lines
+
+
+def wordpiece_tokenizer(lowercase: bool, vocab_size: int = 1200):
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    raw = BertWordPieceTokenizer(lowercase=lowercase, handle_chinese_chars=True)
+    raw.train_from_iterator(training_corpus(), vocab_size=vocab_size, min_frequency=1,
+                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    return BertTokenizerFast(tokenizer_object=raw._tokenizer, do_lower_case=lowercase, model_max_length=512,
+                             unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+                             mask_token="[MASK]")
+
+
+def byte_bpe_tokenizer(vocab_size: int = 1200):
+    from tokenizers import ByteLevelBPETokenizer, processors
+    from transformers import RobertaTokenizerFast
+
+    raw = ByteLevelBPETokenizer()
+    raw.train_from_iterator(training_corpus(), vocab_size=vocab_size, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    raw._tokenizer.post_processor = processors.RobertaProcessing(
+        ("</s>", raw.token_to_id("</s>")), ("<s>", raw.token_to_id("<s>")))
+    return RobertaTokenizerFast(tokenizer_object=raw._tokenizer, model_max_length=512, bos_token="<s>",
+                                eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+                                pad_token="<pad>", mask_token="<mask>")
+
+
+def _labels(name: str, emotion_labels: list[str]) -> tuple[list[str], dict]:
+    if name == "politics":
+        return [f"{t}_{c}" for t in POLITICS_TOPICS for c in POLITICS_CLASSES], {"topics": list(POLITICS_TOPICS)}
+    if name == "stars":
+        return [f"Star_{i}" for i in range(1, 6)], {"problem_type": "multi_label_classification"}
+    if name == "sentiment":
+        return ["negative", "positive"], {}
+    return emotion_labels, {"problem_type": "multi_label_classification"}
+
+
+EMOTION_LABELS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism",
+                  "sadness", "surprise", "trust", "neutral", "admiration", "gratitude"]
+
+
+def build_tiny_checkpoint(name: str, output: Path, seed: int = 0, hidden: int = 32, layers: int = 2,
+                          emotion_labels: list[str] | None = None, num_labels: int | None = None) -> Path:
+    """Save a random-weight checkpoint for classifier `name` under `output`; return its path.
+    `num_labels` overrides the spec's label count (tests use it to build misfits)."""
+    import torch
+    from transformers import (AutoModelForSequenceClassification, BertConfig, DistilBertConfig,
+                              RobertaConfig)
+
+    torch.manual_seed(seed)
+    labels, extra = _labels(name, emotion_labels or EMOTION_LABELS)
+    if num_labels is not None:
+        labels = [f"LABEL_{i}" for i in range(num_labels)]
+    id2label = dict(enumerate(labels))
+    label2id = {v: k for k, v in id2label.items()}
+    common = dict(id2label=id2label, label2id=label2id, **extra)
+    if name == "emotion":
+        tokenizer = byte_bpe_tokenizer()
+        config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                               num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=514,
+                               pad_token_id=tokenizer.pad_token_id, bos_token_id=0, eos_token_id=2, **common)
+    elif name == "sentiment":
+        tokenizer = wordpiece_tokenizer(lowercase=True)
+        config = DistilBertConfig(vocab_size=len(tokenizer), dim=hidden, n_layers=layers, n_heads=2,
+                                  hidden_dim=hidden * 2, max_position_embeddings=512, **common)
+    else:
+        tokenizer = wordpiece_tokenizer(lowercase=(name != "stars"))
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                            num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=512,
+                            **common)
+    model = AutoModelForSequenceClassification.from_config(config)
+    target = Path(output) / name
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def build_all(output: Path, seed: int = 0) -> dict[str, str]:
+    output = Path(output)
+    paths = {name: str(build_tiny_checkpoint(name, output, seed=seed + i).resolve())
+             for i, name in enumerate(SPECS)}
+    (output / "models.json").write_text(json.dumps(paths, indent=2) + "\n")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for name, path in build_all(args.output, args.seed).items():
+        print(f"{name}: {path}")
+    print(f"models file: {args.output / 'models.json'} (random weights: the labels mean nothing)")
+
+
+if __name__ == "__main__":
+    main()

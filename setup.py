@@ -1,0 +1,37 @@
+"""Label social-media corpora with four transformer classifiers on Apache Beam.
+
+Also Beam's --setup_file for remote workers: `--setup_file ./setup.py`.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="social-corpus-labeling",
+    version="0.1.0",
+    description="Beam pipeline that labels social-media posts with transformer classifiers and writes Parquet",
+    python_requires=">=3.11",
+    packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*", "models", "models.*"]),
+    install_requires=[
+        "apache-beam>=2.77,<3",
+        "torch>=2.4",  # CPU or CUDA build: install the one you want first (see README)
+        "transformers>=5.0,<6",
+        "tokenizers>=0.21",
+        "safetensors>=0.4",
+        "huggingface-hub>=1.0",
+        "pyarrow>=17",
+        "polars>=1.0",
+        "emoji>=2.10",
+        "smart-open>=7",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "gcp": ["apache-beam[gcp]>=2.77,<3"],
+        "aws": ["apache-beam[aws]>=2.77,<3"],
+    },
+    entry_points={
+        "console_scripts": [
+            "label-corpus=pipelines.label_corpus:main",
+            "build-tiny-checkpoints=models.tiny_checkpoints:main",
+        ]
+    },
+)

@@ -1,0 +1,89 @@
+"""Thin Beam wrappers around the pure functions: read, clean, label, write, dead-letter."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from transforms.cleaning import CleaningOptions, clean_text
+from transforms.records import DeadLetter, FieldMap, input_format, iter_file_records, to_record
+
+METRICS_NAMESPACE = "label_corpus"
+DEAD_LETTERS = "dead_letters"
+
+
+class ReadRecordsFn(beam.DoFn):
+    """ReadableFile -> records (main output) and DeadLetter JSON lines (tagged DEAD_LETTERS)."""
+
+    def __init__(self, fields: FieldMap, kept_types: Mapping[str, pa.DataType]):
+        self.fields = fields
+        self.kept_types = dict(kept_types)
+        self.read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records_read")
+        self.dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
+        self.files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "files_read")
+        self.broken_files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "files_broken_off")
+
+    def process(self, readable: fileio.ReadableFile):
+        path = readable.metadata.path
+        self.files.inc()
+        compression = (CompressionTypes.UNCOMPRESSED if input_format(path) == "parquet"
+                       else CompressionTypes.AUTO)
+        with readable.open(compression_type=compression) as stream:
+            for item in iter_file_records(path, stream):
+                if not isinstance(item, DeadLetter):
+                    item = to_record(item[1], self.fields, self.kept_types, path, item[0], item[2])
+                if isinstance(item, DeadLetter):
+                    if item.position is None:  # the file broke off: named in the dead letters,
+                        self.broken_files.inc()  # but not a record, so not in the record counts
+                    else:
+                        self.read.inc()
+                        self.dead.inc()
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTERS, item.to_json())
+                else:
+                    self.read.inc()
+                    yield item
+
+
+def add_clean_text(record: dict, options: CleaningOptions) -> dict:
+    record["clean_text"] = clean_text(record["text"], options)
+    return record
+
+
+class Classify(beam.PTransform):
+    """Adds one classifier's columns to each row, through RunInference with our handler.
+    The row rides along as the key; the cleaned text is what the model sees."""
+
+    def __init__(self, handler, null_columns: dict):
+        super().__init__()
+        self.handler = handler
+        self.null_columns = null_columns
+
+    def expand(self, rows):
+        return (
+            rows
+            | "KeyByRow" >> beam.Map(lambda row: (row, row["clean_text"] or None))
+            | "RunInference" >> RunInference(KeyedModelHandler(self.handler))
+            | "MergeColumns" >> beam.Map(
+                lambda kv, nulls: {**kv[0], **(kv[1].inference or nulls)}, self.null_columns)
+        )
+
+
+def shape_row(row: dict, column_names: Sequence[str]) -> dict:
+    """Exactly the output columns, in schema order."""
+    return {name: row.get(name) for name in column_names}
+
+
+class CountRows(beam.DoFn):
+    def __init__(self):
+        self.rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_written")
+        self.empty = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "empty_text_rows")
+
+    def process(self, row):
+        self.rows.inc()
+        if not row.get("clean_text"):
+            self.empty.inc()
+        yield row

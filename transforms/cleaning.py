@@ -1,0 +1,77 @@
+"""Text cleaning: the one pure function every classifier's input goes through.
+
+clean_text removes (or replaces with tokens) URLs and @mentions, turns emoji into
+words with emoji.demojize, unescapes HTML entities, drops control characters,
+normalizes to Unicode NFC and collapses whitespace. It is idempotent: the steps are
+repeated until the text stops changing, so clean_text(clean_text(x)) == clean_text(x).
+"""
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+
+import emoji
+
+# http(s)://..., www.... and bare domains followed by a path (bit.ly/abc, t.co/xyz).
+# The bare-domain form must not start inside a word, an email address or another URL.
+URL_RE = re.compile(
+    r"(?:https?://|www\.)\S+"
+    r"|(?<![\w@./-])(?:[a-z0-9-]+\.)+[a-z]{2,}/\S*",
+    re.IGNORECASE,
+)
+# An @mention starts where no word character precedes it, so email addresses
+# (name@example.com) are left alone while ".@user" and "(@user)" are mentions.
+MENTION_RE = re.compile(r"(?<!\w)@\w+")
+WHITESPACE_RE = re.compile(r"\s+")
+_MAX_PASSES = 10
+
+
+@dataclass(frozen=True)
+class CleaningOptions:
+    """How clean_text treats a text. Stored in checkpoints trained by this project."""
+
+    url_token: str | None = None  # None removes URLs; e.g. "http" replaces them
+    mention_token: str | None = None  # None removes mentions; e.g. "@user" replaces them
+    emoji_delimiters: tuple[str, str] = (":", ":")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CleaningOptions":
+        data = dict(data)
+        if "emoji_delimiters" in data:
+            data["emoji_delimiters"] = tuple(data["emoji_delimiters"])
+        return cls(**data)
+
+
+DEFAULT_OPTIONS = CleaningOptions()
+
+
+def _is_dropped_char(char: str) -> bool:
+    # Control characters (category Cc) other than whitespace carry no meaning for a model.
+    return unicodedata.category(char) == "Cc" and not char.isspace()
+
+
+def _one_pass(text: str, options: CleaningOptions) -> str:
+    text = html.unescape(text)
+    text = unicodedata.normalize("NFC", text)
+    if any(_is_dropped_char(c) for c in text):
+        text = "".join(c for c in text if not _is_dropped_char(c))
+    text = URL_RE.sub(f" {options.url_token} " if options.url_token else " ", text)
+    text = MENTION_RE.sub(f" {options.mention_token} " if options.mention_token else " ", text)
+    left, right = options.emoji_delimiters
+    text = emoji.demojize(text, delimiters=(f" {left}", f"{right} "))
+    return WHITESPACE_RE.sub(" ", text).strip()
+
+
+def clean_text(text: str, options: CleaningOptions = DEFAULT_OPTIONS) -> str:
+    """Return the text the classifiers see. Never raises for any str."""
+    for _ in range(_MAX_PASSES):
+        cleaned = _one_pass(text, options)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
