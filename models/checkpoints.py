@@ -21,7 +21,9 @@ from models.specs import SPECS
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 HUB_FILE_PATTERNS = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                     "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json")
+                     "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "spiece.model",
+                     "sentencepiece.bpe.model")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
 _REMOTE_SCHEMES = ("gs://", "s3://")
 
@@ -132,7 +134,12 @@ def validate(checkpoint: ResolvedCheckpoint) -> Head:
             raise CheckpointMismatch(f"it has no weights (expected one of {', '.join(WEIGHT_FILES)})")
         config = load_config_dict(str(local))
         head = build_head(SPECS[name], config)
-        load_tokenizer(str(local))
+        if not any((local / f).is_file() for f in TOKENIZER_FILES):
+            raise CheckpointMismatch(f"it has no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})")
+        tokenizer = load_tokenizer(str(local))
+        if config.get("vocab_size") and len(tokenizer) > int(config["vocab_size"]):
+            raise CheckpointMismatch(f"its tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
+                                     f"only {config['vocab_size']}: they do not belong together")
     except (CheckpointMismatch, OSError, ValueError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"classifier {name!r}: checkpoint {where!r} is refused: {exc}") from exc
     return head

@@ -7,6 +7,7 @@ and the results are put back in input order. Empty texts (None or "") get null c
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
@@ -60,6 +61,7 @@ class LoadedClassifier:
     device: str
     max_length: int
     autocast_dtype: Any  # torch dtype or None
+    uses_token_types: bool  # BERT takes token_type_ids; DistilBERT and RoBERTa do not need them
 
 
 def position_limit(config: dict) -> int:
@@ -117,8 +119,10 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict], LoadedCl
         if device == "cuda":
             autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         max_length = min(int(tokenizer.model_max_length or 10**9), position_limit(config))
+        uses_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
         LOG.info("loaded %s from %s on %s", self.spec.name, local_dir, device)
-        return LoadedClassifier(model, tokenizer, build_head(self.spec, config), device, max_length, autocast_dtype)
+        return LoadedClassifier(model, tokenizer, build_head(self.spec, config), device, max_length,
+                                autocast_dtype, uses_token_types)
 
     def _budget(self, device: str) -> tuple[int, int]:
         return (self.max_tokens_per_batch or DEFAULT_MAX_TOKENS[device],
@@ -128,9 +132,10 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict], LoadedCl
         """Logits for non-empty texts, in input order, as float32 [len(texts), num_labels]."""
         import torch
 
-        encoded = loaded.tokenizer(list(texts), truncation=True, max_length=loaded.max_length)
+        encoded = loaded.tokenizer(list(texts), truncation=True, max_length=loaded.max_length,
+                                   return_token_type_ids=loaded.uses_token_types, return_attention_mask=False)
         ids = encoded["input_ids"]
-        token_types = encoded.get("token_type_ids")
+        token_types = encoded.get("token_type_ids") if loaded.uses_token_types else None
         lengths = [len(x) for x in ids]
         max_tokens, max_items = self._budget(loaded.device)
         if self.sort_by_length:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import zlib
 from dataclasses import asdict, dataclass
@@ -70,7 +69,7 @@ def _decode_error_raw(line: bytes) -> str:
 
 def iter_jsonl(source: str, stream: IO[bytes]) -> Iterator[tuple[int, Any, str] | DeadLetter]:
     """Yield (line number, parsed value, raw line) for each non-blank line, or a DeadLetter."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(_lines(stream), start=1):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -87,9 +86,19 @@ def iter_jsonl(source: str, stream: IO[bytes]) -> Iterator[tuple[int, Any, str] 
             yield DeadLetter(source, number, f"invalid JSON: {exc}", text.rstrip("\r\n"))
 
 
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Lines of a binary stream (Beam's CompressedFile is not iterable, but has readline)."""
+    return iter(stream.readline, b"")
+
+
+def _csv_text_lines(stream: IO[bytes]) -> Iterator[str]:
+    for number, line in enumerate(_lines(stream)):
+        text = line.decode("utf-8", "surrogateescape")
+        yield text.lstrip("\ufeff") if number == 0 else text
+
+
 def iter_csv(source: str, stream: IO[bytes]) -> Iterator[tuple[int, Any, str] | DeadLetter]:
-    text_stream = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.DictReader(text_stream)
+    reader = csv.DictReader(_csv_text_lines(stream))
     for number, row in enumerate(reader, start=1):
         row.pop(None, None)  # surplus cells beyond the header
         raw = json.dumps(row, ensure_ascii=False, default=str)

@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny random-weight checkpoints for the four classifiers, built offline."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, str]:
+    """classifier name -> checkpoint directory (models.json sits beside them)."""
+    from models.tiny_checkpoints import build_all
+
+    return build_all(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models_file(tiny_checkpoints) -> str:
+    return os.path.join(os.path.dirname(next(iter(tiny_checkpoints.values()))), "models.json")
