@@ -53,6 +53,13 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+@dataclass(frozen=True)
+class InferenceFailure:
+    """The inference of a text that could not be classified; its record goes to the dead letters."""
+
+    reason: str
+
+
 @dataclass
 class LoadedClassifier:
     model: Any
@@ -72,7 +79,7 @@ def position_limit(config: dict) -> int:
     return limit
 
 
-class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict], LoadedClassifier]):
+class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | InferenceFailure], LoadedClassifier]):
     """A ModelHandler for one sequence classifier of SPECS, fed cleaned texts."""
 
     def __init__(
@@ -128,8 +135,9 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict], LoadedCl
         return (self.max_tokens_per_batch or DEFAULT_MAX_TOKENS[device],
                 self.max_items_per_batch or DEFAULT_MAX_ITEMS[device])
 
-    def logits(self, texts: Sequence[str], loaded: LoadedClassifier) -> np.ndarray:
-        """Logits for non-empty texts, in input order, as float32 [len(texts), num_labels]."""
+    def logits(self, texts: Sequence[str], loaded: LoadedClassifier) -> tuple[np.ndarray, dict[int, str]]:
+        """Logits for non-empty texts, in input order, as float32 [len(texts), num_labels], and
+        {index: reason} for texts that could not be run (their rows are NaN)."""
         import torch
 
         encoded = loaded.tokenizer(list(texts), truncation=True, max_length=loaded.max_length,
@@ -143,33 +151,56 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict], LoadedCl
         else:
             plan = [list(range(i, min(i + max_items, len(ids)))) for i in range(0, len(ids), max_items)]
         pad_id = loaded.tokenizer.pad_token_id or 0
-        out = np.empty((len(ids), loaded.model.config.num_labels), dtype=np.float32)
-        real = padded = 0
-        for indices in plan:
+
+        def padded_inputs(indices: list[int]) -> dict:
             width = max(lengths[i] for i in indices)
-            input_ids = np.full((len(indices), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(indices), width), dtype=np.int64)
-            types = np.zeros((len(indices), width), dtype=np.int64) if token_types is not None else None
+            arrays = {"input_ids": np.full((len(indices), width), pad_id, dtype=np.int64),
+                      "attention_mask": np.zeros((len(indices), width), dtype=np.int64)}
+            if token_types is not None:
+                arrays["token_type_ids"] = np.zeros((len(indices), width), dtype=np.int64)
             for row, i in enumerate(indices):
-                input_ids[row, : lengths[i]] = ids[i]
-                mask[row, : lengths[i]] = 1
-                if types is not None:
-                    types[row, : lengths[i]] = token_types[i]
-            inputs = {"input_ids": input_ids, "attention_mask": mask}
-            if types is not None:
-                inputs["token_type_ids"] = types
-            inputs = {k: torch.from_numpy(v).to(loaded.device, non_blocking=True) for k, v in inputs.items()}
-            with torch.inference_mode(), torch.autocast(
-                device_type=loaded.device, dtype=loaded.autocast_dtype, enabled=loaded.autocast_dtype is not None
-            ):
-                logits = loaded.model(**inputs).logits
-            out[indices] = logits.float().cpu().numpy()
-            real += sum(lengths[i] for i in indices)
-            padded += len(indices) * width
+                arrays["input_ids"][row, : lengths[i]] = ids[i]
+                arrays["attention_mask"][row, : lengths[i]] = 1
+                if token_types is not None:
+                    arrays["token_type_ids"][row, : lengths[i]] = token_types[i]
+            return arrays
+
+        out = np.full((len(ids), loaded.model.config.num_labels), np.nan, dtype=np.float32)
+        failures: dict[int, str] = {}
+        real = padded = 0
+        pending = list(plan)
+        while pending:
+            indices = pending.pop()
+            arrays = padded_inputs(indices)
+            try:
+                out[indices] = self.forward(loaded, arrays)
+            except torch.OutOfMemoryError as exc:
+                # Beam has no batch back-off (apache/beam#21447): halve and retry, down to single texts.
+                if loaded.device == "cuda":
+                    torch.cuda.empty_cache()
+                Metrics.counter(self.get_metrics_namespace(), "oom_splits").inc()
+                if len(indices) == 1:
+                    failures[indices[0]] = f"out of memory in {self.spec.name} even alone: {exc}"[:500]
+                else:
+                    half = len(indices) // 2
+                    pending += [indices[:half], indices[half:]]
+                continue
+            real += int(arrays["attention_mask"].sum())
+            padded += arrays["attention_mask"].size
         namespace = self.get_metrics_namespace()
         Metrics.counter(namespace, "real_tokens").inc(real)
         Metrics.counter(namespace, "padded_tokens").inc(padded)
-        return out
+        return out, failures
+
+    @staticmethod
+    def forward(loaded: LoadedClassifier, arrays: dict) -> np.ndarray:
+        import torch
+
+        inputs = {k: torch.from_numpy(v).to(loaded.device, non_blocking=True) for k, v in arrays.items()}
+        with torch.inference_mode(), torch.autocast(
+            device_type=loaded.device, dtype=loaded.autocast_dtype, enabled=loaded.autocast_dtype is not None
+        ):
+            return loaded.model(**inputs).logits.float().cpu().numpy()
 
     def run_inference(
         self,
@@ -178,11 +209,11 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict], LoadedCl
         inference_args: Optional[dict[str, Any]] = None,
     ) -> Iterable[PredictionResult]:
         present = [i for i, text in enumerate(batch) if text]
-        columns: list[Optional[dict]] = [None] * len(batch)
+        columns: list[Optional[dict | InferenceFailure]] = [None] * len(batch)
         if present:
-            logits = self.logits([batch[i] for i in present], model)
-            for i, row in zip(present, model.head.to_columns(logits)):
-                columns[i] = row
+            logits, failures = self.logits([batch[i] for i in present], model)
+            for position, (i, row) in enumerate(zip(present, model.head.to_columns(logits))):
+                columns[i] = InferenceFailure(failures[position]) if position in failures else row
         Metrics.counter(self.get_metrics_namespace(), "empty_texts").inc(len(batch) - len(present))
         return [PredictionResult(text, cols, self.checkpoint.ref) for text, cols in zip(batch, columns)]
 

@@ -185,11 +185,14 @@ def run(argv=None, test_pipeline=None):
         .with_outputs(DEAD_LETTERS, main="records")
     )
     rows = parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning)
+    dead_letters = [parsed[DEAD_LETTERS]]
     for name, classifier in classifiers.items():
         handler = TextClassifierHandler(
             classifier.checkpoint, device=args.device, batch_size=args.batch_size,
             max_tokens_per_batch=args.max_tokens_per_batch, max_items_per_batch=args.max_items_per_batch)
-        rows = rows | f"Classify_{name}" >> Classify(handler, classifier.head.null_columns())
+        labeled = rows | f"Classify_{name}" >> Classify(handler, classifier.head.null_columns())
+        rows = labeled.rows
+        dead_letters.append(labeled[DEAD_LETTERS])
     _ = (
         rows
         | "ShapeRows" >> beam.Map(shape_row, schema.names)
@@ -197,7 +200,7 @@ def run(argv=None, test_pipeline=None):
         | "WriteParquet" >> beam.io.WriteToParquet(
             FileSystems.join(args.output, "labels"), schema, codec="snappy", file_name_suffix=".parquet")
     )
-    _ = parsed[DEAD_LETTERS] | "WriteDeadLetters" >> beam.io.WriteToText(
+    _ = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
         FileSystems.join(args.output, "_errors", "errors"), file_name_suffix=".jsonl")
     result = pipeline.run()
     result.wait_until_finish()

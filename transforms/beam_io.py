@@ -1,6 +1,7 @@
 """Thin Beam wrappers around the pure functions: read, clean, label, write, dead-letter."""
 from __future__ import annotations
 
+import json
 from typing import Mapping, Sequence
 
 import apache_beam as beam
@@ -9,6 +10,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
+from models.handler import InferenceFailure
 from transforms.cleaning import CleaningOptions, clean_text
 from transforms.records import DeadLetter, FieldMap, input_format, iter_file_records, to_record
 
@@ -53,9 +55,31 @@ def add_clean_text(record: dict, options: CleaningOptions) -> dict:
     return record
 
 
+class MergeColumnsFn(beam.DoFn):
+    """(row, PredictionResult) -> the row with the classifier's columns; a text the classifier
+    could not run (InferenceFailure) sends its record to the dead letters instead."""
+
+    def __init__(self, classifier: str, null_columns: dict):
+        self.classifier = classifier
+        self.null_columns = null_columns
+        self.dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
+
+    def process(self, keyed):
+        row, prediction = keyed
+        inference = prediction.inference
+        if isinstance(inference, InferenceFailure):
+            self.dead.inc()
+            raw = json.dumps({"id": row["id"], "text": row["text"]}, ensure_ascii=False)
+            letter = DeadLetter(f"classifier:{self.classifier}", None, inference.reason, raw)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter.to_json())
+            return
+        yield {**row, **(inference or self.null_columns)}
+
+
 class Classify(beam.PTransform):
     """Adds one classifier's columns to each row, through RunInference with our handler.
-    The row rides along as the key; the cleaned text is what the model sees."""
+    The row rides along as the key; the cleaned text is what the model sees. Returns the
+    labeled rows (main output) and the dead letters of texts that failed (DEAD_LETTERS)."""
 
     def __init__(self, handler, null_columns: dict):
         super().__init__()
@@ -67,8 +91,8 @@ class Classify(beam.PTransform):
             rows
             | "KeyByRow" >> beam.Map(lambda row: (row, row["clean_text"] or None))
             | "RunInference" >> RunInference(KeyedModelHandler(self.handler))
-            | "MergeColumns" >> beam.Map(
-                lambda kv, nulls: {**kv[0], **(kv[1].inference or nulls)}, self.null_columns)
+            | "MergeColumns" >> beam.ParDo(MergeColumnsFn(self.handler.spec.name, self.null_columns))
+            .with_outputs(DEAD_LETTERS, main="rows")
         )
 
 
