@@ -8,11 +8,14 @@ Options and wiring only: the logic lives in transforms/ and models/.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import itertools
 import json
 import logging
 import sys
+import uuid
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 
 import apache_beam as beam
 import pyarrow as pa
@@ -20,11 +23,12 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from models.checkpoints import CheckpointError, ResolvedCheckpoint, resolve, validate
+from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_dict, resolve, validate
 from models.handler import TextClassifierHandler
 from models.heads import Head
 from models.specs import CLASSIFIER_NAMES, SPECS
 from transforms.beam_io import DEAD_LETTERS, Classify, CountRows, ReadRecordsFn, add_clean_text, shape_row
+from transforms import partition
 from transforms.cleaning import CleaningOptions
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
@@ -60,10 +64,21 @@ def parse_args(argv):
                         help="padded tokens per forward pass (default: 4096 on CPU, 65536 on CUDA)")
     parser.add_argument("--max-items-per-batch", type=int, default=None,
                         help="texts per forward pass (default: 64 on CPU, 1024 on CUDA)")
+    parser.add_argument("--num-shards", type=int, default=0, help="Parquet files to write (0: the runner decides)")
+    parser.add_argument("--date", help="YYYY-MM-DD: fills {date} in --input and --output", type=_iso_date)
+    parser.add_argument("--skip-if-done", action="store_true",
+                        help="exit at once when the output partition has _SUCCESS with the same checkpoints")
     parser.add_argument("--url-token", default=None, help="replace URLs with this token instead of removing them")
     parser.add_argument("--mention-token", default=None,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
     return parser.parse_known_args(argv)
+
+
+def _iso_date(value: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD") from exc
 
 
 def _csv_list(value: str | None) -> list[str]:
@@ -143,8 +158,7 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise UsageError(f"--keep-fields {clashes} clash with output columns")
-    checkpoints = {name: {"checkpoint": c.checkpoint.ref, "revision": c.checkpoint.revision}
-                   for name, c in classifiers.items()}
+    checkpoints = checkpoint_ids(classifiers)
     metadata = {"label_corpus.checkpoints": json.dumps(checkpoints)}
     for name, entry in checkpoints.items():
         metadata[f"label_corpus.{name}.checkpoint"] = entry["checkpoint"]
@@ -165,16 +179,71 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(options=options)
 
 
+def fill_date(template: str, date: str | None) -> str:
+    if "{date}" in template and not date:
+        raise UsageError(f"{template!r} contains {{date}}: pass --date YYYY-MM-DD")
+    return template.replace("{date}", date) if date else template
+
+
+def checkpoint_ids(classifiers: dict[str, Classifier]) -> dict[str, dict]:
+    return {name: {"checkpoint": c.checkpoint.ref, "revision": c.checkpoint.revision}
+            for name, c in classifiers.items()}
+
+
+def warn_on_cleaning_mismatch(classifiers: dict[str, Classifier], cleaning: CleaningOptions) -> None:
+    """Checkpoints trained by pipelines.train store the cleaning options they were trained with."""
+    for name, classifier in classifiers.items():
+        trained = load_config_dict(classifier.checkpoint.local_dir).get("label_corpus_cleaning")
+        if trained is not None and CleaningOptions.from_dict(trained) != cleaning:
+            LOG.warning("classifier %s was trained on text cleaned with %s, but this run cleans with %s; "
+                        "pass --url-token/--mention-token to match", name, trained, cleaning.to_dict())
+
+
+def counter_values(result) -> dict[tuple[str, str], int]:
+    return {(c.key.metric.namespace, c.key.metric.name): c.committed
+            for c in result.metrics().query()["counters"]}
+
+
+def build_manifest(args, paths, classifiers, counters, found, started, runner) -> dict:
+    read = counters.get(("label_corpus", "records_read"), 0)
+    return {
+        "input": args.input, "input_paths": paths, "output": args.output, "date": args.date,
+        "records_read": read, **found,
+        "empty_text_rows": counters.get(("label_corpus", "empty_text_rows"), 0),
+        "inferences": {name: counters.get((f"classifier_{name}", "num_inferences"), 0) for name in classifiers},
+        "checkpoints": checkpoint_ids(classifiers),
+        "code_version": code_version(), "runner": runner,
+        "started": started, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def code_version() -> str:
+    try:
+        return importlib.metadata.version("social-corpus-labeling")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def run(argv=None, test_pipeline=None):
-    """Build and run the labeling pipeline; returns the PipelineResult."""
+    """Build and run the labeling pipeline for one partition; returns the PipelineResult,
+    or None when --skip-if-done finds the partition complete with the same checkpoints."""
     args, beam_args = parse_args(argv)
+    args.input, args.output = fill_date(args.input, args.date), fill_date(args.output, args.date)
     classifiers = load_classifiers(choose_checkpoints(args))  # before any data is read
+    if args.skip_if_done:
+        done = partition.read_manifest(args.output)
+        if done and done.get("checkpoints") == checkpoint_ids(classifiers):
+            LOG.info("%s is complete with the same checkpoints (--skip-if-done): nothing to do", args.output)
+            return None
     paths = match_inputs(args.input)
     keep_fields = _csv_list(args.keep_fields)
     fields = FieldMap(args.id_field, args.text_field, tuple(keep_fields))
     kept_types = kept_field_types(paths[0], keep_fields)
     schema = output_schema(kept_types, classifiers)
     cleaning = CleaningOptions(url_token=args.url_token, mention_token=args.mention_token)
+    warn_on_cleaning_mismatch(classifiers, cleaning)
+    started = datetime.now(timezone.utc)
+    staging = partition.join(args.output, f"_staging-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
 
     pipeline = test_pipeline or make_pipeline(beam_args)
     parsed = (
@@ -198,12 +267,21 @@ def run(argv=None, test_pipeline=None):
         | "ShapeRows" >> beam.Map(shape_row, schema.names)
         | "CountRows" >> beam.ParDo(CountRows())
         | "WriteParquet" >> beam.io.WriteToParquet(
-            FileSystems.join(args.output, "labels"), schema, codec="snappy", file_name_suffix=".parquet")
+            partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy", file_name_suffix=".parquet",
+            num_shards=args.num_shards)
     )
     _ = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
-        FileSystems.join(args.output, "_errors", "errors"), file_name_suffix=".jsonl")
+        partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
     result = pipeline.run()
     result.wait_until_finish()
+
+    counters = counter_values(result)
+    found = partition.count_outputs(staging)
+    partition.reconcile(counters.get(("label_corpus", "records_read"), 0), found)
+    runner = type(pipeline.runner).__name__
+    partition.commit(staging, args.output,
+                     build_manifest(args, paths, classifiers, counters, found, started.isoformat(), runner))
+    LOG.info("wrote %s: %d rows, %d dead-lettered", args.output, found["rows_written"], found["dead_lettered"])
     return result
 
 
@@ -211,7 +289,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         run(argv)
-    except (CheckpointError, UsageError) as exc:
+    except (CheckpointError, UsageError, partition.ReconciliationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
         return 2
     return 0
