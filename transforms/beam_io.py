@@ -1,6 +1,7 @@
 """Thin Beam wrappers around the pure functions: read, clean, label, write, dead-letter."""
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Mapping, Sequence
 
@@ -18,6 +19,17 @@ METRICS_NAMESPACE = "label_corpus"
 DEAD_LETTERS = "dead_letters"
 
 
+def open_input(readable: fileio.ReadableFile):
+    """A binary stream of the file's content. Gzip goes through Python's gzip module, which
+    raises on a truncated file (Beam's decompressor stops quietly at the cut)."""
+    path = readable.metadata.path
+    if path.lower().endswith(".gz"):
+        return gzip.GzipFile(fileobj=readable.open(compression_type=CompressionTypes.UNCOMPRESSED), mode="rb")
+    if input_format(path) == "parquet":
+        return readable.open(compression_type=CompressionTypes.UNCOMPRESSED)
+    return readable.open(compression_type=CompressionTypes.AUTO)
+
+
 class ReadRecordsFn(beam.DoFn):
     """ReadableFile -> records (main output) and DeadLetter JSON lines (tagged DEAD_LETTERS)."""
 
@@ -32,9 +44,7 @@ class ReadRecordsFn(beam.DoFn):
     def process(self, readable: fileio.ReadableFile):
         path = readable.metadata.path
         self.files.inc()
-        compression = (CompressionTypes.UNCOMPRESSED if input_format(path) == "parquet"
-                       else CompressionTypes.AUTO)
-        with readable.open(compression_type=compression) as stream:
+        with open_input(readable) as stream:
             for item in iter_file_records(path, stream):
                 if not isinstance(item, DeadLetter):
                     item = to_record(item[1], self.fields, self.kept_types, path, item[0], item[2])

@@ -64,7 +64,7 @@ def _describe(value: Any) -> str:
 
 
 def _decode_error_raw(line: bytes) -> str:
-    return line.decode("utf-8", "backslashreplace")
+    return line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
 
 
 def iter_jsonl(source: str, stream: IO[bytes]) -> Iterator[tuple[int, Any, str] | DeadLetter]:

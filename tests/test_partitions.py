@@ -1,0 +1,107 @@
+"""Scheduled partitions: --date, reruns that replace the partition, _SUCCESS and the manifest last,
+--skip-if-done, and a loud failure when the counts do not reconcile."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pytest
+
+from pipelines.label_corpus import main, run
+from tests.test_pipeline import read_labels
+from transforms import partition
+
+DATE = "2026-11-21"
+
+
+@pytest.fixture()
+def dated_input(tmp_path):
+    folder = tmp_path / "posts" / f"dt={DATE}"
+    folder.mkdir(parents=True)
+    with open(folder / "part-0.jsonl", "w") as handle:
+        for i in range(40):
+            handle.write(json.dumps({"id": f"p{i}", "text": f"post {i} about the economy"}) + "\n")
+        handle.write("{broken\n")
+    return str(tmp_path / "posts" / "dt={date}" / "*.jsonl"), str(tmp_path / "labels" / "dt={date}")
+
+
+def argv(dated_input, checkpoint, *extra):
+    source, target = dated_input
+    return ["--date", DATE, "--input", source, "--output", target, "--only", "sentiment",
+            "--model", f"sentiment={checkpoint}", *extra]
+
+
+def test_date_fills_paths_and_a_rerun_with_fewer_shards_leaves_nothing_stale(dated_input, tiny_checkpoints):
+    out = dated_input[1].replace("{date}", DATE)
+    run(argv(dated_input, tiny_checkpoints["sentiment"], "--num-shards", "3"))
+    assert len(glob.glob(os.path.join(out, "labels-*-of-00003.parquet"))) == 3
+    first = json.load(open(os.path.join(out, partition.MANIFEST)))
+    assert first["date"] == DATE and first["input_paths"][0].endswith(f"dt={DATE}/part-0.jsonl")
+
+    run(argv(dated_input, tiny_checkpoints["sentiment"], "--num-shards", "1"))
+    assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "labels-*"))) == [
+        "labels-00000-of-00001.parquet"]
+    assert len(read_labels(out)) == 40
+    assert len(glob.glob(os.path.join(out, "_errors", "*.jsonl"))) == 1
+    assert not glob.glob(os.path.join(out, "_staging-*"))
+    assert os.path.exists(os.path.join(out, partition.SUCCESS))
+    manifest = json.load(open(os.path.join(out, partition.MANIFEST)))
+    assert (manifest["records_read"], manifest["rows_written"], manifest["dead_lettered"]) == (41, 40, 1)
+    assert manifest["dead_lettered_by_reason"] == {"invalid JSON": 1}
+    assert manifest["checkpoints"]["sentiment"]["revision"].startswith("sha256:")
+
+
+def test_success_and_manifest_are_written_after_every_shard(dated_input, tiny_checkpoints, monkeypatch):
+    out = dated_input[1].replace("{date}", DATE)
+    run(argv(dated_input, tiny_checkpoints["sentiment"]))  # a previous, complete partition
+    events = []
+    real_rename, real_write = partition.FileSystems.rename, partition._write_text
+
+    def rename(sources, targets):
+        events.append(("rename", os.path.exists(os.path.join(out, partition.SUCCESS)),
+                       os.path.exists(os.path.join(out, partition.MANIFEST))))
+        return real_rename(sources, targets)
+
+    def write_text(path, text):
+        events.append(("write", os.path.basename(path), len(glob.glob(os.path.join(out, "labels-*.parquet")))))
+        return real_write(path, text)
+
+    monkeypatch.setattr(partition.FileSystems, "rename", staticmethod(rename))
+    monkeypatch.setattr(partition, "_write_text", write_text)
+    run(argv(dated_input, tiny_checkpoints["sentiment"]))
+    commit_events = [e for e in events if e[0] == "write" or e[1:] == (False, False)]
+    assert commit_events[-3][0] == "rename"  # the shards move in while neither marker exists
+    assert commit_events[-2][:2] == ("write", partition.MANIFEST) and commit_events[-2][2] >= 1
+    assert commit_events[-1][:2] == ("write", partition.SUCCESS)
+
+
+def test_counts_that_do_not_reconcile_fail_loudly_and_leave_no_success(dated_input, tiny_checkpoints, monkeypatch):
+    out = dated_input[1].replace("{date}", DATE)
+    real_count = partition.count_outputs
+
+    def lose_a_row(directory):
+        found = real_count(directory)
+        return {**found, "rows_written": found["rows_written"] - 1}
+
+    monkeypatch.setattr(partition, "count_outputs", lose_a_row)
+    with pytest.raises(partition.ReconciliationError, match=r"records read \(41\) != rows written \(39\)"):
+        run(argv(dated_input, tiny_checkpoints["sentiment"]))
+    assert not os.path.exists(os.path.join(out, partition.SUCCESS))
+    assert main(argv(dated_input, tiny_checkpoints["sentiment"])) == 2
+
+
+def test_skip_if_done_needs_success_and_the_same_checkpoints(dated_input, tiny_checkpoints, tmp_path):
+    assert run(argv(dated_input, tiny_checkpoints["sentiment"], "--skip-if-done")) is not None
+    assert run(argv(dated_input, tiny_checkpoints["sentiment"], "--skip-if-done")) is None
+    from models.tiny_checkpoints import build_tiny_checkpoint
+
+    other = build_tiny_checkpoint("sentiment", tmp_path / "other", seed=99)
+    assert run(argv(dated_input, other, "--skip-if-done")) is not None  # new checkpoint: label again
+
+
+def test_date_placeholder_without_date_is_a_usage_error(dated_input, tiny_checkpoints, capsys):
+    source, target = dated_input
+    code = main(["--input", source, "--output", target, "--only", "sentiment",
+                 "--model", f"sentiment={tiny_checkpoints['sentiment']}"])
+    assert code == 2 and "pass --date YYYY-MM-DD" in capsys.readouterr().err
