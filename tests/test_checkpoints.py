@@ -1,0 +1,58 @@
+"""Checkpoint resolution: hub ids are pinned to a commit, only safe weight files are fetched,
+and nothing in the code opts into remote code."""
+from __future__ import annotations
+
+import pathlib
+from types import SimpleNamespace
+
+import huggingface_hub
+import pytest
+
+from models import checkpoints
+from models.checkpoints import CheckpointError, resolve, validate
+
+
+def test_hub_id_is_pinned_to_the_commit_it_resolves_to(monkeypatch, tiny_checkpoints):
+    asked = {}
+
+    def model_info(self, repo_id, revision=None):
+        asked["info"] = (repo_id, revision)
+        files = ["config.json", "tokenizer.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5"]
+        return SimpleNamespace(sha="0123abcd" * 5, siblings=[SimpleNamespace(rfilename=f) for f in files])
+
+    def snapshot_download(repo_id, revision=None, allow_patterns=None):
+        asked["download"] = (repo_id, revision, tuple(allow_patterns))
+        return tiny_checkpoints["sentiment"]
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    resolved = resolve("sentiment", "someone/some-model@v1.0")
+    assert asked["info"] == ("someone/some-model", "v1.0")
+    repo, revision, patterns = asked["download"]
+    assert (repo, revision) == ("someone/some-model", "0123abcd" * 5)
+    assert "model.safetensors" in patterns and "pytorch_model.bin" not in patterns and "tf_model.h5" not in patterns
+    assert resolved.revision == "0123abcd" * 5
+    assert validate(resolved).fields[0].name == "sentiment"
+
+
+def test_a_path_that_is_nothing_is_refused_with_a_hint(tmp_path):
+    with pytest.raises(CheckpointError, match=r"'stars'.*--model stars=/path/to/checkpoint"):
+        resolve("stars", str(tmp_path / "missing" / "deeper" / "dir"))
+
+
+def test_local_revision_changes_with_the_weights(tmp_path):
+    from models.tiny_checkpoints import build_tiny_checkpoint
+
+    first = resolve("sentiment", str(build_tiny_checkpoint("sentiment", tmp_path / "a", seed=1))).revision
+    second = resolve("sentiment", str(build_tiny_checkpoint("sentiment", tmp_path / "b", seed=2))).revision
+    again = resolve("sentiment", str(tmp_path / "a" / "sentiment")).revision
+    assert first == again != second
+
+
+def test_no_code_enables_remote_code_or_unsafe_loading():
+    root = pathlib.Path(checkpoints.__file__).resolve().parent.parent
+    for path in [*root.glob("models/*.py"), *root.glob("pipelines/*.py"), *root.glob("transforms/*.py")]:
+        source = path.read_text()
+        assert "trust_remote_code=True" not in source, path
+        assert "weights_only=False" not in source, path
+        assert "eval(" not in source.replace(".eval(", ""), path
