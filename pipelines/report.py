@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from models.heads import column_suffix
 from models.specs import CLASSIFIER_NAMES, POLITICS_CLASSES, POLITICS_TOPICS
+from transforms.partition import read_manifest
 
 REPORT_FOLDER = "_report"
 STARS = (1, 2, 3, 4, 5)
@@ -384,12 +385,31 @@ def read_partition(directory: str) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
 
+def status_lines(manifest: dict | None, rows: int) -> list[str]:
+    """The report's header: is the partition complete, and what its manifest counted."""
+    if manifest is None:
+        return [f"Rows: {rows}", "",
+                "Partition complete (_SUCCESS): **no**: incomplete, still being written, or not written "
+                "by the labeling pipeline"]
+    lines = [f"Rows: {rows}", "", "Partition complete (_SUCCESS): yes", "",
+             f"Records read: {manifest.get('records_read')}; rows written: {manifest.get('rows_written')}; "
+             f"dead-lettered: {manifest.get('dead_lettered')}"]
+    checkpoints = manifest.get("checkpoints") or {}
+    if checkpoints:
+        lines += ["", "Checkpoints:", ""]
+        lines += [f"- {name}: {entry.get('checkpoint')} ({entry.get('revision')})" for name, entry in checkpoints.items()]
+    return lines
+
+
 def write_report(directory: str, df: pl.DataFrame, examples: int = 3, out=sys.stdout) -> str:
     """Writes directory/_report/ (report.md, CSVs, PNGs), prints the text tables; returns the folder."""
     folder = FileSystems.join(directory, REPORT_FOLDER)
     parts = sections(df, examples)
-    md = [f"# Labeling report: {directory}", "", f"Rows: {df.height}", ""]
+    md = [f"# Labeling report: {directory}", "", *status_lines(read_manifest(directory), df.height), ""]
     print(f"{directory}: {df.height} rows", file=out)
+    if read_manifest(directory) is None:
+        print("warning: no _SUCCESS (or no _manifest.json): the partition is incomplete or still being written",
+              file=out)
     for section in parts:
         table = section.display if section.display is not None else section.table
         table = _shorten(table) if section.name == "most_confident" else table

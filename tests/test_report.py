@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 from collections import Counter
@@ -254,6 +255,25 @@ def test_shares_over_dates(tmp_path):
     assert float(md["sentiment"][0]["positive"]) == pytest.approx(shares["2024-05-01", "sentiment", "positive"],
                                                                   abs=1e-4)
     assert "sentiment: share per date" in terminal.getvalue()
+
+
+def test_header_says_whether_the_partition_is_complete(tmp_path):
+    table = labeled_table(12, seed=9, classifiers=("stars",))
+    done = write_partition(tmp_path / "done", table, shards=1)
+    manifest = {"records_read": 13, "rows_written": 12, "dead_lettered": 1,
+                "checkpoints": {"stars": {"checkpoint": "gs://b/stars", "revision": "sha256:abc"}}}
+    (tmp_path / "done" / "_manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "done" / "_SUCCESS").write_text("")
+    half = write_partition(tmp_path / "half", table, shards=1)
+    terminal = io.StringIO()
+    folders = report.run([done, half], out=terminal)
+    done_md = open(os.path.join(folders[done], "report.md"), encoding="utf-8").read()
+    half_md = open(os.path.join(folders[half], "report.md"), encoding="utf-8").read()
+    assert "Partition complete (_SUCCESS): yes" in done_md
+    assert "Records read: 13; rows written: 12; dead-lettered: 1" in done_md
+    assert "- stars: gs://b/stars (sha256:abc)" in done_md
+    assert "Partition complete (_SUCCESS): **no**" in half_md
+    assert terminal.getvalue().count("warning: no _SUCCESS") == 1
 
 
 def test_missing_partition_is_a_clear_error(tmp_path, capsys):
