@@ -1,0 +1,347 @@
+"""deploy/: the Dataflow launch flags parse into the expected worker settings, the Dockerfile
+installs what setup.py and constraints.txt pin, the scheduler examples pass --date and
+--skip-if-done, and the crontab line really labels and reports on a partition.
+No docker, no cloud: Beam's option classes need no GCP extras."""
+from __future__ import annotations
+
+import ast
+import gzip
+import importlib.util
+import itertools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptions, PipelineOptions, SetupOptions,
+                                                  StandardOptions, WorkerOptions)
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from models.specs import CLASSIFIER_NAMES
+from pipelines import label_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+ACCELERATOR = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
+IMAGE = "us-central1-docker.pkg.dev/my-project/labeling/label-corpus:0.1.0"
+ENV = {"PROJECT": "my-project", "REGION": "us-central1", "BUCKET": "my-bucket"}
+
+
+def load_module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def launch_dry_run(kind: str, day: str = "2024-05-01", extra=(), **env) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **ENV, **env, "DRY_RUN": "1", "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(DEPLOY / "launch_dataflow.sh"), kind, day, *extra],
+                          env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def launched(kind: str, **env):
+    """(label_corpus args, Beam PipelineOptions) of the command the launch script would run."""
+    done = launch_dry_run(kind, **env)
+    assert done.returncode == 0, done.stderr
+    argv = done.stdout.splitlines()
+    assert argv[:3] == [sys.executable, "-m", "pipelines.label_corpus"]
+    args, beam_args = label_corpus.parse_args(argv[3:])
+    return args, PipelineOptions(beam_args)
+
+
+# ---------------------------------------------------------------- Dataflow launch flags
+
+def test_gpu_job_options_give_l4_workers_on_the_custom_container():
+    args, options = launched("gpu", IMAGE=IMAGE)
+    assert (args.input, args.output) == ("gs://my-bucket/posts/date={date}/*.jsonl.gz", "gs://my-bucket/labels/date={date}")
+    assert args.models == "gs://my-bucket/checkpoints/models.json"
+    assert args.date == "2024-05-01" and args.skip_if_done
+    assert args.device == "cuda"
+
+    assert options.view_as(StandardOptions).runner == "DataflowRunner"
+    cloud = options.view_as(GoogleCloudOptions)
+    assert (cloud.project, cloud.region) == ("my-project", "us-central1")
+    assert cloud.temp_location.startswith("gs://my-bucket/") and cloud.staging_location.startswith("gs://my-bucket/")
+    assert cloud.job_name == "label-corpus-gpu-2024-05-01"
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", cloud.job_name)
+    assert cloud.dataflow_service_options == [ACCELERATOR]
+
+    worker = options.view_as(WorkerOptions)
+    assert re.fullmatch(r"g2-standard-\d+", worker.machine_type)  # g2 is the machine family with L4s
+    assert worker.disk_size_gb >= 50  # the CUDA image alone is ~10 GB
+    assert worker.sdk_container_image == IMAGE
+    assert worker.max_num_workers >= 1
+    assert "use_runner_v2" in options.view_as(DebugOptions).experiments
+    setup = options.view_as(SetupOptions)
+    assert setup.sdk_location == "container" and setup.setup_file is None
+
+
+def test_cpu_job_options_install_the_package_from_setup_file():
+    args, options = launched("cpu")
+    assert args.device == "cpu" and args.date == "2024-05-01" and args.skip_if_done
+    setup_file = options.view_as(SetupOptions).setup_file
+    assert setup_file == "./setup.py" and (ROOT / setup_file).is_file()  # the script runs from the repo root
+    worker = options.view_as(WorkerOptions)
+    assert worker.sdk_container_image is None and not worker.machine_type.startswith("g2-")
+    assert worker.disk_size_gb >= 30
+    assert not options.view_as(GoogleCloudOptions).dataflow_service_options
+    assert "use_runner_v2" in options.view_as(DebugOptions).experiments
+    assert options.view_as(GoogleCloudOptions).job_name == "label-corpus-cpu-2024-05-01"
+
+
+def test_launch_script_refuses_a_gpu_job_without_an_image_and_passes_extra_args_on():
+    done = launch_dry_run("gpu")
+    assert done.returncode != 0 and "IMAGE" in done.stderr
+    done = launch_dry_run("tpu")
+    assert done.returncode == 2 and "usage" in done.stderr
+    done = launch_dry_run("cpu", extra=["--only", "politics,emotion"], INPUT="/data/in/{date}.jsonl")
+    args, _ = label_corpus.parse_args(done.stdout.splitlines()[3:])
+    assert args.only == "politics,emotion" and args.input == "/data/in/{date}.jsonl"
+
+
+def test_accelerator_flag_survives_beams_comma_splitting():
+    flags = load_module("dataflow_flags", DEPLOY / "dataflow_flags.py")
+    assert flags.GPU_ACCELERATOR == ACCELERATOR and "," not in flags.GPU_ACCELERATOR
+    parts = dict(p.split(":", 1) if ":" in p else (p, True) for p in ACCELERATOR.split("=", 1)[1].split(";"))
+    assert parts == {"type": "nvidia-l4", "count": "1", "install-nvidia-driver": True}
+    with pytest.raises(ValueError):
+        flags.job_args("gpu", project="p", region="r", bucket="b", date="2024-05-01", image="")
+    assert flags.as_options_dict(["--a=1", "--b=x=y", "--a=2"]) == {"a": ["1", "2"], "b": "x=y"}
+
+
+# ---------------------------------------------------------------- Dockerfile against the pins
+
+def dockerfile() -> str:
+    return (DEPLOY / "Dockerfile").read_text()
+
+
+def docker_args(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+
+
+def docker_instructions(text: str) -> list[str]:
+    """Instructions with continuation lines joined and comment lines dropped."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    return [re.sub(r"\s+", " ", i).strip() for i in "\n".join(lines).replace("\\\n", " ").split("\n") if i.strip()]
+
+
+def constraints() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def setup_kwargs() -> dict:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords
+            if kw.arg in ("install_requires", "extras_require", "python_requires")}
+
+
+def test_dockerfile_versions_equal_the_pins():
+    text, pins, args = dockerfile(), constraints(), docker_args(dockerfile())
+    assert args["BEAM_VERSION"] == pins["apache-beam"]
+    assert args["TORCH_VERSION"] == pins["torch"]
+    assert args["PYTHON_VERSION"] in SpecifierSet(setup_kwargs()["python_requires"])
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert "apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in froms  # boot from the matching SDK image
+    assert any(f.startswith("pytorch/pytorch:${TORCH_VERSION}-") for f in froms)  # CUDA PyTorch base
+    assert args["TORCH_IMAGE_FLAVOUR"].startswith("cuda")
+
+
+def test_dockerfile_installs_the_package_under_constraints():
+    instructions = docker_instructions(dockerfile())
+    installs = [i for i in instructions if i.startswith("RUN") and "pip install" in i]
+    assert installs, "no pip install in deploy/Dockerfile"
+    for install in installs:
+        command = shlex.split(install[len("RUN "):].split("&&")[0])
+        assert command[:2] == ["pip", "install"]
+        assert "-c" in command and command[command.index("-c") + 1] == "constraints.txt", install
+        packages = [c for c in command[2:] if not c.startswith("-") and c != "constraints.txt"]
+        assert packages == [".[gcp]"], install  # the package itself: its pins come from constraints.txt
+    copies = [i for i in instructions if i.startswith("COPY") and "--from" not in i]
+    copied = {src.rstrip("/") for c in copies for src in c.split()[1:-1]}
+    assert {"constraints.txt", "setup.py"} <= copied
+    first_install = instructions.index(installs[0])
+    assert all(instructions.index(c) < first_install for c in copies if "constraints.txt" in c)
+    assert "gcp" in setup_kwargs()["extras_require"]
+    assert "COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam" in instructions
+    assert instructions[-1] == 'ENTRYPOINT ["/opt/apache/beam/boot"]'
+
+
+def test_every_dependency_has_a_pin_that_satisfies_setup_py():
+    pins = constraints()
+    for requirement in map(Requirement, setup_kwargs()["install_requires"]):
+        name = requirement.name.lower()
+        assert name in pins, f"{name} is not pinned in constraints.txt, so the image would float it"
+        assert pins[name] in requirement.specifier, f"{name}=={pins[name]} does not satisfy setup.py's {requirement}"
+
+
+def test_dockerfile_copies_every_package_setup_py_ships():
+    instructions = docker_instructions(dockerfile())
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    include = next(node for node in ast.walk(tree) if isinstance(node, ast.keyword) and node.arg == "include")
+    packages = {p for p in ast.literal_eval(include.value) if "*" not in p}
+    copied = {i.split()[1].rstrip("/") for i in instructions if i.startswith("COPY") and "--from" not in i}
+    assert packages <= copied, f"packages not copied into the image: {packages - copied}"
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    for path in packages | {"constraints.txt", "setup.py", "deploy"}:
+        assert f"!{path}/" in ignore or f"!{path}" in ignore, f"{path} is excluded from the build context"
+
+
+def test_baked_models_file_points_into_the_image():
+    baked = json.loads((DEPLOY / "models.baked.json").read_text())
+    assert baked == {name: f"/opt/checkpoints/{name}" for name in CLASSIFIER_NAMES}
+    instructions = docker_instructions(dockerfile())
+    assert "COPY deploy/checkpoints/ /opt/checkpoints/" in instructions
+    assert "COPY deploy/models.baked.json /opt/checkpoints/models.json" in instructions
+
+
+# ---------------------------------------------------------------- schedulers
+
+def beam_options_to_args(options: dict) -> list[str]:
+    """What Airflow's Beam provider does with pipeline_options (hooks/beam.py, provider 6.x)."""
+    args = []
+    for key, value in options.items():
+        if isinstance(value, bool):
+            if value:
+                args.append(f"--{key}")
+        elif isinstance(value, list):
+            args += [f"--{key}={v}" for v in value]
+        elif value is not None:
+            args.append(f"--{key}={value}")
+    return args
+
+
+def fake_airflow(monkeypatch) -> list[dict]:
+    """Just enough of the airflow package to execute the DAG file; records each operator."""
+    created = []
+
+    class Operator:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+            created.append(kwargs)
+
+        def __rshift__(self, other):
+            self.kwargs.setdefault("downstream", []).append(other.kwargs["task_id"])
+            return other
+
+    class DAG:
+        def __init__(self, **kwargs):
+            created.append({"dag": kwargs})
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    modules = {
+        "airflow": types.ModuleType("airflow"),
+        "airflow.sdk": types.ModuleType("airflow.sdk"),
+        "airflow.providers": types.ModuleType("airflow.providers"),
+        "airflow.providers.standard.operators.bash": types.ModuleType("bash"),
+        "airflow.providers.apache.beam.operators.beam": types.ModuleType("beam"),
+        "airflow.providers.google.cloud.operators.dataflow": types.ModuleType("dataflow"),
+    }
+    modules["airflow.sdk"].DAG = DAG
+    modules["airflow.providers.standard.operators.bash"].BashOperator = Operator
+    modules["airflow.providers.apache.beam.operators.beam"].BeamRunPythonPipelineOperator = Operator
+    modules["airflow.providers.google.cloud.operators.dataflow"].DataflowConfiguration = lambda **kw: kw
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.syspath_prepend(str(DEPLOY))  # dataflow_flags.py beside the DAG, as in a DAGs folder
+    return created
+
+
+def test_airflow_dag_launches_a_gpu_job_per_date_with_skip_if_done(monkeypatch):
+    created = fake_airflow(monkeypatch)
+    load_module("label_corpus_dag", DEPLOY / "airflow_label_corpus_dag.py")
+    dag = next(c["dag"] for c in created if "dag" in c)
+    assert dag["schedule"] == "@daily" and dag["max_active_runs"] == 1
+    label = next(c for c in created if c.get("task_id") == "label_partition")
+    report = next(c for c in created if c.get("task_id") == "report_partition")
+    assert label["downstream"] == ["report_partition"]
+    assert label["runner"] == "DataflowRunner"
+    assert [*label["py_options"], label["py_file"]] == ["-m", "pipelines.label_corpus"]
+    config = label["dataflow_config"]
+    assert config["job_name"] == "label-corpus-gpu-{{ ds }}" and not config["append_job_name"]
+
+    # Render as Airflow would ({{ ds }} and the Variables), then as the provider builds the command.
+    rendered = {"{{ ds }}": "2024-05-01", "{{ var.value.label_corpus_project }}": "my-project",
+                "{{ var.value.label_corpus_region }}": "us-central1",
+                "{{ var.value.label_corpus_bucket }}": "my-bucket", "{{ var.value.label_corpus_image }}": IMAGE}
+
+    def render(value):
+        if isinstance(value, str):
+            for template, concrete in rendered.items():
+                value = value.replace(template, concrete)
+        return value
+
+    options = {k: [render(x) for x in v] if isinstance(v, list) else render(v) for k, v in label["pipeline_options"].items()}
+    options.update(runner="DataflowRunner", project="my-project", region="us-central1",
+                   job_name=render(config["job_name"]))  # what the operator adds from dataflow_config
+    args, beam_args = label_corpus.parse_args(beam_options_to_args(options))
+    assert args.date == "2024-05-01" and args.skip_if_done and args.device == "cuda"
+    assert args.output == "gs://my-bucket/labels/date={date}"
+    beam = PipelineOptions(beam_args)
+    assert beam.view_as(GoogleCloudOptions).dataflow_service_options == [ACCELERATOR]
+    assert beam.view_as(WorkerOptions).machine_type.startswith("g2-standard-")
+    assert beam.view_as(WorkerOptions).sdk_container_image == IMAGE
+    assert "use_runner_v2" in beam.view_as(DebugOptions).experiments
+    assert render(report["bash_command"]) == "python -m pipelines.report gs://my-bucket/labels/date=2024-05-01"
+
+
+def crontab_command() -> str:
+    lines = [line for line in (DEPLOY / "crontab.example").read_text().splitlines()
+             if line.strip() and not line.startswith("#") and not re.match(r"^\w+=", line)]
+    assert len(lines) == 1, lines
+    fields = lines[0].split(None, 5)
+    assert fields[:5] == ["30", "2", "*", "*", "*"]
+    command = fields[5]
+    assert not re.search(r"(?<!\\)%", command), "an unescaped % ends a crontab command"
+    return command.replace("\\%", "%")
+
+
+def test_crontab_line_labels_yesterday_then_reports_and_skips_when_done(tmp_path, tiny_models_file):
+    command = crontab_command()
+    assert "--date" in command and "--skip-if-done" in command
+    yesterday = subprocess.run(["date", "-u", "-d", "yesterday", "+%F"], capture_output=True, text=True,
+                               check=True).stdout.strip()  # what the line's $(date ...) gives
+    posts = tmp_path / "data" / "posts" / f"date={yesterday}"
+    posts.mkdir(parents=True)
+    corpus = ROOT.parent / "shared" / "corpora" / "social_posts.jsonl.gz"
+    if corpus.exists():
+        with gzip.open(corpus, "rt", encoding="utf-8") as handle:
+            lines = list(itertools.islice(handle, 24))
+    else:
+        lines = [json.dumps({"id": f"g{i}", "text": f"post number {i} about the economy"}) + "\n" for i in range(24)]
+    with gzip.open(posts / "part-0.jsonl.gz", "wt", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    log = tmp_path / "label_corpus.log"
+    local = (command.replace("/srv/labeling", str(ROOT)).replace(".venv/bin/python", sys.executable)
+             .replace("/srv/checkpoints/models.json", tiny_models_file).replace("/var/log/label_corpus.log", str(log))
+             .replace("/data/", f"{tmp_path}/data/").replace("--direct_num_workers=4", "--direct_num_workers=2"))
+    done = subprocess.run(["bash", "-c", local], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, log.read_text() if log.exists() else done.stderr
+    partition = tmp_path / "data" / "labels" / f"date={yesterday}"
+    assert (partition / "_SUCCESS").exists()
+    manifest = json.loads((partition / "_manifest.json").read_text())
+    assert manifest["rows_written"] == len(lines) and manifest["date"] == yesterday
+    assert "Partition complete (_SUCCESS): yes" in (partition / "_report" / "report.md").read_text()
+
+    before = (partition / "_SUCCESS").stat().st_mtime_ns
+    again = subprocess.run(["bash", "-c", local], capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0
+    assert (partition / "_SUCCESS").stat().st_mtime_ns == before  # --skip-if-done: nothing rewritten
