@@ -17,11 +17,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-pytest.importorskip("matplotlib")
-
-from models.heads import build_head  # noqa: E402
-from models.specs import CLASSIFIER_NAMES, POLITICS_CLASSES, POLITICS_TOPICS, SPECS  # noqa: E402
-from pipelines import report  # noqa: E402
+from models.heads import build_head
+from models.specs import CLASSIFIER_NAMES, POLITICS_CLASSES, POLITICS_TOPICS, SPECS
+from pipelines import report
 
 # "Very Happy" checks that a label whose column suffix differs from it (emotion_very_happy) is handled.
 EMOTIONS = ["anger", "joy", "sadness", "optimism", "Very Happy", "fear"]
