@@ -22,9 +22,10 @@ setup(
         "emoji>=2.10",
         "smart-open>=7",
         "numpy>=1.26",
+        "matplotlib>=3.8",  # the report's charts
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "aws": ["apache-beam[aws]>=2.77,<3"],
     },
@@ -32,6 +33,7 @@ setup(
         "console_scripts": [
             "label-corpus=pipelines.label_corpus:main",
             "build-tiny-checkpoints=models.tiny_checkpoints:main",
+            "label-report=pipelines.report:main",
         ]
     },
 )

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def _hint(name: str) -> str:
 def files_digest(directory: Path) -> str:
     """sha256 over the names and contents of a checkpoint directory's files."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix != ".partial"):
         digest.update(path.name.encode() + b"\0")
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -60,6 +61,7 @@ def files_digest(directory: Path) -> str:
 
 
 def _copy_remote_prefix(prefix: str, target: Path) -> None:
+    from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
     prefix = prefix.rstrip("/") + "/"
@@ -71,8 +73,10 @@ def _copy_remote_prefix(prefix: str, target: Path) -> None:
         name = meta.path[len(prefix):]
         if not name or "/" in name:
             continue
-        partial = target / (name + ".partial")
-        with FileSystems.open(meta.path) as source, open(partial, "wb") as sink:
+        # a name of our own: several worker processes may fill the same cache at once
+        partial = target / f"{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+        with FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as source, \
+                open(partial, "wb") as sink:
             for block in iter(lambda: source.read(1 << 22), b""):
                 sink.write(block)
         partial.replace(target / name)

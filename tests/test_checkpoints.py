@@ -56,3 +56,14 @@ def test_no_code_enables_remote_code_or_unsafe_loading():
         assert "trust_remote_code=True" not in source, path
         assert "weights_only=False" not in source, path
         assert "eval(" not in source.replace(".eval(", ""), path
+
+
+def test_remote_prefix_copy_reproduces_the_checkpoint(tmp_path, tiny_checkpoints):
+    from models.checkpoints import ResolvedCheckpoint, _copy_remote_prefix, files_digest
+
+    # Beam's FileSystems reads gs:// and s3:// the same way it reads this local prefix
+    _copy_remote_prefix(tiny_checkpoints["stars"], tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.partial"))
+    assert files_digest(tmp_path / "cache") == files_digest(pathlib.Path(tiny_checkpoints["stars"]))
+    copied = ResolvedCheckpoint("stars", "gs://bucket/stars", str(tmp_path / "cache"), "x")
+    assert [f.name for f in validate(copied).fields] == ["stars", "stars_score"]
