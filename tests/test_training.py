@@ -1,0 +1,376 @@
+"""The training entrypoint: data validation, metrics, thresholds, presets, and each task
+trained for a few steps into a checkpoint that the labeling pipeline loads and scores
+exactly as a plain forward pass of the saved model does."""
+from __future__ import annotations
+
+import glob
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from models.specs import POLITICS_CLASSES, POLITICS_TOPICS
+from models.training import (TrainingDataError, TrainingSetupError, binary_f1, compute_metrics, load_task_data,
+                             multiclass_f1, roc_auc, split_indices, tune_thresholds)
+from pipelines import train
+from transforms.cleaning import CleaningOptions, clean_text
+
+# ----------------------------------------------------------------------------- generated data
+
+FILLER = "today my friend said that the news was on tv again this week at work".split()
+EMOTION_WORDS = {"anger": ["furious", "angry"], "joy": ["happy", "delighted"], "sadness": ["sad", "crying"]}
+STAR_WORDS = {1: "太差了", 2: "不太好", 3: "一般般", 4: "挺不错", 5: "非常好"}
+POLARITY_WORDS = {1: "terrible", 2: "discussed", 3: "wonderful"}
+
+
+def _sentence(rng: random.Random, words: list[str]) -> str:
+    tokens = rng.sample(FILLER, 4) + words
+    rng.shuffle(tokens)
+    return " ".join(tokens)
+
+
+def make_rows(task: str, n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        if task == "sentiment":
+            label = rng.randint(0, 1)
+            rows.append({"text": _sentence(rng, [rng.choice(["great", "love"] if label else ["awful", "hate"])]),
+                         "label": ["negative", "positive"][label]})
+        elif task == "stars":
+            star = rng.randint(1, 5)
+            rows.append({"text": "这家店" + STAR_WORDS[star] + rng.choice(["", "。", "！"]), "stars": star})
+        elif task == "emotion":
+            labels = rng.sample(list(EMOTION_WORDS), k=rng.choice([1, 1, 2]))
+            rows.append({"text": _sentence(rng, [rng.choice(EMOTION_WORDS[x]) for x in labels]), "emotions": labels})
+        else:
+            row = {topic: 0 for topic in POLITICS_TOPICS}
+            words = []
+            for topic in rng.sample(POLITICS_TOPICS[:3], k=rng.choice([1, 2])):
+                cls = rng.randint(1, 3)
+                row[topic] = cls
+                words += [topic, POLARITY_WORDS[cls]]
+            rows.append({"text": _sentence(rng, words), **row})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+POSTS = [
+    {"id": "a", "text": "so happy and delighted today @someone https://example.com/x"},
+    {"id": "b", "text": "awful awful, I hate this 😡"},
+    {"id": "c", "text": "这家店非常好！"},
+    {"id": "d", "text": "democracy terrible and economy wonderful"},
+    {"id": "e", "text": "@user https://t.co/abc"},  # "http" once cleaned as in training
+    {"id": "h", "text": "@user @other"},  # nothing left after cleaning
+    {"id": "f", "text": "crying, sad and furious about the news at work this week " * 3},
+    {"id": "g", "text": "一般般"},
+]
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def test_threshold_tuning_finds_the_known_best_threshold():
+    probs = np.array([[0.62, 0.20, 0.9], [0.70, 0.25, 0.8], [0.90, 0.10, 0.7],
+                      [0.10, 0.05, 0.6], [0.30, 0.10, 0.3], [0.55, 0.05, 0.2]])
+    targets = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
+    thresholds = tune_thresholds(probs, targets)
+    # label 0: F1 = 1 exactly for thresholds in (0.55, 0.62]; the middle of the grid values there is 0.59
+    assert thresholds[0] == pytest.approx(0.59)
+    # label 1: positives at 0.20 and 0.25, negatives at most 0.10: best in (0.10, 0.20] -> middle 0.16
+    assert thresholds[1] == pytest.approx(0.16)
+    # label 2: no positives in the eval split -> keep 0.5
+    assert thresholds[2] == pytest.approx(0.5)
+    assert binary_f1(targets[:, 1], probs[:, 1] >= thresholds[1]) == 1.0
+    assert binary_f1(targets[:, 1], probs[:, 1] >= 0.5) == 0.0
+
+
+def test_metric_functions_against_hand_values():
+    assert binary_f1([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
+    assert binary_f1([0, 0], [0, 0]) == 0.0
+    # classes 0: f1 2/3 (support 2), 1: f1 2/3 (support 1) ... y_true [0,0,1,2], y_pred [0,1,1,2]
+    assert multiclass_f1([0, 0, 1, 2], [0, 1, 1, 2], "macro") == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    assert multiclass_f1([0, 0, 1, 2], [0, 1, 1, 2], "weighted") == pytest.approx((2 * 2 / 3 + 2 / 3 + 1) / 4)
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert roc_auc([0, 1, 1], [0.5, 0.5, 0.9]) == pytest.approx(0.75)  # a tie counts half
+    assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_politics_metrics_are_per_topic_and_their_mean():
+    targets = np.zeros((4, 12), dtype=int)
+    targets[:, 0] = [1, 2, 3, 0]
+    logits = np.zeros((4, 48))
+    for row, cls in enumerate([1, 2, 3, 3]):  # topic 0: 3 of 4 right
+        logits[row, cls] = 5.0
+    for row in range(4):  # every other topic: "unknown", all right
+        for topic in range(1, 12):
+            logits[row, topic * 4] = 5.0
+    metrics = compute_metrics("politics", logits, targets, POLITICS_TOPICS)
+    assert metrics["metric"] == "overall_f1"
+    assert metrics["per_label"]["democracy"]["accuracy"] == pytest.approx(0.75)
+    democracy_f1 = multiclass_f1([1, 2, 3, 0], [1, 2, 3, 3], "weighted")
+    assert metrics["per_label"]["democracy"]["f1"] == pytest.approx(democracy_f1)
+    assert metrics["per_label"]["economy"]["f1"] == 1.0
+    assert metrics["score"] == pytest.approx((democracy_f1 + 11) / 12)
+    assert metrics["overall"]["overall_accuracy"] == pytest.approx((0.75 + 11) / 12)
+
+
+def test_emotion_metrics_use_the_thresholds():
+    logits = np.log(np.array([[0.3, 0.9], [0.2, 0.1]]) / (1 - np.array([[0.3, 0.9], [0.2, 0.1]])))
+    targets = np.array([[1, 1], [0, 0]])
+    at_half = compute_metrics("emotion", logits, targets, ["joy", "anger"])
+    tuned = compute_metrics("emotion", logits, targets, ["joy", "anger"], thresholds=np.array([0.25, 0.5]))
+    assert at_half["score"] == pytest.approx(0.5)
+    assert tuned["score"] == pytest.approx(1.0)
+    assert tuned["thresholds"] == {"joy": 0.25, "anger": 0.5}
+
+
+def test_split_is_seeded_and_sized():
+    train_a, eval_a = split_indices(50, 0.2, seed=42)
+    train_b, eval_b = split_indices(50, 0.2, seed=42)
+    assert len(eval_a) == 10 and len(train_a) == 40
+    assert set(train_a) | set(eval_a) == set(range(50)) and not set(train_a) & set(eval_a)
+    assert list(eval_a) == list(eval_b)
+    assert list(eval_a) != list(split_indices(50, 0.2, seed=7)[1])
+
+
+def test_presets_follow_the_cards_and_every_flag_overrides():
+    request = train.build_request(*train.parse_args(
+        ["--task", "emotion", "--train", "x.jsonl", "--output", "out"]))
+    hp = request.hyperparameters
+    assert (hp.learning_rate, hp.train_batch_size, hp.gradient_accumulation_steps, hp.lr_scheduler,
+            hp.num_epochs, hp.fp16, hp.focal_alpha, hp.focal_gamma, hp.max_length, hp.eval_fraction) == (
+        2e-5, 4, 8, "cosine", 3, True, 0.25, 2.0, 128, 0.1)
+    assert request.base_model is None  # resolved to the published base (roberta-large) at training time
+    politics = train.build_request(*train.parse_args(["--task", "politics", "--train", "x", "--output", "o"]))
+    assert (politics.hyperparameters.learning_rate, politics.hyperparameters.train_batch_size,
+            politics.hyperparameters.gradient_accumulation_steps, politics.hyperparameters.num_epochs,
+            politics.hyperparameters.eval_fraction, politics.hyperparameters.seed) == (5e-5, 16, 2, 16, 0.2, 42)
+    custom = train.build_request(*train.parse_args([
+        "--task", "emotion", "--train", "x", "--output", "o", "--lr", "1e-3", "--batch-size", "32",
+        "--grad-accum", "1", "--epochs", "7", "--scheduler", "linear", "--warmup-ratio", "0.1",
+        "--max-length", "64", "--seed", "3", "--fp16", "false", "--bf16", "--focal-alpha", "0.5",
+        "--focal-gamma", "1", "--eval-fraction", "0.3", "--url-token", "http", "--labels", "joy, anger"]))
+    hp = custom.hyperparameters
+    assert (hp.learning_rate, hp.train_batch_size, hp.gradient_accumulation_steps, hp.num_epochs, hp.lr_scheduler,
+            hp.warmup_ratio, hp.max_length, hp.seed, hp.fp16, hp.bf16, hp.focal_alpha, hp.focal_gamma,
+            hp.eval_fraction) == (1e-3, 32, 1, 7, "linear", 0.1, 64, 3, False, True, 0.5, 1.0, 0.3)
+    assert custom.cleaning == CleaningOptions(url_token="http")
+    assert custom.labels == ["joy", "anger"]
+
+
+# ----------------------------------------------------------------------------- data formats and errors
+
+
+def test_politics_reads_csv_and_parquet_with_numbers_or_names(tmp_path):
+    rows = make_rows("politics", 6)
+    df = pl.DataFrame(rows)
+    df.write_parquet(tmp_path / "p.parquet")
+    named = df.with_columns([pl.col(t).map_elements(lambda v: POLITICS_CLASSES[v], return_dtype=pl.String)
+                             for t in POLITICS_TOPICS])
+    named.write_csv(tmp_path / "p.csv")
+    from_parquet, space = load_task_data("politics", str(tmp_path / "p.parquet"))
+    from_csv, _ = load_task_data("politics", str(tmp_path / "p.csv"))
+    expected = np.array([[r[t] for t in POLITICS_TOPICS] for r in rows])
+    assert np.array_equal(from_parquet.targets, expected)
+    assert np.array_equal(from_csv.targets, expected)
+    assert len(space.id2label) == 48 and space.id2label[5] == "economy_negative"
+
+
+def test_emotion_label_layouts(tmp_path):
+    listed, space = load_task_data("emotion", write_jsonl(tmp_path / "e.jsonl", [
+        {"text": "happy", "emotions": ["joy"]}, {"text": "grr sad", "emotions": ["anger", "sadness"]},
+        {"text": "meh", "emotions": []}]))
+    assert space.names == ("anger", "joy", "sadness")  # sorted names found in the data
+    assert listed.targets.tolist() == [[0, 1, 0], [1, 0, 1], [0, 0, 0]]
+    pl.DataFrame({"text": ["happy", "grr"], "Joy": [1, 0], "Anger": [0, 1], "id": [1, 2]}).write_csv(tmp_path / "e.csv")
+    columns, space = load_task_data("emotion", str(tmp_path / "e.csv"))
+    assert space.names == ("Joy", "Anger") and columns.targets.tolist() == [[1, 0], [0, 1]]
+    chosen, space = load_task_data("emotion", str(tmp_path / "e.csv"), labels=["anger"])
+    assert space.names == ("anger",) and chosen.targets.tolist() == [[0], [1]]
+    pl.DataFrame({"text": ["a", "b"], "emotions": ["joy; anger", "[\"joy\"]"]}).write_csv(tmp_path / "s.csv")
+    strings, space = load_task_data("emotion", str(tmp_path / "s.csv"), labels=["joy", "anger"])
+    assert strings.targets.tolist() == [[1, 1], [1, 0]]
+
+
+def _error(task, path, **kwargs) -> str:
+    with pytest.raises(TrainingDataError) as info:
+        load_task_data(task, path, **kwargs)
+    return str(info.value)
+
+
+def test_unknown_label_names_are_reported_by_row_and_column(tmp_path):
+    path = write_jsonl(tmp_path / "e.jsonl", [{"text": "ok", "emotions": ["joy"]},
+                                              {"text": "bad", "emotions": ["joy", "rage"]}])
+    message = _error("emotion", path, labels=["joy", "anger"])
+    assert "row 2, column 'emotions'" in message and "unknown label(s) ['rage']" in message
+    path = write_jsonl(tmp_path / "s.jsonl", [{"text": "fine", "label": "positive"}, {"text": "hm", "label": "neutral"}])
+    message = _error("sentiment", path)
+    assert "row 2, column 'label'" in message and "'neutral'" in message
+    path = write_jsonl(tmp_path / "st.jsonl", [{"text": "好", "stars": 6}])
+    assert "row 1, column 'stars'" in _error("stars", path)
+    rows = make_rows("politics", 3)
+    rows[2]["economy"] = "meh"
+    message = _error("politics", write_jsonl(tmp_path / "p.jsonl", rows))
+    assert "row 3, column 'economy'" in message and "'meh'" in message
+
+
+def test_wrong_number_of_topic_columns(tmp_path):
+    rows = [{k: v for k, v in r.items() if k != "environment"} for r in make_rows("politics", 3)]
+    message = _error("politics", write_jsonl(tmp_path / "p.jsonl", rows))
+    assert "one column per topic (12" in message and "found 11" in message and "['environment']" in message
+
+
+def test_empty_text_is_an_error_naming_the_row(tmp_path):
+    path = write_jsonl(tmp_path / "s.jsonl", [{"text": "great", "label": 1}, {"text": "@user https://t.co/x", "label": 0},
+                                              {"text": None, "label": 0}])
+    message = _error("sentiment", path)
+    assert "2 problem(s)" in message
+    assert "row 2, column 'text': empty text after cleaning" in message and "row 3, column 'text': missing text" in message
+    message = _error("sentiment", path, text_field="body")
+    assert "column 'body': missing" in message
+
+
+def test_cli_prints_a_clear_error_not_a_traceback(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "e.jsonl", [{"text": "   ", "emotions": ["joy"]}])
+    code = train.main(["--task", "emotion", "--train", path, "--output", str(tmp_path / "out"),
+                       "--base-model", "tiny"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("train: ") and "row 1, column 'text'" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "config.json").exists()
+
+
+# ----------------------------------------------------------------------------- training end to end
+
+
+def _forward_columns(checkpoint: str, task: str, texts: list[str]) -> list[dict | None]:
+    """What the pipeline should write, from a plain forward pass of the saved model, one text at a time."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    config = json.loads(Path(checkpoint, "config.json").read_text())
+    options = CleaningOptions.from_dict(config["label_corpus_cleaning"])
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    out = []
+    for text in texts:
+        cleaned = clean_text(text, options)
+        if not cleaned:
+            out.append(None)
+            continue
+        with torch.no_grad():
+            logits = model(**tokenizer(cleaned, return_tensors="pt", truncation=True)).logits[0].double()
+        if task == "politics":
+            probs = torch.softmax(logits.view(12, 4), -1)
+            cols = {}
+            for t, topic in enumerate(POLITICS_TOPICS):
+                cols[f"politics_{topic}"] = POLITICS_CLASSES[int(probs[t].argmax())]
+                cols[f"politics_{topic}_score"] = float(probs[t].max())
+        elif task == "stars":
+            probs = torch.sigmoid(logits)
+            cols = {"stars": int(probs.argmax()) + 1, "stars_score": float(probs.max())}
+        elif task == "sentiment":
+            probs = torch.softmax(logits, -1)
+            cols = {"sentiment": labels[int(probs.argmax())], "sentiment_score": float(probs.max())}
+        else:
+            probs = torch.sigmoid(logits)
+            cols = {f"emotion_{label}": float(p) for label, p in zip(labels, probs)}
+            cols["emotions"] = [label for label, p, t in zip(labels, probs, config["thresholds"]) if p >= t]
+        out.append(cols)
+    return out
+
+
+def _label_with_pipeline(tmp_path: Path, task: str, checkpoint: str) -> dict[str, dict]:
+    import pyarrow.parquet as pq
+
+    from pipelines import label_corpus
+
+    posts = write_jsonl(tmp_path / "posts.jsonl", POSTS)
+    out = tmp_path / "labeled"
+    label_corpus.run(["--input", posts, "--output", str(out), "--only", task, "--model", f"{task}={checkpoint}",
+                      "--device", "cpu", "--url-token", "http"])  # cleaned as in training
+    rows = []
+    for path in sorted(glob.glob(str(out / "labels*.parquet"))):
+        rows += pq.read_table(path).to_pylist()
+    return {row["id"]: row for row in rows}
+
+
+TRAIN_FLAGS = ["--base-model", "tiny", "--lr", "3e-3", "--batch-size", "8", "--grad-accum", "1",
+               "--scheduler", "linear", "--max-length", "32", "--device", "cpu", "--no-progress"]
+
+
+@pytest.mark.parametrize("task", ["politics", "stars", "sentiment", "emotion"])
+def test_each_task_trains_and_its_checkpoint_labels_like_a_forward_pass(tmp_path, task):
+    data = write_jsonl(tmp_path / "train.jsonl", make_rows(task, 70, seed=1))
+    output = tmp_path / "ckpt"
+    result = train.run(["--task", task, "--train", data, "--output", str(output), "--epochs", "3",
+                        "--url-token", "http", *TRAIN_FLAGS])
+
+    losses = [entry["train_loss"] for entry in result.history]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    for name in ("config.json", "tokenizer.json", "model.safetensors", "metrics.json", "README.md"):
+        assert (output / name).is_file(), name
+    assert not (output / "training_state").exists()
+    config = json.loads((output / "config.json").read_text())
+    assert CleaningOptions.from_dict(config["label_corpus_cleaning"]) == CleaningOptions(url_token="http")
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["best_epoch"] == result.best_epoch and metrics["score"] == pytest.approx(result.score)
+    expected_eval = {"politics": 14, "stars": 14, "sentiment": 14, "emotion": 7}[task]  # 80/20, emotion 90/10
+    assert (metrics["train_rows"], metrics["eval_rows"]) == (70 - expected_eval, expected_eval)
+    card = (output / "README.md").read_text()
+    assert "| Training Loss | Epoch | Step | Validation Loss |" in card
+    if task == "politics":
+        assert config["topics"] == list(POLITICS_TOPICS) and len(config["id2label"]) == 48
+        assert set(metrics["eval"]["per_label"]) == set(POLITICS_TOPICS)
+        assert "- Democracy F1: " in card and "- Overall F1: " in card and "Environment Accuracy |" in card
+    elif task == "stars":
+        assert config["problem_type"] == "multi_label_classification"
+        assert [config["id2label"][str(i)] for i in range(5)] == ["Star_1", "Star_2", "Star_3", "Star_4", "Star_5"]
+        assert {"f1", "roc_auc", "accuracy"} <= set(metrics["eval"]["overall"])
+    elif task == "sentiment":
+        assert [config["id2label"]["0"], config["id2label"]["1"]] == ["negative", "positive"]
+    else:
+        assert config["problem_type"] == "multi_label_classification"
+        assert len(config["thresholds"]) == len(config["id2label"]) == 3
+        assert metrics["thresholds"] == dict(zip(["anger", "joy", "sadness"], config["thresholds"]))
+
+    labeled = _label_with_pipeline(tmp_path, task, str(output))
+    expected = _forward_columns(str(output), task, [p["text"] for p in POSTS])
+    assert set(labeled) == {p["id"] for p in POSTS}
+    for post, want in zip(POSTS, expected):
+        row = labeled[post["id"]]
+        if want is None:
+            assert row["clean_text"] == "" or row["clean_text"] is None
+            continue
+        for column, value in want.items():
+            if isinstance(value, float):
+                assert row[column] == pytest.approx(value, abs=1e-4), (post["id"], column)
+            else:
+                assert row[column] == value, (post["id"], column)
+
+
+def test_resume_goes_on_from_the_last_saved_epoch(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", make_rows("sentiment", 40, seed=2))
+    output = tmp_path / "ckpt"
+    with pytest.raises(TrainingSetupError, match="no saved training state"):
+        train.run(["--task", "sentiment", "--train", data, "--output", str(output), "--epochs", "2", "--resume",
+                   *TRAIN_FLAGS])
+    first = train.run(["--task", "sentiment", "--train", data, "--output", str(output), "--epochs", "1",
+                       "--keep-training-state", *TRAIN_FLAGS])
+    assert (output / "training_state" / "state.json").is_file()
+    with pytest.raises(TrainingSetupError, match="--resume"):
+        train.run(["--task", "sentiment", "--train", data, "--output", str(output), "--epochs", "2", *TRAIN_FLAGS])
+    resumed = train.run(["--task", "sentiment", "--train", data, "--output", str(output), "--epochs", "2",
+                         "--resume", *TRAIN_FLAGS])
+    assert [e["epoch"] for e in resumed.history] == [1, 2]
+    assert resumed.history[0] == first.history[0]
+    assert resumed.history[1]["step"] == 2 * first.history[0]["step"]
+    assert not (output / "training_state").exists()
