@@ -2,14 +2,28 @@
 
 Within each batch RunInference hands us, texts are tokenized once, sorted by token
 length, cut into sub-batches by a token budget and an item cap, padded only to each
-sub-batch's longest member, run under torch.inference_mode (bf16/fp16 autocast on CUDA),
-and the results are put back in input order. Empty texts (None or "") get null columns.
+sub-batch's longest member, run under torch.inference_mode, and the results are put back
+in input order. Empty texts (None or "") get null columns.
+
+Device settings:
+- CUDA: bf16 autocast (fp16 where the GPU has no bf16), SDPA attention, host-to-device copies
+  from pinned staging buffers that are allocated once and reused, and the model shared by the
+  worker processes of a machine (share_model_across_processes; `model_copies` copies).
+- CPU: torch threads set from the worker's cores (or `cpu_threads`), fp32 by default;
+  `cpu_dtype="bf16"` runs under bf16 autocast and `quantize_int8=True` quantizes the linear layers
+  dynamically to int8. Both change scores slightly (benchmarks/throughput.py measures how much).
+
+The work on a batch happens in LoadedClassifier.classify, a method, so that it runs where the
+model lives: in this process, or in the process that holds the shared model (Beam then hands
+run_inference a proxy, and only texts and result columns cross the process boundary).
 """
 from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -21,8 +35,10 @@ from models.heads import Head, build_head
 from models.specs import SPECS
 
 LOG = logging.getLogger(__name__)
-DEFAULT_MAX_TOKENS = {"cpu": 4096, "cuda": 65536}
-DEFAULT_MAX_ITEMS = {"cpu": 64, "cuda": 1024}
+DEFAULT_MAX_TOKENS = {"cpu": 8192, "cuda": 65536}
+DEFAULT_MAX_ITEMS = {"cpu": 256, "cuda": 1024}
+CPU_DTYPES = ("fp32", "bf16")
+STATS = ("real_tokens", "padded_tokens", "sub_batches", "oom_splits", "inference_us")
 
 
 def plan_sub_batches(lengths: Sequence[int], max_tokens: int, max_items: int) -> list[list[int]]:
@@ -43,6 +59,23 @@ def plan_sub_batches(lengths: Sequence[int], max_tokens: int, max_items: int) ->
     return batches
 
 
+def plan_in_order(lengths: Sequence[int], max_tokens: int, max_items: int) -> list[list[int]]:
+    """plan_sub_batches without the sort: consecutive runs in input order, cut by the same
+    budgets (padded size and item count). What the unsorted baseline of the benchmark runs."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index, length in enumerate(lengths):
+        if current and ((len(current) + 1) * max(longest, length) > max_tokens or len(current) >= max_items):
+            batches.append(current)
+            current, longest = [], 0
+        current.append(index)
+        longest = max(longest, length)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def pick_device(requested: str) -> str:
     import torch
 
@@ -53,11 +86,51 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def worker_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def autocast_dtype_for(device: str, cpu_dtype: str = "fp32"):
+    """The autocast dtype of a device: bf16 on a CUDA GPU that has it, else fp16; on CPU
+    bf16 when asked for, else None (plain fp32)."""
+    import torch
+
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_dtype == "bf16" else None
+
+
 @dataclass(frozen=True)
 class InferenceFailure:
     """The inference of a text that could not be classified; its record goes to the dead letters."""
 
     reason: str
+
+
+class PinnedStaging:
+    """Page-locked host buffers, one per input name, allocated once at the largest size seen and
+    reused for every sub-batch, so host-to-device copies are asynchronous DMA without a new
+    allocation per batch. Reuse is safe: each forward pass waits for its logits (.cpu()), which
+    orders it after the copies that fed it."""
+
+    def __init__(self):
+        self.buffers: dict[str, Any] = {}
+
+    def to_device(self, name: str, array: np.ndarray, device: str):
+        import torch
+
+        size = array.size
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.numel() < size:
+            buffer = torch.empty(max(size, 1 << 16), dtype=torch.int64).pin_memory()
+            self.buffers[name] = buffer
+        host = buffer[:size].view(array.shape)
+        host.copy_(torch.from_numpy(array))
+        return host.to(device, non_blocking=True)
 
 
 @dataclass
@@ -69,6 +142,78 @@ class LoadedClassifier:
     max_length: int
     autocast_dtype: Any  # torch dtype or None
     uses_token_types: bool  # BERT takes token_type_ids; DistilBERT and RoBERTa do not need them
+    name: str = ""
+    max_tokens: int = DEFAULT_MAX_TOKENS["cpu"]
+    max_items: int = DEFAULT_MAX_ITEMS["cpu"]
+    sort_by_length: bool = True
+    staging: Optional[PinnedStaging] = None  # CUDA only
+
+    def classify(self, texts: Sequence[str]) -> tuple[list[dict | InferenceFailure], dict[str, int]]:
+        """Columns for non-empty texts, in input order (an InferenceFailure where a text could not
+        be run), and counts for the metrics (STATS)."""
+        logits, failures, stats = self.logits(texts)
+        rows: list[dict | InferenceFailure] = list(self.head.to_columns(logits))
+        for position, reason in failures.items():
+            rows[position] = InferenceFailure(reason)
+        return rows, stats
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], Optional[list[list[int]]]]:
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                                 return_token_type_ids=self.uses_token_types, return_attention_mask=False)
+        return encoded["input_ids"], (encoded.get("token_type_ids") if self.uses_token_types else None)
+
+    def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[int, str], dict[str, int]]:
+        """Logits as float32 [len(texts), num_labels] in input order, {index: reason} for texts
+        that could not be run (their rows are NaN), and counts (STATS)."""
+        import torch
+
+        ids, token_types = self.tokenize(texts)
+        lengths = [len(x) for x in ids]
+        planner = plan_sub_batches if self.sort_by_length else plan_in_order
+        pending = planner(lengths, self.max_tokens, self.max_items)  # pop() takes the longest first
+        pad_id = self.tokenizer.pad_token_id or 0
+        out = np.full((len(ids), self.model.config.num_labels), np.nan, dtype=np.float32)
+        failures: dict[int, str] = {}
+        stats = dict.fromkeys(STATS, 0)
+        while pending:
+            indices = pending.pop()
+            arrays = pad_sub_batch(ids, token_types, lengths, indices, pad_id)
+            started = time.perf_counter()
+            try:
+                out[indices] = TextClassifierHandler.forward(self, arrays)
+            except torch.OutOfMemoryError as exc:
+                # Beam has no batch back-off (apache/beam#21447): halve and retry, down to single texts.
+                if self.device == "cuda":
+                    torch.cuda.empty_cache()
+                stats["oom_splits"] += 1
+                if len(indices) == 1:
+                    failures[indices[0]] = f"out of memory in {self.name} even alone: {exc}"[:500]
+                else:
+                    half = len(indices) // 2
+                    pending += [indices[:half], indices[half:]]
+                continue
+            stats["inference_us"] += int((time.perf_counter() - started) * 1e6)
+            stats["sub_batches"] += 1
+            stats["real_tokens"] += sum(lengths[i] for i in indices)
+            stats["padded_tokens"] += arrays["input_ids"].size
+        return out, failures, stats
+
+
+def pad_sub_batch(ids, token_types, lengths, indices: list[int], pad_id: int) -> dict[str, np.ndarray]:
+    """The sub-batch's inputs padded to its longest member, as int64 numpy arrays."""
+    width = max(lengths[i] for i in indices)
+    rows = len(indices)
+    arrays = {"input_ids": np.full((rows, width), pad_id, dtype=np.int64),
+              "attention_mask": np.zeros((rows, width), dtype=np.int64)}
+    if token_types is not None:
+        arrays["token_type_ids"] = np.zeros((rows, width), dtype=np.int64)
+    for row, i in enumerate(indices):
+        n = lengths[i]
+        arrays["input_ids"][row, :n] = ids[i]
+        arrays["attention_mask"][row, :n] = 1
+        if token_types is not None:
+            arrays["token_type_ids"][row, :n] = token_types[i]
+    return arrays
 
 
 def position_limit(config: dict) -> int:
@@ -79,8 +224,23 @@ def position_limit(config: dict) -> int:
     return limit
 
 
+def text_length(element) -> int:
+    """Beam's batch_length_fn: characters of the text, for keyed (row, text) or bare elements."""
+    text = element[1] if isinstance(element, tuple) else element
+    return len(text) if text else 0
+
+
 class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | InferenceFailure], LoadedClassifier]):
-    """A ModelHandler for one sequence classifier of SPECS, fed cleaned texts."""
+    """A ModelHandler for one sequence classifier of SPECS, fed cleaned texts.
+
+    batch_size: texts per RunInference batch (Beam's BatchElements, fixed size: the sort works
+    within a batch, so batches are kept full rather than grown adaptively from one text).
+    max_tokens_per_batch / max_items_per_batch: padded tokens / texts per forward pass.
+    length_buckets: character-length boundaries for Beam's length-aware batching
+    (batch_length_fn / batch_bucket_boundaries): texts of similar length meet in the same batch.
+    Beam applies it on its stateful batching path only, which also needs a
+    max_batch_duration_secs (`bucket_wait_secs`).
+    """
 
     def __init__(
         self,
@@ -91,8 +251,23 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
         max_tokens_per_batch: int | None = None,
         max_items_per_batch: int | None = None,
         sort_by_length: bool = True,
+        cpu_dtype: str = "fp32",
+        quantize_int8: bool = False,
+        cpu_threads: int | None = None,
+        attn_implementation: str | None = None,
+        length_buckets: Sequence[int] | None = None,
+        bucket_wait_secs: int = 10,
+        model_copies: int | None = None,
     ):
-        super().__init__(min_batch_size=1, max_batch_size=batch_size)
+        if cpu_dtype not in CPU_DTYPES:
+            raise ValueError(f"cpu_dtype must be one of {CPU_DTYPES}, not {cpu_dtype!r}")
+        if quantize_int8 and cpu_dtype != "fp32":
+            raise ValueError("int8 quantization runs in fp32 around the int8 matmuls: use cpu_dtype='fp32' with it")
+        batching: dict[str, Any] = {}
+        if length_buckets:
+            batching = dict(batch_length_fn=text_length, batch_bucket_boundaries=sorted(length_buckets),
+                            max_batch_duration_secs=bucket_wait_secs)
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size, **batching)
         self.checkpoint = checkpoint
         self.spec = SPECS[checkpoint.name]
         self.device_request = device
@@ -100,103 +275,79 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
         self.max_tokens_per_batch = max_tokens_per_batch
         self.max_items_per_batch = max_items_per_batch
         self.sort_by_length = sort_by_length
+        self.cpu_dtype = cpu_dtype
+        self.quantize_int8 = quantize_int8
+        self.cpu_threads = cpu_threads
+        self.attn_implementation = attn_implementation
+        self.length_buckets = list(length_buckets or [])
+        self._model_copies_request = model_copies
 
     def _local_dir(self) -> str:
-        import os
-
         if os.path.isdir(self.checkpoint.local_dir):
             return self.checkpoint.local_dir
         # A remote worker: fetch the same checkpoint (a hub id pinned to the resolved commit).
         pinned = self.checkpoint.revision if not self.checkpoint.revision.startswith("sha256:") else None
         return resolve(self.checkpoint.name, self.checkpoint.ref, revision=pinned).local_dir
 
-    def load_model(self) -> LoadedClassifier:
+    def _load_weights(self, local_dir: str):
         import torch
         from transformers import AutoModelForSequenceClassification
 
+        attention = self.attn_implementation or "sdpa"
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(
+                local_dir, dtype=torch.float32, trust_remote_code=False, attn_implementation=attention)
+        except (ValueError, ImportError) as exc:  # an architecture without SDPA support
+            if self.attn_implementation:
+                raise
+            LOG.info("%s: %s attention unavailable (%s); using the default", self.spec.name, attention, exc)
+            return AutoModelForSequenceClassification.from_pretrained(
+                local_dir, dtype=torch.float32, trust_remote_code=False)
+
+    def load_model(self) -> LoadedClassifier:
+        import torch
+
         local_dir = self._local_dir()
         device = pick_device(self.device_request)
+        if device == "cpu":
+            threads = self.cpu_threads or worker_cores()
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
         config = load_config_dict(local_dir)
         tokenizer = load_tokenizer(local_dir)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            local_dir, dtype=torch.float32, trust_remote_code=False
-        )
+        if not getattr(tokenizer, "is_fast", False):
+            raise RuntimeError(f"{self.spec.name}: {local_dir} has no fast tokenizer (tokenizer.json)")
+        model = self._load_weights(local_dir)
         model.to(device).eval()
-        autocast_dtype = None
-        if device == "cuda":
-            autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device == "cpu" and self.quantize_int8:
+            from torch.ao.quantization import quantize_dynamic
+
+            model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         max_length = min(int(tokenizer.model_max_length or 10**9), position_limit(config))
         uses_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
-        LOG.info("loaded %s from %s on %s", self.spec.name, local_dir, device)
+        max_tokens, max_items = self._budget(device)
+        LOG.info("loaded %s from %s on %s (autocast %s, int8 %s, threads %d)", self.spec.name, local_dir, device,
+                 autocast_dtype_for(device, self.cpu_dtype), self.quantize_int8 and device == "cpu",
+                 torch.get_num_threads())
         return LoadedClassifier(model, tokenizer, build_head(self.spec, config), device, max_length,
-                                autocast_dtype, uses_token_types)
+                                autocast_dtype_for(device, self.cpu_dtype), uses_token_types,
+                                name=self.spec.name, max_tokens=max_tokens, max_items=max_items,
+                                sort_by_length=self.sort_by_length,
+                                staging=PinnedStaging() if device == "cuda" else None)
 
     def _budget(self, device: str) -> tuple[int, int]:
         return (self.max_tokens_per_batch or DEFAULT_MAX_TOKENS[device],
                 self.max_items_per_batch or DEFAULT_MAX_ITEMS[device])
 
-    def logits(self, texts: Sequence[str], loaded: LoadedClassifier) -> tuple[np.ndarray, dict[int, str]]:
-        """Logits for non-empty texts, in input order, as float32 [len(texts), num_labels], and
-        {index: reason} for texts that could not be run (their rows are NaN)."""
-        import torch
-
-        encoded = loaded.tokenizer(list(texts), truncation=True, max_length=loaded.max_length,
-                                   return_token_type_ids=loaded.uses_token_types, return_attention_mask=False)
-        ids = encoded["input_ids"]
-        token_types = encoded.get("token_type_ids") if loaded.uses_token_types else None
-        lengths = [len(x) for x in ids]
-        max_tokens, max_items = self._budget(loaded.device)
-        if self.sort_by_length:
-            plan = plan_sub_batches(lengths, max_tokens, max_items)
-        else:
-            plan = [list(range(i, min(i + max_items, len(ids)))) for i in range(0, len(ids), max_items)]
-        pad_id = loaded.tokenizer.pad_token_id or 0
-
-        def padded_inputs(indices: list[int]) -> dict:
-            width = max(lengths[i] for i in indices)
-            arrays = {"input_ids": np.full((len(indices), width), pad_id, dtype=np.int64),
-                      "attention_mask": np.zeros((len(indices), width), dtype=np.int64)}
-            if token_types is not None:
-                arrays["token_type_ids"] = np.zeros((len(indices), width), dtype=np.int64)
-            for row, i in enumerate(indices):
-                arrays["input_ids"][row, : lengths[i]] = ids[i]
-                arrays["attention_mask"][row, : lengths[i]] = 1
-                if token_types is not None:
-                    arrays["token_type_ids"][row, : lengths[i]] = token_types[i]
-            return arrays
-
-        out = np.full((len(ids), loaded.model.config.num_labels), np.nan, dtype=np.float32)
-        failures: dict[int, str] = {}
-        real = padded = 0
-        pending = list(plan)
-        while pending:
-            indices = pending.pop()
-            arrays = padded_inputs(indices)
-            try:
-                out[indices] = self.forward(loaded, arrays)
-            except torch.OutOfMemoryError as exc:
-                # Beam has no batch back-off (apache/beam#21447): halve and retry, down to single texts.
-                if loaded.device == "cuda":
-                    torch.cuda.empty_cache()
-                Metrics.counter(self.get_metrics_namespace(), "oom_splits").inc()
-                if len(indices) == 1:
-                    failures[indices[0]] = f"out of memory in {self.spec.name} even alone: {exc}"[:500]
-                else:
-                    half = len(indices) // 2
-                    pending += [indices[:half], indices[half:]]
-                continue
-            real += int(arrays["attention_mask"].sum())
-            padded += arrays["attention_mask"].size
-        namespace = self.get_metrics_namespace()
-        Metrics.counter(namespace, "real_tokens").inc(real)
-        Metrics.counter(namespace, "padded_tokens").inc(padded)
-        return out, failures
-
     @staticmethod
     def forward(loaded: LoadedClassifier, arrays: dict) -> np.ndarray:
+        """One padded sub-batch (numpy int64 arrays) through the model; float32 logits."""
         import torch
 
-        inputs = {k: torch.from_numpy(v).to(loaded.device, non_blocking=True) for k, v in arrays.items()}
+        if loaded.staging is not None:
+            inputs = {k: loaded.staging.to_device(k, v, loaded.device) for k, v in arrays.items()}
+        else:
+            inputs = {k: torch.from_numpy(v).to(loaded.device) for k, v in arrays.items()}
         with torch.inference_mode(), torch.autocast(
             device_type=loaded.device, dtype=loaded.autocast_dtype, enabled=loaded.autocast_dtype is not None
         ):
@@ -210,11 +361,15 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
     ) -> Iterable[PredictionResult]:
         present = [i for i, text in enumerate(batch) if text]
         columns: list[Optional[dict | InferenceFailure]] = [None] * len(batch)
+        namespace = self.get_metrics_namespace()
         if present:
-            logits, failures = self.logits([batch[i] for i in present], model)
-            for position, (i, row) in enumerate(zip(present, model.head.to_columns(logits))):
-                columns[i] = InferenceFailure(failures[position]) if position in failures else row
-        Metrics.counter(self.get_metrics_namespace(), "empty_texts").inc(len(batch) - len(present))
+            rows, stats = model.classify([batch[i] for i in present])
+            for i, row in zip(present, rows):
+                columns[i] = row
+            for name, value in stats.items():
+                if value:
+                    Metrics.counter(namespace, name).inc(value)
+        Metrics.counter(namespace, "empty_texts").inc(len(batch) - len(present))
         return [PredictionResult(text, cols, self.checkpoint.ref) for text, cols in zip(batch, columns)]
 
     def get_num_bytes(self, batch: Sequence[Optional[str]]) -> int:
@@ -224,4 +379,8 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
         return f"classifier_{self.spec.name}"
 
     def share_model_across_processes(self) -> bool:
+        """On CUDA, one model per machine (or model_copies), shared by its worker processes."""
         return pick_device(self.device_request) == "cuda"
+
+    def model_copies(self) -> int:
+        return self._model_copies_request or 1
