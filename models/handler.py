@@ -37,25 +37,44 @@ from models.specs import SPECS
 LOG = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = {"cpu": 8192, "cuda": 65536}
 DEFAULT_MAX_ITEMS = {"cpu": 256, "cuda": 1024}
+# What one forward pass costs beyond its tokens, in tokens (see plan_sub_batches).
+DEFAULT_OVERHEAD_TOKENS = {"cpu": 64, "cuda": 2048}
 CPU_DTYPES = ("fp32", "bf16")
 STATS = ("real_tokens", "padded_tokens", "sub_batches", "oom_splits", "inference_us")
 
 
-def plan_sub_batches(lengths: Sequence[int], max_tokens: int, max_items: int) -> list[list[int]]:
-    """Indices sorted by length, cut so that each sub-batch's padded size
-    (items x longest item) stays within max_tokens and its item count within max_items.
-    A single item longer than max_tokens still gets a sub-batch of its own."""
+def plan_sub_batches(lengths: Sequence[int], max_tokens: int, max_items: int,
+                     overhead_tokens: int | None = None) -> list[list[int]]:
+    """Indices sorted by length and cut into consecutive sub-batches so that each one's padded
+    size (items x longest item) stays within max_tokens and its item count within max_items
+    (a single item longer than max_tokens still gets a sub-batch of its own), choosing the cuts
+    that minimise the estimated cost: the padded tokens plus `overhead_tokens` per forward pass
+    (what a pass costs beyond its tokens: launch and framework overhead, small-matrix
+    inefficiency). So very short posts do not ride with posts several times longer unless
+    they are few, and sub-batches are not cut so thin that per-pass overhead dominates."""
+    overhead = DEFAULT_OVERHEAD_TOKENS["cpu"] if overhead_tokens is None else overhead_tokens
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    count = len(order)
+    if count == 0:
+        return []
+    ordered = np.array([lengths[i] for i in order], dtype=np.int64)
+    best = np.zeros(count + 1, dtype=np.float64)  # best[j]: least cost of the first j items
+    start = np.zeros(count + 1, dtype=np.int64)  # start[j]: where the last sub-batch of that plan starts
+    for end in range(1, count + 1):
+        longest = max(int(ordered[end - 1]), 1)
+        size = max(1, min(max_items, max_tokens // longest))
+        first = max(0, end - size)
+        starts = np.arange(first, end)
+        costs = best[first:end] + overhead + (end - starts) * longest
+        pick = int(np.argmin(costs))  # the first minimum: the largest sub-batch among equals
+        best[end] = costs[pick]
+        start[end] = first + pick
     batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        longest = lengths[index]  # ascending order: the newcomer is the longest
-        if current and ((len(current) + 1) * longest > max_tokens or len(current) >= max_items):
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
+    end = count
+    while end > 0:
+        batches.append(order[int(start[end]):end])
+        end = int(start[end])
+    batches.reverse()
     return batches
 
 
@@ -169,8 +188,11 @@ class LoadedClassifier:
 
         ids, token_types = self.tokenize(texts)
         lengths = [len(x) for x in ids]
-        planner = plan_sub_batches if self.sort_by_length else plan_in_order
-        pending = planner(lengths, self.max_tokens, self.max_items)  # pop() takes the longest first
+        if self.sort_by_length:
+            pending = plan_sub_batches(lengths, self.max_tokens, self.max_items, DEFAULT_OVERHEAD_TOKENS[self.device])
+        else:
+            pending = plan_in_order(lengths, self.max_tokens, self.max_items)
+        # pop() takes the longest first: on CUDA the largest allocation comes first and is reused
         pad_id = self.tokenizer.pad_token_id or 0
         out = np.full((len(ids), self.model.config.num_labels), np.nan, dtype=np.float32)
         failures: dict[int, str] = {}
@@ -319,18 +341,28 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
             raise RuntimeError(f"{self.spec.name}: {local_dir} has no fast tokenizer (tokenizer.json)")
         model = self._load_weights(local_dir)
         model.to(device).eval()
+        autocast_dtype = autocast_dtype_for(device, self.cpu_dtype)
         if device == "cpu" and self.quantize_int8:
-            from torch.ao.quantization import quantize_dynamic
+            import warnings
 
-            model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            with warnings.catch_warnings():  # torch.ao.quantization warns that it moves to torchao
+                warnings.simplefilter("ignore")
+                from torch.ao.quantization import quantize_dynamic
+
+                model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif device == "cpu" and autocast_dtype is not None:
+            # Autocast would cast every linear layer's fp32 weights to bf16 in every forward pass;
+            # cast them once instead (the same rounding, so the same results).
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(autocast_dtype)
         max_length = min(int(tokenizer.model_max_length or 10**9), position_limit(config))
         uses_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
         max_tokens, max_items = self._budget(device)
         LOG.info("loaded %s from %s on %s (autocast %s, int8 %s, threads %d)", self.spec.name, local_dir, device,
-                 autocast_dtype_for(device, self.cpu_dtype), self.quantize_int8 and device == "cpu",
-                 torch.get_num_threads())
+                 autocast_dtype, self.quantize_int8 and device == "cpu", torch.get_num_threads())
         return LoadedClassifier(model, tokenizer, build_head(self.spec, config), device, max_length,
-                                autocast_dtype_for(device, self.cpu_dtype), uses_token_types,
+                                autocast_dtype, uses_token_types,
                                 name=self.spec.name, max_tokens=max_tokens, max_items=max_items,
                                 sort_by_length=self.sort_by_length,
                                 staging=PinnedStaging() if device == "cuda" else None)

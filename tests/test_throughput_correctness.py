@@ -1,0 +1,192 @@
+"""What the speed work touches must not change the labels: scores are the same with and without
+length sorting, for any RunInference batch size and token budget; results come back in input
+order; a very long post does not change its short neighbours' scores; bf16 and int8 stay within
+their bounds; Beam's length-bucketed batching labels the same rows.
+
+References are independent of the handler's batching: one text at a time, unpadded, through a
+plain transformers forward pass.
+"""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.checkpoints import resolve
+from models.handler import InferenceFailure, TextClassifierHandler, autocast_dtype_for
+from pipelines.label_corpus import run
+from tests.test_pipeline import read_labels
+
+# Bounds for the reduced-precision options on these tiny random models; the benchmark reports
+# the measured differences at real shapes (benchmarks/README.md).
+BF16_BOUND = 0.02
+INT8_BOUND = 0.05
+FP32_BOUND = 1e-4
+
+
+def corpus(n: int, seed: int = 3) -> list[str]:
+    """Short posts with a long tail, as in social media: 2 to ~3,000 characters."""
+    rng = random.Random(seed)
+    words = "the vote economy happy sad great @user love hate delivery slow 酒店 很好 rakyat !!".split()
+    texts = []
+    for _ in range(n):
+        target = min(3000, int(rng.lognormvariate(4.0, 0.9)) + 2)
+        text = ""
+        while len(text) < target:
+            text += rng.choice(words) + " "
+        texts.append(text[:target].strip() or "a")
+    return texts
+
+
+TEXTS = corpus(90)
+LONG_POST = ("the economy and the vote " * 130)[:3000]
+
+
+def handler_for(checkpoints, name="emotion", **options) -> TextClassifierHandler:
+    options.setdefault("cpu_threads", 1)  # tiny models gain nothing from more, and the CPU may be shared
+    return TextClassifierHandler(resolve(name, checkpoints[name]), device="cpu", **options)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoints):
+    """name -> (handler, loaded model) in fp32, loaded once."""
+    out = {}
+    for name in ("emotion", "politics"):
+        handler = handler_for(tiny_checkpoints, name)
+        out[name] = (handler, handler.load_model())
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(loaded):
+    """name -> logits of TEXTS (+ LONG_POST last), one text at a time without padding."""
+    out = {}
+    for name, (_, model) in loaded.items():
+        rows = []
+        with torch.inference_mode():
+            for text in TEXTS + [LONG_POST]:
+                encoded = model.tokenizer(text, truncation=True, max_length=model.max_length, return_tensors="pt")
+                rows.append(model.model(**encoded).logits[0].numpy())
+        out[name] = np.stack(rows)
+    return out
+
+
+def labelled(model, texts, batch_size):
+    """Logits through the handler's own batching, with RunInference-style batches of batch_size."""
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        logits, failures, _ = model.logits(texts[start:start + batch_size])
+        assert not failures
+        rows.append(logits)
+    return np.concatenate(rows)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch_size=st.integers(1, 90), max_tokens=st.integers(1, 3000), max_items=st.integers(1, 64),
+       sort=st.booleans(), name=st.sampled_from(["emotion", "politics"]))
+def test_scores_do_not_depend_on_sorting_batch_size_or_budget(loaded, reference, batch_size, max_tokens, max_items,
+                                                              sort, name):
+    _, model = loaded[name]
+    model.max_tokens, model.max_items, model.sort_by_length = max_tokens, max_items, sort
+    try:
+        logits = labelled(model, TEXTS, batch_size)
+    finally:
+        model.max_tokens, model.max_items, model.sort_by_length = 8192, 256, True
+    np.testing.assert_allclose(logits, reference[name][: len(TEXTS)], atol=FP32_BOUND, rtol=0)
+
+
+def test_columns_come_back_in_input_order_and_empty_texts_stay_null(loaded, reference):
+    handler, model = loaded["emotion"]
+    batch = [None, TEXTS[5], "", TEXTS[0], LONG_POST, TEXTS[1]]
+    results = list(handler.run_inference(batch, model))
+    assert [r.example for r in results] == batch
+    assert results[0].inference is None and results[2].inference is None
+    expected = reference["emotion"][[5, 0, len(TEXTS), 1]]
+    probabilities = 1 / (1 + np.exp(-expected))
+    for result, p in zip([results[i] for i in (1, 3, 4, 5)], probabilities):
+        assert not isinstance(result.inference, InferenceFailure)
+        assert result.inference["emotion_anger"] == pytest.approx(float(p[0]), abs=FP32_BOUND)
+        assert result.inference["emotion_gratitude"] == pytest.approx(float(p[-1]), abs=FP32_BOUND)
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_a_3000_character_post_does_not_change_the_short_ones(loaded, sort):
+    handler, model = loaded["politics"]
+    short = [t for t in TEXTS if len(t) < 60][:30]
+    model.sort_by_length, model.max_tokens = sort, 100_000  # a budget that would let them all ride together
+    try:
+        alone, _, _ = model.logits(short)
+        mixed, failures, stats = model.logits(short[:15] + [LONG_POST] + short[15:])
+    finally:
+        model.sort_by_length, model.max_tokens = True, 8192
+    assert not failures
+    without_long = np.concatenate([mixed[:15], mixed[16:]])
+    np.testing.assert_allclose(without_long, alone, atol=FP32_BOUND, rtol=0)
+    long_tokens = len(model.tokenizer(LONG_POST, truncation=True, max_length=model.max_length)["input_ids"])
+    if sort:  # the long post gets a pass of its own: the short ones are not padded to it
+        assert stats["padded_tokens"] < long_tokens + 31 * 40
+    else:  # in arrival order they are, and the scores still agree
+        assert stats["padded_tokens"] >= 31 * long_tokens
+
+
+@pytest.mark.parametrize("option, bound", [({"cpu_dtype": "bf16"}, BF16_BOUND), ({"quantize_int8": True}, INT8_BOUND)])
+def test_reduced_precision_stays_within_its_bound_sorted_or_not(tiny_checkpoints, reference, option, bound):
+    handler = handler_for(tiny_checkpoints, "emotion", **option)
+    model = handler.load_model()
+    sorted_logits, _, _ = model.logits(TEXTS)
+    model.sort_by_length = False
+    unsorted_logits, _, _ = model.logits(TEXTS)
+    fp32 = 1 / (1 + np.exp(-reference["emotion"][: len(TEXTS)]))
+    for logits in (sorted_logits, unsorted_logits):
+        probabilities = 1 / (1 + np.exp(-logits))
+        difference = np.abs(probabilities - fp32).max()
+        assert 0 < difference <= bound  # it did change the arithmetic, and only that much
+    assert np.abs(1 / (1 + np.exp(-sorted_logits)) - 1 / (1 + np.exp(-unsorted_logits))).max() <= bound
+
+
+def test_option_checks_and_dtype_choice(tiny_checkpoints, monkeypatch):
+    with pytest.raises(ValueError, match="cpu_dtype"):
+        handler_for(tiny_checkpoints, cpu_dtype="fp16")
+    with pytest.raises(ValueError, match="int8"):
+        handler_for(tiny_checkpoints, cpu_dtype="bf16", quantize_int8=True)
+    assert autocast_dtype_for("cpu") is None
+    assert autocast_dtype_for("cpu", "bf16") is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast_dtype_for("cuda") is torch.float16  # e.g. a T4 or V100
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype_for("cuda") is torch.bfloat16
+    model = handler_for(tiny_checkpoints, cpu_threads=3).load_model()
+    assert model.staging is None and torch.get_num_threads() == 3  # pinned buffers are for CUDA only
+    handler_for(tiny_checkpoints).load_model()
+    assert torch.get_num_threads() == 1
+
+
+def test_pipeline_with_length_buckets_and_without_sorting_labels_the_same_rows(tmp_path, tiny_checkpoints):
+    texts = corpus(60, seed=11) + [LONG_POST]
+    with open(tmp_path / "p.jsonl", "w", encoding="utf-8") as handle:
+        for i, text in enumerate(texts):
+            handle.write(json.dumps({"id": f"r{i}", "text": text}, ensure_ascii=False) + "\n")
+    outputs = {}
+    for label, extra in {"default": [], "buckets": ["--length-buckets", "40,120"], "unsorted": ["--no-sort"]}.items():
+        run(["--input", str(tmp_path / "p.jsonl"), "--output", str(tmp_path / label), "--only", "sentiment",
+             "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--device", "cpu", "--batch-size", "16",
+             *extra])
+        outputs[label] = {r["id"]: r for r in read_labels(tmp_path / label).to_pylist()}
+    assert len(outputs["default"]) == len(texts)
+    for label in ("buckets", "unsorted"):
+        assert outputs[label].keys() == outputs["default"].keys()
+        for row_id, row in outputs["default"].items():
+            assert outputs[label][row_id]["sentiment"] == row["sentiment"]
+            assert outputs[label][row_id]["sentiment_score"] == pytest.approx(row["sentiment_score"], abs=FP32_BOUND)
