@@ -484,7 +484,7 @@ def parse_args(argv):
                         help=f"comma-separated, from {','.join(CONTENDERS + EXTRAS)}")
     parser.add_argument("--extra", default="", help=f"more contenders, e.g. {','.join(EXTRAS)}")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when there is one")
-    parser.add_argument("--batch-size", type=int, default=256, help="texts per RunInference batch (ours)")
+    parser.add_argument("--batch-size", type=int, default=1024, help="texts per RunInference batch (ours)")
     parser.add_argument("--max-tokens-per-batch", type=int, default=None)
     parser.add_argument("--max-items-per-batch", type=int, default=None)
     parser.add_argument("--cpu-threads", type=int, default=None)
@@ -552,6 +552,7 @@ def main(argv=None) -> int:
                  "max_items": args.max_items_per_batch, "cpu_threads": args.cpu_threads, "n": args.n,
                  "pipeline_args": args.pipeline_args.split(), "stub_tensorflow": args.stub_tensorflow}
     results: dict[str, dict] = {}
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for name in names:
         if name in EXTRAS and device == "cuda":
             results[name] = {"skipped": "CPU-only option (CUDA runs bf16/fp16 autocast)"}
@@ -594,10 +595,16 @@ def main(argv=None) -> int:
         else:
             memory = {"error": big["error"]}
 
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    threads = args.cpu_threads or worker_cores()
     ours_speed = next((r["texts_per_s"] for r in rows if r["contender"] == "ours" and "texts_per_s" in r), None)
     print()
     print(f"{len(posts)} posts, {len(checkpoints)} classifiers ({', '.join(checkpoints)}), scale {args.scale}, "
-          f"device {device}, ours with batch {args.batch_size}")
+          f"device {device}, ours with batch {args.batch_size}"
+          + (f", {threads} torch thread(s) per contender" if device == "cpu" else ""))
+    if load_before is not None:
+        print(f"machine load (1-min average) {load_before:.1f} before the contenders, {load_after:.1f} after; "
+              "with other work on the CPU every figure drops, multi-threaded passes the most")
     print_table(rows, ours_speed)
     print(f"%peak: useful (unpadded) FLOPs / (seconds x measured {main_dtype} matmul peak "
           f"{peak / 1e9:.0f} GFLOP/s; ours-bf16 against the bf16 peak {peaks['bf16'] / 1e9:.0f}); "
@@ -624,6 +631,7 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps({
             "n": len(posts), "corpus": corpus_note, "scale": args.scale, "device": device,
             "device_name": device_name(device), "matmul_peak_flops": peaks, "batch_size": args.batch_size,
+            "torch_threads": threads if device == "cpu" else None, "load_average": [load_before, load_after],
             "profile": profile, "contenders": rows, "memory": memory,
             "raw": {k: {kk: vv for kk, vv in v.items() if kk != "stderr_tail"} for k, v in results.items()},
         }, indent=2, default=str))

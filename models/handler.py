@@ -38,7 +38,7 @@ LOG = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = {"cpu": 8192, "cuda": 65536}
 DEFAULT_MAX_ITEMS = {"cpu": 256, "cuda": 1024}
 # What one forward pass costs beyond its tokens, in tokens (see plan_sub_batches).
-DEFAULT_OVERHEAD_TOKENS = {"cpu": 64, "cuda": 2048}
+DEFAULT_OVERHEAD_TOKENS = {"cpu": 128, "cuda": 2048}
 CPU_DTYPES = ("fp32", "bf16")
 STATS = ("real_tokens", "padded_tokens", "sub_batches", "oom_splits", "inference_us")
 
@@ -152,6 +152,41 @@ class PinnedStaging:
         return host.to(device, non_blocking=True)
 
 
+class PassCostModel:
+    """Learns what one forward pass costs beyond its tokens, in tokens, from the passes it has
+    timed: a least-squares line seconds = a + b x padded_tokens over recent passes (exponentially
+    weighted), overhead = a / b. That ratio depends on the model, the device and how busy the
+    machine is (on a CPU shared with other work, every pass also waits for its threads to be
+    scheduled), so the planner uses what it measures, starting from the device's default and
+    kept within [minimum, maximum]. It only moves the cuts between sub-batches: scores do not
+    depend on it."""
+
+    def __init__(self, prior: float, minimum: float = 16, maximum: float = 8192, decay: float = 0.97,
+                 warmup: int = 8):
+        self.prior, self.minimum, self.maximum = prior, minimum, maximum
+        self.decay, self.warmup = decay, warmup
+        self.count = 0
+        self.sums = np.zeros(5)  # weight, x, y, xx, xy
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        self.sums *= self.decay
+        self.sums += (1.0, tokens, seconds, tokens * tokens, tokens * seconds)
+        self.count += 1
+
+    def overhead_tokens(self) -> float:
+        if self.count < self.warmup:
+            return self.prior
+        weight, x, y, xx, xy = self.sums
+        variance = xx / weight - (x / weight) ** 2
+        if variance <= (0.05 * x / weight) ** 2:  # passes of nearly one size: no slope to fit
+            return self.prior
+        slope = (xy / weight - (x / weight) * (y / weight)) / variance
+        if slope <= 0:
+            return self.prior
+        intercept = y / weight - slope * x / weight
+        return float(min(self.maximum, max(self.minimum, intercept / slope)))
+
+
 @dataclass
 class LoadedClassifier:
     model: Any
@@ -166,6 +201,7 @@ class LoadedClassifier:
     max_items: int = DEFAULT_MAX_ITEMS["cpu"]
     sort_by_length: bool = True
     staging: Optional[PinnedStaging] = None  # CUDA only
+    pass_cost: Optional[PassCostModel] = None  # None: the device's fixed default overhead
 
     def classify(self, texts: Sequence[str]) -> tuple[list[dict | InferenceFailure], dict[str, int]]:
         """Columns for non-empty texts, in input order (an InferenceFailure where a text could not
@@ -189,7 +225,9 @@ class LoadedClassifier:
         ids, token_types = self.tokenize(texts)
         lengths = [len(x) for x in ids]
         if self.sort_by_length:
-            pending = plan_sub_batches(lengths, self.max_tokens, self.max_items, DEFAULT_OVERHEAD_TOKENS[self.device])
+            overhead = (self.pass_cost.overhead_tokens() if self.pass_cost is not None
+                        else DEFAULT_OVERHEAD_TOKENS[self.device])
+            pending = plan_sub_batches(lengths, self.max_tokens, self.max_items, overhead)
         else:
             pending = plan_in_order(lengths, self.max_tokens, self.max_items)
         # pop() takes the longest first: on CUDA the largest allocation comes first and is reused
@@ -214,7 +252,10 @@ class LoadedClassifier:
                     half = len(indices) // 2
                     pending += [indices[:half], indices[half:]]
                 continue
-            stats["inference_us"] += int((time.perf_counter() - started) * 1e6)
+            seconds = time.perf_counter() - started
+            if self.pass_cost is not None:
+                self.pass_cost.observe(arrays["input_ids"].size, seconds)
+            stats["inference_us"] += int(seconds * 1e6)
             stats["sub_batches"] += 1
             stats["real_tokens"] += sum(lengths[i] for i in indices)
             stats["padded_tokens"] += arrays["input_ids"].size
@@ -269,7 +310,7 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
         checkpoint: ResolvedCheckpoint,
         *,
         device: str = "auto",
-        batch_size: int = 256,
+        batch_size: int = 1024,
         max_tokens_per_batch: int | None = None,
         max_items_per_batch: int | None = None,
         sort_by_length: bool = True,
@@ -365,7 +406,8 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
                                 autocast_dtype, uses_token_types,
                                 name=self.spec.name, max_tokens=max_tokens, max_items=max_items,
                                 sort_by_length=self.sort_by_length,
-                                staging=PinnedStaging() if device == "cuda" else None)
+                                staging=PinnedStaging() if device == "cuda" else None,
+                                pass_cost=PassCostModel(DEFAULT_OVERHEAD_TOKENS[device]))
 
     def _budget(self, device: str) -> tuple[int, int]:
         return (self.max_tokens_per_batch or DEFAULT_MAX_TOKENS[device],

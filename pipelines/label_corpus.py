@@ -68,7 +68,8 @@ def parse_args(argv):
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--keep-fields", default="", help="comma-separated input fields copied to the output")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--batch-size", type=int, default=256, help="texts per RunInference batch")
+    parser.add_argument("--batch-size", type=int, default=1024,
+                        help="texts per RunInference batch, sorted by length within it (default 1024)")
     parser.add_argument("--max-tokens-per-batch", type=int, default=None,
                         help="padded tokens per forward pass (default: 8192 on CPU, 65536 on CUDA)")
     parser.add_argument("--max-items-per-batch", type=int, default=None,
