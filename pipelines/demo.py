@@ -23,17 +23,22 @@ from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TASK_ORDER = ("politics", "stars", "sentiment", "emotion")
-# Demo settings per base: (learning rate, epochs); batch 16, linear schedule, 10% warm-up, 64 tokens.
+# Demo settings per base: (learning rate, head learning rate, epochs); batch 16, linear schedule,
+# 10% warm-up, 64 tokens. The MiniLM sentence encoder's pooled [CLS] output is small, so its new head
+# learns far faster with a higher rate of its own (without it, politics stays at "all unknown").
 DEMO_SETTINGS = {
-    "small-encoder": {"politics": (1.5e-4, 6), "stars": (1e-4, 4), "sentiment": (1e-4, 3), "emotion": (1.5e-4, 5)},
-    "tiny": {"politics": (3e-3, 20), "stars": (3e-3, 20), "sentiment": (3e-3, 15), "emotion": (3e-3, 20)},
+    "small-encoder": {"politics": (1e-4, 2e-3, 6), "stars": (1e-4, 2e-3, 4), "sentiment": (1e-4, 2e-3, 3),
+                      "emotion": (1e-4, 2e-3, 4)},
+    "tiny": {"politics": (3e-3, 3e-3, 20), "stars": (3e-3, 3e-3, 20), "sentiment": (3e-3, 3e-3, 15),
+             "emotion": (3e-3, 3e-3, 20)},
 }
 
 
 def train_argv(task: str, examples: Path, output: Path, base: str, progress: bool) -> list[str]:
-    lr, epochs = DEMO_SETTINGS[base][task]
+    lr, head_lr, epochs = DEMO_SETTINGS[base][task]
     argv = ["--task", task, "--train", str(examples / f"train_{task}.jsonl"), "--base-model", base,
-            "--output", str(output / "checkpoints" / task), "--lr", str(lr), "--epochs", str(epochs),
+            "--output", str(output / "checkpoints" / task), "--lr", str(lr), "--head-lr", str(head_lr),
+            "--epochs", str(epochs),
             "--batch-size", "16", "--grad-accum", "1", "--scheduler", "linear", "--warmup-ratio", "0.1",
             "--max-length", "64", "--device", "cpu"]
     return argv if progress else argv + ["--no-progress"]
@@ -53,7 +58,9 @@ def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base
     rows = table.to_pylist()
     labeled = [r for r in rows if r.get("clean_text")]
     lines = ["", f"Demo classifiers ({'packaged MiniLM-L6 encoder, fine-tuned' if base == 'small-encoder' else 'tiny BERT trained from scratch'}):"]
-    lines += [f"  {task:<10} eval {metric} = {score:.3f}" for task, (metric, score) in metrics.items()]
+    for task, (metric, score, overall) in metrics.items():
+        others = ", ".join(f"{k} {v:.3f}" for k, v in overall.items() if k != metric and isinstance(v, float))
+        lines.append(f"  {task:<10} eval {metric} = {score:.3f}" + (f"  ({others})" if others else ""))
     lines.append(f"\nLabeled {len(rows)} posts ({len(rows) - len(labeled)} with no text left after cleaning: "
                  "their label columns are null).")
     if "sentiment" in table.column_names:
@@ -115,7 +122,7 @@ def run(argv=None) -> dict:
         argv_task = train_argv(task, args.examples, args.output, base, progress=not args.no_progress)
         print(f"demo: python -m pipelines.train {' '.join(argv_task)}", flush=True)
         result = train.run(argv_task)
-        metrics[task] = (result.metric, result.score)
+        metrics[task] = (result.metric, result.score, result.metrics["eval"]["overall"])
         checkpoints[task] = result.output_dir
     labels_dir = args.output / "labels"
     shutil.rmtree(labels_dir, ignore_errors=True)
@@ -134,6 +141,7 @@ def run(argv=None) -> dict:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("models.training").setLevel(logging.INFO)  # one line per epoch
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:

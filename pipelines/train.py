@@ -58,6 +58,8 @@ class TrainingArguments:
     output: str = field(metadata=_help("checkpoint directory to write", aliases=["--output_dir", "--output-dir"]))
     preset: Literal["published"] = field(default="published", metadata=_help("the model card's recipe"))
     learning_rate: Optional[float] = field(default=None, metadata=_help("peak learning rate", aliases=["--lr"]))
+    head_learning_rate: Optional[float] = field(default=None, metadata=_help(
+        "learning rate of the new head and the pooler (default: --lr)", aliases=["--head-lr"]))
     per_device_train_batch_size: Optional[int] = field(default=None, metadata=_help(
         "training batch size", aliases=["--batch-size", "--batch_size"]))
     per_device_eval_batch_size: Optional[int] = field(default=None, metadata=_help(
@@ -98,7 +100,8 @@ def parse_args(argv=None) -> tuple[ModelArguments, DataArguments, TrainingArgume
 def build_request(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments) -> TrainRequest:
     hp = preset_hyperparameters(
         data_args.task, train_args.preset,
-        learning_rate=train_args.learning_rate, train_batch_size=train_args.per_device_train_batch_size,
+        learning_rate=train_args.learning_rate, head_learning_rate=train_args.head_learning_rate,
+        train_batch_size=train_args.per_device_train_batch_size,
         eval_batch_size=train_args.per_device_eval_batch_size,
         gradient_accumulation_steps=train_args.gradient_accumulation_steps, num_epochs=train_args.num_train_epochs,
         lr_scheduler=train_args.lr_scheduler_type, warmup_ratio=train_args.warmup_ratio,

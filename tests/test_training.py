@@ -119,6 +119,8 @@ def test_politics_metrics_are_per_topic_and_their_mean():
     assert metrics["per_label"]["economy"]["f1"] == 1.0
     assert metrics["score"] == pytest.approx((democracy_f1 + 11) / 12)
     assert metrics["overall"]["overall_accuracy"] == pytest.approx((0.75 + 11) / 12)
+    democracy_macro = (1 + 1 + 2 / 3 + 0) / 4  # classes 1, 2 right; 3 once right once wrong; 0 never predicted
+    assert metrics["overall"]["overall_macro_f1"] == pytest.approx((democracy_macro + 11) / 12)
 
 
 def test_emotion_metrics_use_the_thresholds():
@@ -153,7 +155,7 @@ def test_presets_follow_the_cards_and_every_flag_overrides():
             politics.hyperparameters.gradient_accumulation_steps, politics.hyperparameters.num_epochs,
             politics.hyperparameters.eval_fraction, politics.hyperparameters.seed) == (5e-5, 16, 2, 16, 0.2, 42)
     custom = train.build_request(*train.parse_args([
-        "--task", "emotion", "--train", "x", "--output", "o", "--lr", "1e-3", "--batch-size", "32",
+        "--task", "emotion", "--train", "x", "--output", "o", "--lr", "1e-3", "--head-lr", "1e-2", "--batch-size", "32",
         "--grad-accum", "1", "--epochs", "7", "--scheduler", "linear", "--warmup-ratio", "0.1",
         "--max-length", "64", "--seed", "3", "--fp16", "false", "--bf16", "--focal-alpha", "0.5",
         "--focal-gamma", "1", "--eval-fraction", "0.3", "--url-token", "http", "--labels", "joy, anger"]))
@@ -161,6 +163,7 @@ def test_presets_follow_the_cards_and_every_flag_overrides():
     assert (hp.learning_rate, hp.train_batch_size, hp.gradient_accumulation_steps, hp.num_epochs, hp.lr_scheduler,
             hp.warmup_ratio, hp.max_length, hp.seed, hp.fp16, hp.bf16, hp.focal_alpha, hp.focal_gamma,
             hp.eval_fraction) == (1e-3, 32, 1, 7, "linear", 0.1, 64, 3, False, True, 0.5, 1.0, 0.3)
+    assert hp.head_learning_rate == 1e-2 and request.hyperparameters.head_learning_rate is None
     assert custom.cleaning == CleaningOptions(url_token="http")
     assert custom.labels == ["joy", "anger"]
 
