@@ -46,6 +46,13 @@ SHAPES: dict[str, dict[str, Shape]] = {
         "sentiment": Shape("distilbert", 256, 3, 4, 1024, 30522),
         "emotion": Shape("roberta", 384, 6, 6, 1536, 50265),
     },
+    # Toy widths for smoke runs and memory checks, where the models should cost next to nothing.
+    "tiny": {
+        "politics": Shape("bert", 32, 2, 2, 64, 30522),
+        "stars": Shape("bert", 32, 2, 2, 64, 21128, lowercase=False),
+        "sentiment": Shape("distilbert", 32, 2, 2, 64, 30522),
+        "emotion": Shape("roberta", 32, 2, 2, 64, 50265),
+    },
 }
 
 

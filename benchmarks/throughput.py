@@ -478,8 +478,9 @@ def parse_args(argv):
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS),
                         help="JSONL(.gz) with id and text (default: ../shared/corpora/social_posts.jsonl.gz when "
                              "present, else a generated corpus with its length profile)")
-    parser.add_argument("--scale", choices=("small", "real"), default="real",
-                        help="checkpoint shapes: the real architectures, or shrunk ones for quick runs")
+    parser.add_argument("--scale", choices=("small", "real", "tiny"), default="real",
+                        help="checkpoint shapes: the real architectures, shrunk ones for quick runs, or toy "
+                             "ones for smoke runs and memory checks")
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, from {','.join(CONTENDERS + EXTRAS)}")
     parser.add_argument("--extra", default="", help=f"more contenders, e.g. {','.join(EXTRAS)}")
