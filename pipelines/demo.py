@@ -78,7 +78,9 @@ def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base
                                      if r[c] not in (None, "unknown"))
         lines.append("  politics:  " + (", ".join(f"{k} {v}" for k, v in counts.most_common(8)) or "all unknown"))
     lines.append("\nA few posts:")
-    for r in labeled[:6]:
+    chinese = [r for r in labeled if any("\u4e00" <= ch <= "\u9fff" for ch in r["text"])]
+    sample = [r for r in labeled if r not in chinese][:4] + chinese[:3]
+    for r in sample:
         bits = []
         if "sentiment" in r:
             bits.append(f"{r['sentiment']} {r['sentiment_score']:.2f}")
