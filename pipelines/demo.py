@@ -34,13 +34,16 @@ DEMO_SETTINGS = {
 }
 
 
-def train_argv(task: str, examples: Path, output: Path, base: str, progress: bool) -> list[str]:
+def train_argv(task: str, examples: Path, output: Path, base: str, progress: bool,
+               cpu_threads: int | None = None) -> list[str]:
     lr, head_lr, epochs = DEMO_SETTINGS[base][task]
     argv = ["--task", task, "--train", str(examples / f"train_{task}.jsonl"), "--base-model", base,
             "--output", str(output / "checkpoints" / task), "--lr", str(lr), "--head-lr", str(head_lr),
             "--epochs", str(epochs),
             "--batch-size", "16", "--grad-accum", "1", "--scheduler", "linear", "--warmup-ratio", "0.1",
             "--max-length", "64", "--device", "cpu"]
+    if cpu_threads:
+        argv += ["--cpu-threads", str(cpu_threads)]
     return argv if progress else argv + ["--no-progress"]
 
 
@@ -109,6 +112,8 @@ def run(argv=None) -> dict:
                         help="auto: the packaged small encoder when installed, else tiny")
     parser.add_argument("--tasks", default=",".join(TASK_ORDER), help="comma-separated subset to train")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--cpu-threads", type=int, default=None,
+                        help="torch CPU threads for training (default: torch's choice; 1 on a busy machine)")
     args = parser.parse_args(argv)
 
     started = time.time()
@@ -121,7 +126,8 @@ def run(argv=None) -> dict:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     metrics, checkpoints = {}, {}
     for task in tasks:
-        argv_task = train_argv(task, args.examples, args.output, base, progress=not args.no_progress)
+        argv_task = train_argv(task, args.examples, args.output, base, progress=not args.no_progress,
+                               cpu_threads=args.cpu_threads)
         print(f"demo: python -m pipelines.train {' '.join(argv_task)}", flush=True)
         result = train.run(argv_task)
         metrics[task] = (result.metric, result.score, result.metrics["eval"]["overall"])

@@ -86,6 +86,8 @@ class TrainingArguments:
     tune_thresholds: bool = field(default=True, metadata=_help(
         "emotion: tune one threshold per label on the eval split and store them in config.json"))
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_help("where to train"))
+    cpu_threads: Optional[int] = field(default=None, metadata=_help(
+        "torch CPU threads (default: torch's choice; 1 is far faster on a CPU that other jobs share)"))
     progress: bool = field(default=True, metadata=_help("show progress bars"))
 
 
@@ -120,7 +122,12 @@ def build_request(model_args: ModelArguments, data_args: DataArguments, train_ar
 
 def run(argv=None) -> FitResult:
     """Parse the arguments and train; raises TrainingDataError / TrainingSetupError."""
-    return train_classifier(build_request(*parse_args(argv)))
+    model_args, data_args, train_args = parse_args(argv)
+    if train_args.cpu_threads:
+        import torch
+
+        torch.set_num_threads(train_args.cpu_threads)
+    return train_classifier(build_request(model_args, data_args, train_args))
 
 
 def main(argv=None) -> int:
