@@ -933,7 +933,7 @@ def _load_training_state(state_dir: Path, model, optimizer, scheduler, scaler, t
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or [m for m in missing if not m.endswith("position_ids")]:
         LOG.warning("resume: weights differ (missing %s, unexpected %s)", missing, unexpected)
-    saved = torch.load(state_dir / "trainer.pt", map_location=device, weights_only=False)
+    saved = torch.load(state_dir / "trainer.pt", map_location=device, weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
