@@ -447,6 +447,8 @@ def summarize(name: str, result: dict, n_posts: int, profile: dict, peak: float)
            "peak_rss_mib": result["peak_rss_mib"], "inference_s": result.get("inference_s"),
            "peak_fraction_inference": (flops / (result["inference_s"] * peak)) if result.get("inference_s") else None,
            "peak_fraction_wall": flops / (result["wall_s"] * peak)}
+    if name == "ours-int8":  # int8 matmuls: no float peak to hold them against
+        row["peak_fraction_inference"] = row["peak_fraction_wall"] = None
     return row
 
 
@@ -468,7 +470,7 @@ def print_table(rows: list[dict], ours_speed: float | None) -> None:
         print(f"{row['contender']:<15}{row['wall_s']:>8.1f}{row['texts_per_s']:>9.1f}{row['real_tokens_per_s']:>10.0f}"
               f"{_fmt(row['padding_efficiency'], '.3f'):>8}{row['peak_rss_mib']:>8.0f}Mi"
               f"{_fmt(ratio, '.2f'):>8}{_fmt(row['peak_fraction_inference'] and 100 * row['peak_fraction_inference'], '.1f'):>10}"
-              f"{100 * row['peak_fraction_wall']:>11.1f}"
+              f"{_fmt(row['peak_fraction_wall'] and 100 * row['peak_fraction_wall'], '.1f'):>11}"
               f"{_fmt(row.get('max_score_diff_vs_ours'), '.2e', '-'):>12}")
 
 
@@ -609,7 +611,8 @@ def main(argv=None) -> int:
     print_table(rows, ours_speed)
     print(f"%peak: useful (unpadded) FLOPs / (seconds x measured {main_dtype} matmul peak "
           f"{peak / 1e9:.0f} GFLOP/s; ours-bf16 against the bf16 peak {peaks['bf16'] / 1e9:.0f}); "
-          "'inf' over forward-pass time (ours) or pipeline-call time (hf-loop), 'wall' over the whole run")
+          "'inf' over forward-pass time (ours) or pipeline-call time (hf-loop), 'wall' over the whole run; "
+          "none for int8")
     print("hf-loop padding efficiency: computed from its corpus-order batches of 32; "
           "max|dscore|: largest difference from ours (fp32) over every score column")
     tokenize = sum(p["tokenize_s"] for p in profile.values())

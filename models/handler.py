@@ -202,6 +202,10 @@ class LoadedClassifier:
     sort_by_length: bool = True
     staging: Optional[PinnedStaging] = None  # CUDA only
     pass_cost: Optional[PassCostModel] = None  # None: the device's fixed default overhead
+    # oneDNN keeps a compiled primitive for every input shape it meets, and with a new padded
+    # shape in almost every pass that cache grows with the corpus; fp32 on CPU runs as fast
+    # without it (MKL), so it is switched off around those passes. bf16 needs it.
+    onednn: bool = True
 
     def classify(self, texts: Sequence[str]) -> tuple[list[dict | InferenceFailure], dict[str, int]]:
         """Columns for non-empty texts, in input order (an InferenceFailure where a text could not
@@ -428,7 +432,8 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
                                 name=self.spec.name, max_tokens=max_tokens, max_items=max_items,
                                 sort_by_length=self.sort_by_length,
                                 staging=PinnedStaging() if device == "cuda" else None,
-                                pass_cost=PassCostModel(DEFAULT_OVERHEAD_TOKENS[device]))
+                                pass_cost=PassCostModel(DEFAULT_OVERHEAD_TOKENS[device]),
+                                onednn=not (device == "cpu" and autocast_dtype is None and not self.quantize_int8))
 
     def _budget(self, device: str) -> tuple[int, int]:
         return (self.max_tokens_per_batch or DEFAULT_MAX_TOKENS[device],
@@ -443,10 +448,17 @@ class TextClassifierHandler(ModelHandler[Optional[str], Optional[dict | Inferenc
             inputs = {k: loaded.staging.to_device(k, v, loaded.device) for k, v in arrays.items()}
         else:
             inputs = {k: torch.from_numpy(v).to(loaded.device) for k, v in arrays.items()}
-        with torch.inference_mode(), torch.autocast(
-            device_type=loaded.device, dtype=loaded.autocast_dtype, enabled=loaded.autocast_dtype is not None
-        ):
-            return loaded.model(**inputs).logits.float().cpu().numpy()
+        onednn = torch.backends.mkldnn.enabled
+        if onednn != loaded.onednn:
+            torch.backends.mkldnn.enabled = loaded.onednn
+        try:
+            with torch.inference_mode(), torch.autocast(
+                device_type=loaded.device, dtype=loaded.autocast_dtype, enabled=loaded.autocast_dtype is not None
+            ):
+                return loaded.model(**inputs).logits.float().cpu().numpy()
+        finally:
+            if onednn != loaded.onednn:
+                torch.backends.mkldnn.enabled = onednn
 
     def run_inference(
         self,
