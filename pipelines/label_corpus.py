@@ -278,7 +278,9 @@ def run(argv=None, test_pipeline=None):
         | "ReadRecords" >> beam.ParDo(ReadRecordsFn(fields, kept_types))
         .with_outputs(DEAD_LETTERS, main="records")
     )
-    rows = parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning)
+    # Reshuffle: the records of one large input file are spread over workers for inference
+    # instead of staying fused with the worker that read the file.
+    rows = parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning) | "Spread" >> beam.Reshuffle()
     dead_letters = [parsed[DEAD_LETTERS]]
     for name, classifier in classifiers.items():
         handler = TextClassifierHandler(
