@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from models.specs import SPECS
-from models.tiny_checkpoints import EMOTION_LABELS, _labels
+from models.tiny_checkpoints import EMOTION_LABELS, _labels, byte_bpe_tokenizer, wordpiece_tokenizer
 
 
 @dataclass(frozen=True)
@@ -81,29 +81,11 @@ def _training_texts(texts: Sequence[str], limit: int = 50_000) -> list[str]:
 
 
 def _wordpiece(texts: list[str], vocab: int, lowercase: bool):
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertTokenizerFast
-
-    raw = BertWordPieceTokenizer(lowercase=lowercase, handle_chinese_chars=True)
-    raw.train_from_iterator(texts, vocab_size=vocab, min_frequency=2,
-                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    return BertTokenizerFast(tokenizer_object=raw._tokenizer, do_lower_case=lowercase, model_max_length=512,
-                             unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
-                             mask_token="[MASK]")
+    return wordpiece_tokenizer(lowercase=lowercase, vocab_size=vocab, texts=texts, min_frequency=2)
 
 
 def _byte_bpe(texts: list[str], vocab: int):
-    from tokenizers import ByteLevelBPETokenizer, processors
-    from transformers import RobertaTokenizerFast
-
-    raw = ByteLevelBPETokenizer()
-    raw.train_from_iterator(texts, vocab_size=vocab, min_frequency=2,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    raw._tokenizer.post_processor = processors.RobertaProcessing(
-        ("</s>", raw.token_to_id("</s>")), ("<s>", raw.token_to_id("<s>")))
-    return RobertaTokenizerFast(tokenizer_object=raw._tokenizer, model_max_length=512, bos_token="<s>",
-                                eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
-                                pad_token="<pad>", mask_token="<mask>")
+    return byte_bpe_tokenizer(vocab_size=vocab, texts=texts, min_frequency=2)
 
 
 def build_checkpoint(name: str, shape: Shape, texts: Sequence[str], target: Path, seed: int = 0) -> Path:

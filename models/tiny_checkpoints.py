@@ -42,24 +42,26 @@ def training_corpus(seed: int = 0, size: int = 3000) -> list[str]:
     return lines
 
 
-def wordpiece_tokenizer(lowercase: bool, vocab_size: int = 1200):
+def wordpiece_tokenizer(lowercase: bool, vocab_size: int = 1200, texts=None, min_frequency: int = 1):
+    """A BERT WordPiece tokenizer trained on `texts` (default: a small built-in corpus)."""
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizerFast
 
     raw = BertWordPieceTokenizer(lowercase=lowercase, handle_chinese_chars=True)
-    raw.train_from_iterator(training_corpus(), vocab_size=vocab_size, min_frequency=1,
+    raw.train_from_iterator(texts or training_corpus(), vocab_size=vocab_size, min_frequency=min_frequency,
                             special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     return BertTokenizerFast(tokenizer_object=raw._tokenizer, do_lower_case=lowercase, model_max_length=512,
                              unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
                              mask_token="[MASK]")
 
 
-def byte_bpe_tokenizer(vocab_size: int = 1200):
+def byte_bpe_tokenizer(vocab_size: int = 1200, texts=None, min_frequency: int = 1):
+    """A RoBERTa byte-level BPE tokenizer trained on `texts` (default: a small built-in corpus)."""
     from tokenizers import ByteLevelBPETokenizer, processors
     from transformers import RobertaTokenizerFast
 
     raw = ByteLevelBPETokenizer()
-    raw.train_from_iterator(training_corpus(), vocab_size=vocab_size, min_frequency=1,
+    raw.train_from_iterator(texts or training_corpus(), vocab_size=vocab_size, min_frequency=min_frequency,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     raw._tokenizer.post_processor = processors.RobertaProcessing(
         ("</s>", raw.token_to_id("</s>")), ("<s>", raw.token_to_id("<s>")))
