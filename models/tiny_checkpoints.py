@@ -49,7 +49,7 @@ def wordpiece_tokenizer(lowercase: bool, vocab_size: int = 1200, texts=None, min
 
     raw = BertWordPieceTokenizer(lowercase=lowercase, handle_chinese_chars=True)
     raw.train_from_iterator(texts or training_corpus(), vocab_size=vocab_size, min_frequency=min_frequency,
-                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+                            show_progress=False, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     return BertTokenizerFast(tokenizer_object=raw._tokenizer, do_lower_case=lowercase, model_max_length=512,
                              unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
                              mask_token="[MASK]")
@@ -62,7 +62,7 @@ def byte_bpe_tokenizer(vocab_size: int = 1200, texts=None, min_frequency: int = 
 
     raw = ByteLevelBPETokenizer()
     raw.train_from_iterator(texts or training_corpus(), vocab_size=vocab_size, min_frequency=min_frequency,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+                            show_progress=False, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     raw._tokenizer.post_processor = processors.RobertaProcessing(
         ("</s>", raw.token_to_id("</s>")), ("<s>", raw.token_to_id("<s>")))
     return RobertaTokenizerFast(tokenizer_object=raw._tokenizer, model_max_length=512, bos_token="<s>",

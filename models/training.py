@@ -610,18 +610,9 @@ def small_encoder_available() -> bool:
 
 def scratch_tokenizer(texts: Sequence[str], vocab_size: int = 3000):
     """A lower-casing WordPiece tokenizer (CJK characters split one by one) trained on `texts`."""
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertTokenizerFast
+    from models.tiny_checkpoints import training_corpus, wordpiece_tokenizer
 
-    from models.tiny_checkpoints import training_corpus
-
-    raw = BertWordPieceTokenizer(lowercase=True, handle_chinese_chars=True)
-    raw.train_from_iterator(list(texts) + training_corpus(size=500), vocab_size=vocab_size, min_frequency=1,
-                            show_progress=False,
-                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    return BertTokenizerFast(tokenizer_object=raw._tokenizer, do_lower_case=True, model_max_length=512,
-                             unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
-                             mask_token="[MASK]")
+    return wordpiece_tokenizer(lowercase=True, vocab_size=vocab_size, texts=list(texts) + training_corpus(size=500))
 
 
 def build_model(space: LabelSpace, base_model: str, train_texts: Sequence[str], seed: int = 42):
