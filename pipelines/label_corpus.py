@@ -21,13 +21,14 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
 
 from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_dict, resolve, validate
 from models.handler import TextClassifierHandler
 from models.heads import Head
 from models.specs import CLASSIFIER_NAMES, SPECS
-from transforms.beam_io import DEAD_LETTERS, Classify, CountRows, ReadRecordsFn, add_clean_text, shape_row
+from transforms.beam_io import (DEAD_LETTERS, Classify, CommitPartition, CountAs, CountRows, ReadRecordsFn,
+                                add_clean_text, is_record_letter, shape_row)
 from transforms import partition
 from transforms.cleaning import CleaningOptions
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
@@ -93,6 +94,11 @@ def parse_args(argv):
     parser.add_argument("--date", help="YYYY-MM-DD: fills {date} in --input and --output", type=_iso_date)
     parser.add_argument("--skip-if-done", action="store_true",
                         help="exit at once when the output partition has _SUCCESS with the same checkpoints")
+    parser.add_argument("--no-wait", dest="wait", action="store_false",
+                        help="return once the job is submitted; the job commits the partition itself")
+    parser.add_argument("--cost-per-hour", type=float, default=None, metavar="USD",
+                        help="price of one worker per hour: the manifest then states the partition's cost "
+                             "and cost per million posts (workers: --max_num_workers or --num_workers, else 1)")
     parser.add_argument("--url-token", default=None, help="replace URLs with this token instead of removing them")
     parser.add_argument("--mention-token", default=None,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
@@ -229,17 +235,23 @@ def counter_values(result) -> dict[tuple[str, str], int]:
             for c in result.metrics().query()["counters"]}
 
 
-def build_manifest(args, paths, classifiers, counters, found, started, runner) -> dict:
-    read = counters.get(("label_corpus", "records_read"), 0)
+def base_manifest(args, paths, classifiers, run_id, started, runner, workers) -> dict:
+    """What the launcher knows; the commit step adds the counts, the times and the cost
+    (partition.finish_manifest)."""
     return {
-        "input": args.input, "input_paths": paths, "output": args.output, "date": args.date,
-        "records_read": read, **found,
-        "empty_text_rows": counters.get(("label_corpus", "empty_text_rows"), 0),
-        "inferences": {name: counters.get((f"classifier_{name}", "num_inferences"), 0) for name in classifiers},
-        "checkpoints": checkpoint_ids(classifiers),
-        "code_version": code_version(), "runner": runner,
-        "started": started, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_id": run_id, "input": args.input, "input_paths": paths, "output": args.output, "date": args.date,
+        "checkpoints": checkpoint_ids(classifiers), "code_version": code_version(), "runner": runner,
+        "started": started, "cost_per_hour_usd": args.cost_per_hour, "cost_workers": workers,
     }
+
+
+def cost_workers(beam_args: list[str], runner: str) -> int:
+    """Workers the cost is charged for: Dataflow's --max_num_workers (an upper bound under
+    autoscaling) or --num_workers; one machine for the DirectRunner."""
+    if "Dataflow" not in runner:
+        return 1
+    options = PipelineOptions(beam_args).view_as(WorkerOptions)
+    return options.max_num_workers or options.num_workers or 1
 
 
 def code_version() -> str:
@@ -268,7 +280,9 @@ def run(argv=None, test_pipeline=None):
     cleaning = CleaningOptions(url_token=args.url_token, mention_token=args.mention_token)
     warn_on_cleaning_mismatch(classifiers, cleaning)
     started = datetime.now(timezone.utc)
-    staging = partition.join(args.output, f"_staging-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+    run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
+    staging = partition.staging_dir(args.output, run_id)
+    base_run = partition.committed_run(args.output)  # another run committing after this is a race we lose
 
     pipeline = test_pipeline or make_pipeline(beam_args)
     parsed = (
@@ -278,6 +292,9 @@ def run(argv=None, test_pipeline=None):
         | "ReadRecords" >> beam.ParDo(ReadRecordsFn(fields, kept_types))
         .with_outputs(DEAD_LETTERS, main="records")
     )
+    counts = [parsed.records | "CountRecords" >> CountAs("records_read"),
+              parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
+              | "CountRecordLetters" >> CountAs("records_read")]
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
     rows = parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning) | "Spread" >> beam.Reshuffle()
@@ -288,37 +305,58 @@ def run(argv=None, test_pipeline=None):
             max_tokens_per_batch=args.max_tokens_per_batch, max_items_per_batch=args.max_items_per_batch,
             sort_by_length=args.sort_by_length, cpu_dtype=args.cpu_dtype, quantize_int8=args.quantize_int8,
             cpu_threads=args.cpu_threads, length_buckets=args.length_buckets, model_copies=args.model_copies)
+        counts.append(rows | f"CountInferences_{name}" >> CountAs(f"inferences_{name}"))
         labeled = rows | f"Classify_{name}" >> Classify(handler, classifier.head.null_columns())
         rows = labeled.rows
         dead_letters.append(labeled[DEAD_LETTERS])
-    _ = (
-        rows
-        | "ShapeRows" >> beam.Map(shape_row, schema.names)
-        | "CountRows" >> beam.ParDo(CountRows())
-        | "WriteParquet" >> beam.io.WriteToParquet(
-            partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy", file_name_suffix=".parquet",
-            num_shards=args.num_shards)
-    )
-    _ = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
+    shaped = rows | "ShapeRows" >> beam.Map(shape_row, schema.names) | "CountRows" >> beam.ParDo(CountRows())
+    counts.append(shaped | "EmptyText" >> beam.Filter(lambda row: not row.get("clean_text"))
+                  | "CountEmptyText" >> CountAs("empty_text_rows"))
+    shards = shaped | "WriteParquet" >> beam.io.WriteToParquet(
+        partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy", file_name_suffix=".parquet",
+        num_shards=args.num_shards)
+    letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
         partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
-    result = pipeline.run()
-    result.wait_until_finish()
-
-    counters = counter_values(result)
-    found = partition.count_outputs(staging)
-    partition.reconcile(counters.get(("label_corpus", "records_read"), 0), found)
     runner = type(pipeline.runner).__name__
-    partition.commit(staging, args.output,
-                     build_manifest(args, paths, classifiers, counters, found, started.isoformat(), runner))
-    LOG.info("wrote %s: %d rows, %d dead-lettered", args.output, found["rows_written"], found["dead_lettered"])
+    totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
+    manifest = base_manifest(args, paths, classifiers, run_id, started.isoformat(), runner,
+                             cost_workers(beam_args, runner))
+    _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(staging, args.output, manifest, base_run)
+    result = pipeline.run()
+    if not args.wait:
+        LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", args.output)
+        return result
+    try:
+        result.wait_until_finish()
+    except Exception as exc:
+        raise _our_error(exc) or exc
+    done = partition.read_manifest(args.output)
+    if done and done.get("run_id") == run_id:
+        LOG.info("wrote %s: %d rows, %d dead-lettered, %.1f posts/s", args.output, done["rows_written"],
+                 done["dead_lettered"], done["posts_per_second"] or 0)
     return result
+
+
+def _our_error(exc: BaseException):
+    """The commit step's own error inside a runner's wrapping, so the CLI can report it plainly."""
+    ours = (partition.ReconciliationError, partition.ConcurrentRunError, partition.VerificationError)
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, ours):
+            return seen
+        for kind in ours:
+            if f"{kind.__name__}: " in str(seen):
+                return kind(str(seen).split(f"{kind.__name__}: ", 1)[1].split("\n")[0].strip(" '\""))
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         run(argv)
-    except (CheckpointError, UsageError, partition.ReconciliationError) as exc:
+    except (CheckpointError, UsageError, partition.ReconciliationError, partition.ConcurrentRunError,
+            partition.VerificationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -121,3 +121,66 @@ class CountRows(beam.DoFn):
         if not row.get("clean_text"):
             self.empty.inc()
         yield row
+
+
+def is_record_letter(line: str) -> bool:
+    """A reader's dead letter for a record (it has a position), not for a file that broke off."""
+    return json.loads(line).get("position") is not None
+
+
+class CountAs(beam.PTransform):
+    """pcoll -> one (key, number of elements) pair, 0 for an empty pcoll: counts taken inside
+    the pipeline, which the commit step can read even when no launcher waits for the job."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+
+    def expand(self, pcoll):
+        key = self.key
+        return pcoll | beam.combiners.Count.Globally() | beam.Map(lambda n: (key, n))
+
+
+class CommitPartitionFn(beam.DoFn):
+    """The pipeline's last step, on a worker, once every Parquet shard and dead-letter file is
+    finalized (they arrive as side inputs): check the staged files are exactly those written,
+    reconcile the in-pipeline counts, and commit the partition (transforms/partition.py)."""
+
+    def __init__(self, staging: str, directory: str, base_manifest: dict, base_run):
+        self.staging = staging
+        self.directory = directory
+        self.base_manifest = base_manifest
+        self.base_run = base_run
+
+    def process(self, _, written, counts):
+        from datetime import datetime, timezone
+
+        from transforms import partition
+
+        found = partition.count_outputs(self.staging)
+        written = {partition.relative(path, self.staging) for path in written}
+        if set(found["files"]) != written:
+            raise partition.VerificationError(
+                f"{self.staging} holds {sorted(found['files'])}, the pipeline wrote {sorted(written)}")
+        partition.reconcile(counts.get("records_read", 0), found)
+        manifest = partition.finish_manifest(self.base_manifest, dict(counts), found, datetime.now(timezone.utc))
+        partition.commit(self.staging, self.directory, manifest, base_run=self.base_run)
+        yield manifest
+
+
+class CommitPartition(beam.PTransform):
+    """(written shard names, written dead-letter file names, (key, count) pairs) -> the manifest."""
+
+    def __init__(self, staging: str, directory: str, base_manifest: dict, base_run):
+        super().__init__()
+        self.fn = CommitPartitionFn(staging, directory, base_manifest, base_run)
+
+    def expand(self, inputs):
+        shards, letters, counts = inputs
+        pipeline = counts.pipeline
+        all_written = (shards, letters) | "AllWritten" >> beam.Flatten()
+        return (
+            pipeline
+            | "Start" >> beam.Create([None])
+            | "Commit" >> beam.ParDo(self.fn, beam.pvalue.AsList(all_written), beam.pvalue.AsDict(counts))
+        )

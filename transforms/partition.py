@@ -1,38 +1,149 @@
-"""An output partition that is either complete or clearly not.
+"""An output partition that is either complete or clearly not, however many runs write it.
 
-The pipeline writes into DIR/_staging-<run id>/. After the pipeline has finished and the
-counts reconcile, commit() replaces the partition: it removes _SUCCESS and _manifest.json
-first (the partition is then visibly incomplete), removes the previous run's shards and
-dead letters (whatever their count), moves the new ones in, and writes _manifest.json and
-_SUCCESS last. Readers that wait for _SUCCESS never see a half-written partition.
+A run writes into DIR/_staging-<run id>/ and, as the pipeline's last step, commits:
+
+1. **Lock.** It creates DIR/_commit.lock exclusively (local: O_EXCL; gs://: a generation-0
+   precondition; s3://: If-None-Match). The lock holds the run's journal: the staged files,
+   where each goes, and the manifest. A second writer finds the lock and fails loudly.
+2. **Check the race.** The run remembers, at launch, which run's partition was committed
+   (`base_run`). If another run committed since, this run lost the race: it fails loudly and
+   leaves the committed partition alone.
+3. **Back up, then move in.** _SUCCESS, _manifest.json, shards and dead letters move to
+   DIR/_previous-<run id>/ (nothing is deleted yet), then the staged files move in.
+4. **Publish.** _manifest.json, then _SUCCESS, only after checking at that moment that exactly
+   the files the manifest lists are in place with the row counts it states.
+5. **Clean up.** The backup, the staging directory and the lock are deleted.
+
+An error in steps 3-4 rolls back (staged files back to staging, the backup back in place):
+the old partition is complete again. A process killed in steps 3-4 leaves the lock and its
+journal; the same run retried (Dataflow retries a failed bundle) or any later run once the lock
+is older than LOCK_LEASE_S rolls the journal forward (or back when the staged files are no
+longer all there), so the old or the new partition becomes complete, never neither.
+Staging directories of other runs are deleted only when older than STAGING_MAX_AGE_S (their
+start time is in their name): a live run's staging is never touched.
+
+Everything here works on a small Storage interface, so tests inject faults at every step.
 """
 from __future__ import annotations
 
 import glob
 import json
+import logging
+import os
 import posixpath
 import shutil
 from collections import Counter
-from typing import Iterable
+from datetime import datetime, timedelta, timezone
 
 from apache_beam.io.filesystems import FileSystems
 
+LOG = logging.getLogger(__name__)
 SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
+LOCK = "_commit.lock"
 ERRORS_DIR = "_errors"
 SHARD_PREFIX = "labels"
+STAGING_PREFIX = "_staging-"
+BACKUP_PREFIX = "_previous-"
+RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
+LOCK_LEASE_S = 30 * 60  # a commit only moves files; a lock this old belongs to a dead run
+STAGING_MAX_AGE_S = 3 * 24 * 3600  # longer than any job runs: older staging dirs are abandoned
 
 
 class ReconciliationError(RuntimeError):
     """Records read != rows written + records dead-lettered: something was lost or duplicated."""
 
 
+class ConcurrentRunError(RuntimeError):
+    """Another run of the same partition is committing it, or committed it while this run ran."""
+
+
+class VerificationError(RuntimeError):
+    """The files in the partition are not exactly those the manifest lists."""
+
+
+# ------------------------------------------------------------------------------- storage
+
+
+class Storage:
+    """The few file operations a commit needs, on Beam's FileSystems (local, gs://, s3://),
+    with an exclusive create from each store's own conditional write."""
+
+    def exists(self, path: str) -> bool:
+        return FileSystems.exists(path)
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+    def read(self, path: str) -> bytes:
+        with FileSystems.open(path) as handle:
+            return handle.read()
+
+    def write(self, path: str, data: bytes) -> None:
+        with FileSystems.create(path) as handle:
+            handle.write(data)
+
+    def write_text(self, path: str, text: str) -> None:
+        _write_text(path, text)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create path with data unless it exists; False when it does. Atomic on every store."""
+        if is_local(path):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return True
+        if path.startswith("gs://"):
+            from google.api_core.exceptions import PreconditionFailed
+            from google.cloud import storage
+
+            bucket, _, name = path[len("gs://"):].partition("/")
+            try:
+                storage.Client().bucket(bucket).blob(name).upload_from_string(data, if_generation_match=0)
+            except PreconditionFailed:
+                return False
+            return True
+        if path.startswith("s3://"):
+            import boto3
+            from botocore.exceptions import ClientError
+
+            bucket, _, key = path[len("s3://"):].partition("/")
+            try:
+                boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                    return False
+                raise
+            return True
+        raise ValueError(f"no exclusive create for {path!r}: use a local path, gs:// or s3://")
+
+    def rename(self, source: str, target: str) -> None:
+        if is_local(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        FileSystems.rename([source], [target])
+
+    def delete(self, path: str) -> None:
+        if self.exists(path):
+            FileSystems.delete([path])
+
+    def delete_tree(self, path: str) -> None:
+        if is_local(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            paths = self.glob(path.rstrip("/") + "/**")
+            if paths:
+                FileSystems.delete(paths)
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
 def join(*parts: str) -> str:
     return FileSystems.join(*parts)
-
-
-def _glob(pattern: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
 def _write_text(path: str, text: str) -> None:
@@ -40,20 +151,46 @@ def _write_text(path: str, text: str) -> None:
         handle.write(text.encode("utf-8"))
 
 
-def shard_paths(directory: str) -> list[str]:
-    return _glob(join(directory, f"{SHARD_PREFIX}-*.parquet"))
+# ------------------------------------------------------------------------------- reading
 
 
-def dead_letter_paths(directory: str) -> list[str]:
-    return _glob(join(directory, ERRORS_DIR, "*.jsonl"))
+def shard_paths(directory: str, storage: Storage | None = None) -> list[str]:
+    return (storage or Storage()).glob(join(directory, f"{SHARD_PREFIX}-*.parquet"))
 
 
-def read_manifest(directory: str) -> dict | None:
-    """The manifest of a complete partition, or None when the partition is not complete."""
-    if not FileSystems.exists(join(directory, SUCCESS)) or not FileSystems.exists(join(directory, MANIFEST)):
+def dead_letter_paths(directory: str, storage: Storage | None = None) -> list[str]:
+    return (storage or Storage()).glob(join(directory, ERRORS_DIR, "*.jsonl"))
+
+
+def data_paths(directory: str, storage: Storage | None = None) -> list[str]:
+    return shard_paths(directory, storage) + dead_letter_paths(directory, storage)
+
+
+def relative(path: str, directory: str) -> str:
+    return path[len(directory.rstrip("/")) + 1:]
+
+
+def read_manifest(directory: str, storage: Storage | None = None) -> dict | None:
+    """The manifest of a complete partition, or None when the partition is not complete.
+    A manifest that cannot be read or parsed means "not complete", with a warning."""
+    storage = storage or Storage()
+    try:
+        if not storage.exists(join(directory, SUCCESS)) or not storage.exists(join(directory, MANIFEST)):
+            return None
+        manifest = json.loads(storage.read(join(directory, MANIFEST)).decode("utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
+        return manifest
+    except Exception as exc:  # noqa: BLE001 - any unreadable manifest means "incomplete"
+        LOG.warning("%s has %s but its %s cannot be read (%s): treating the partition as incomplete",
+                    directory, SUCCESS, MANIFEST, exc)
         return None
-    with FileSystems.open(join(directory, MANIFEST)) as handle:
-        return json.loads(handle.read().decode("utf-8"))
+
+
+def committed_run(directory: str, storage: Storage | None = None) -> str | None:
+    """The run id of the complete partition in directory, or None."""
+    manifest = read_manifest(directory, storage)
+    return manifest.get("run_id") if manifest else None
 
 
 def reason_kind(reason: str) -> str:
@@ -61,34 +198,49 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0].strip()
 
 
-def count_outputs(directory: str) -> dict:
-    """Rows, distinct ids and dead letters as found in the files themselves (Parquet footers,
-    the id column, the dead-letter lines): the ground truth the manifest reconciles against."""
+def dead_letter_lines(data: bytes) -> list[str]:
+    """The dead letters of one _errors file: one JSON object a line."""
+    return [line for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def parquet_rows(path: str, storage: Storage | None = None) -> int:
     import pyarrow.parquet as pq
 
-    rows, ids = 0, Counter()
-    for path in shard_paths(directory):
+    with FileSystems.open(path) as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
+
+
+def count_outputs(directory: str, storage: Storage | None = None) -> dict:
+    """Rows, distinct ids and dead letters as found in the files themselves (Parquet footers,
+    the id column, the dead-letter lines): the ground truth the manifest reconciles against.
+    "files" maps each file (relative to directory) to its rows or dead letters."""
+    import pyarrow.parquet as pq
+
+    storage = storage or Storage()
+    rows, ids, files = 0, Counter(), {}
+    for path in shard_paths(directory, storage):
         with FileSystems.open(path) as handle:
             table = pq.read_table(handle, columns=["id"])
         rows += table.num_rows
+        files[relative(path, directory)] = table.num_rows
         ids.update(table.column("id").to_pylist())
     by_reason, broken_files = Counter(), []
-    for path in dead_letter_paths(directory):
-        with FileSystems.open(path) as handle:
-            for line in handle.read().decode("utf-8").splitlines():
-                if not line.strip():
-                    continue
-                letter = json.loads(line)
-                if letter.get("position") is None and not str(letter.get("source", "")).startswith("classifier:"):
-                    broken_files.append({"source": letter["source"], "reason": letter["reason"]})
-                else:
-                    by_reason[reason_kind(letter["reason"])] += 1
+    for path in dead_letter_paths(directory, storage):
+        lines = dead_letter_lines(storage.read(path))
+        files[relative(path, directory)] = len(lines)
+        for line in lines:
+            letter = json.loads(line)
+            if letter.get("position") is None and not str(letter.get("source", "")).startswith("classifier:"):
+                broken_files.append({"source": letter["source"], "reason": letter["reason"]})
+            else:
+                by_reason[reason_kind(letter["reason"])] += 1
     return {
         "rows_written": rows,
         "duplicate_ids": sum(n - 1 for n in ids.values() if n > 1),
         "dead_lettered": sum(by_reason.values()),
         "dead_lettered_by_reason": dict(sorted(by_reason.items())),
         "files_broken_off": broken_files,
+        "files": files,
     }
 
 
@@ -100,52 +252,244 @@ def reconcile(records_read: int, found: dict) -> None:
         )
 
 
-def _delete(paths: Iterable[str]) -> None:
-    paths = [p for p in paths if FileSystems.exists(p)]
-    if paths:
-        FileSystems.delete(paths)
+def verify_in_place(directory: str, files: dict, storage: Storage) -> None:
+    """Exactly the listed files are in directory, with the rows (Parquet footer) or dead
+    letters (lines) the manifest states."""
+    present = {relative(p, directory) for p in data_paths(directory, storage)}
+    if present != set(files):
+        raise VerificationError(f"{directory} holds {sorted(present)}, the manifest lists {sorted(files)}")
+    for name, expected in files.items():
+        path = join(directory, name)
+        found = (parquet_rows(path, storage) if name.endswith(".parquet")
+                 else len(dead_letter_lines(storage.read(path))))
+        if found != expected:
+            raise VerificationError(f"{path} has {found} rows, the manifest says {expected}")
 
 
-def _is_local(path: str) -> bool:
-    return "://" not in path
+def finish_manifest(base: dict, counts: dict, found: dict, finished: datetime) -> dict:
+    """The manifest of a run: what the launcher knew (base), the counts taken in the pipeline,
+    what the files hold (found), and what the partition cost."""
+    wall = (finished - datetime.fromisoformat(base["started"])).total_seconds()
+    read = counts.get("records_read", 0)
+    price = base.get("cost_per_hour_usd")
+    cost = price * base.get("cost_workers", 1) * wall / 3600 if price is not None else None
+    return {
+        **base, "records_read": read, **found,
+        "empty_text_rows": counts.get("empty_text_rows", 0),
+        "inferences": {name: counts.get(f"inferences_{name}", 0) for name in base["checkpoints"]},
+        "finished": finished.isoformat(timespec="seconds"),
+        "wall_seconds": round(wall, 3),
+        "posts_per_second": round(read / wall, 3) if wall > 0 else None,
+        "cost_usd": round(cost, 6) if cost is not None else None,
+        "cost_per_million_posts_usd": round(cost / read * 1e6, 4) if cost is not None and read else None,
+    }
 
 
-def staging_dirs(directory: str) -> list[str]:
-    pattern = join(directory, "_staging-*")
-    if _is_local(pattern):
+# ------------------------------------------------------------------------------- runs
+
+
+def new_run_id(started: datetime, suffix: str) -> str:
+    return f"{started.astimezone(timezone.utc):{RUN_TIME_FORMAT}}-{suffix}"
+
+
+def staging_dir(directory: str, run_id: str) -> str:
+    return join(directory, STAGING_PREFIX + run_id)
+
+
+def run_started(name: str) -> datetime | None:
+    """The start time in a _staging-/_previous- directory name, or None."""
+    stamp = posixpath.basename(name.rstrip("/")).split("-", 1)[-1].split("-", 1)[0]
+    try:
+        return datetime.strptime(stamp, RUN_TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def staging_dirs(directory: str, storage: Storage | None = None) -> list[str]:
+    storage = storage or Storage()
+    pattern = join(directory, STAGING_PREFIX + "*")
+    if is_local(pattern):
         return sorted(glob.glob(pattern))
-    return sorted({p[: p.index("/", len(directory.rstrip("/")) + 1)] for p in _glob(pattern + "/**")})
+    return sorted({p[: p.index("/", len(directory.rstrip("/")) + 1)] for p in storage.glob(pattern + "/**")})
 
 
-def _delete_tree(path: str) -> None:
-    if _is_local(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        _delete(_glob(path.rstrip("/") + "/**"))
+def delete_abandoned_staging(directory: str, now: datetime, storage: Storage,
+                             max_age_s: float = STAGING_MAX_AGE_S) -> list[str]:
+    """Delete staging directories whose run started more than max_age_s ago; never a live run's."""
+    deleted = []
+    for path in staging_dirs(directory, storage):
+        started = run_started(path)
+        if started is not None and (now - started).total_seconds() > max_age_s:
+            storage.delete_tree(path)
+            deleted.append(path)
+    return deleted
 
 
-def mark_incomplete(directory: str) -> None:
-    _delete([join(directory, SUCCESS), join(directory, MANIFEST)])
+# ------------------------------------------------------------------------------- commit
 
 
-def commit(staging: str, directory: str, manifest: dict) -> None:
-    """Replace the partition in `directory` with the staged run; _manifest.json and _SUCCESS last."""
-    mark_incomplete(directory)
-    _delete(shard_paths(directory) + dead_letter_paths(directory))
-    sources, targets = [], []
-    for path in shard_paths(staging):
-        sources.append(path)
-        targets.append(join(directory, posixpath.basename(path)))
-    for path in dead_letter_paths(staging):
-        sources.append(path)
-        targets.append(join(directory, ERRORS_DIR, posixpath.basename(path)))
-    errors_dir = join(directory, ERRORS_DIR)
-    if any(t.startswith(errors_dir) for t in targets) and not FileSystems.exists(errors_dir):
-        FileSystems.mkdirs(errors_dir)
-    if sources:
-        FileSystems.rename(sources, targets)
-    for leftover in staging_dirs(directory):  # ours, and those of runs that failed before committing
-        _delete_tree(leftover)
+def plan(staging: str, directory: str, manifest: dict, storage: Storage) -> dict:
+    """The journal of a commit: where each staged file goes, and what to publish."""
+    run_id = manifest["run_id"]
+    moves = [[path, join(directory, relative(path, staging))] for path in data_paths(staging, storage)]
+    return {"run_id": run_id, "staging": staging, "backup": join(directory, BACKUP_PREFIX + run_id),
+            "moves": moves, "manifest": manifest}
 
-    _write_text(join(directory, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    _write_text(join(directory, SUCCESS), "")
+
+def _acquire(directory: str, journal: dict, storage: Storage, now: datetime) -> None:
+    """Create the lock with our journal, first finishing a dead run's or our own earlier commit."""
+    lock = join(directory, LOCK)
+    body = json.dumps({**journal, "locked_at": now.isoformat()}).encode("utf-8")
+    for _ in range(3):
+        if storage.create_exclusive(lock, body):
+            return
+        held = _read_lock(lock, storage)
+        if held is None:
+            continue  # released between our create and our read
+        age = (now - datetime.fromisoformat(held["locked_at"])).total_seconds()
+        if age < LOCK_LEASE_S:
+            raise ConcurrentRunError(
+                f"another run ({held['run_id']}) is committing {directory} (lock {lock} taken "
+                f"{age:.0f} s ago); this run's rows were not committed")
+        recover(directory, storage, now)
+    raise ConcurrentRunError(f"could not take {lock}: other runs keep committing {directory}")
+
+
+def _read_lock(lock: str, storage: Storage) -> dict | None:
+    try:
+        return json.loads(storage.read(lock).decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - a lock we cannot read is a dead run's
+        if not storage.exists(lock):
+            return None
+        LOG.warning("unreadable %s (%s): treated as a dead run's", lock, exc)
+        return {"run_id": "unknown", "locked_at": "1970-01-01T00:00:00+00:00", "moves": []}
+
+
+def _move_in(directory: str, journal: dict, storage: Storage) -> None:
+    """Back up the old partition, then move the staged files in. Re-entrant: what already
+    moved is skipped, so a retried or recovering commit continues where a dead one stopped."""
+    backup = journal["backup"]
+    new_targets = {target for _, target in journal["moves"]}
+    if all(storage.exists(source) for source, _ in journal["moves"]):  # nothing moved in yet
+        old = [join(directory, SUCCESS), join(directory, MANIFEST)] + data_paths(directory, storage)
+        for path in old:  # _SUCCESS first: the partition is visibly incomplete from here on
+            if storage.exists(path):
+                storage.rename(path, join(backup, relative(path, directory)))
+    for source, target in journal["moves"]:
+        if storage.exists(source):
+            storage.rename(source, target)
+        elif not storage.exists(target):
+            raise VerificationError(f"{source} is gone and {target} is not there")
+    stray = [p for p in data_paths(directory, storage) if p not in new_targets]
+    if stray:
+        raise VerificationError(f"{directory} holds files of no run: {stray}")
+
+
+def _publish(directory: str, journal: dict, storage: Storage) -> None:
+    manifest = journal["manifest"]
+    verify_in_place(directory, manifest["files"], storage)
+    storage.write_text(join(directory, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    verify_in_place(directory, manifest["files"], storage)  # nothing came or went meanwhile
+    storage.write_text(join(directory, SUCCESS), "")
+
+
+def _roll_back(directory: str, journal: dict, storage: Storage) -> None:
+    """Staged files back to staging, then the old partition back from its backup, _SUCCESS last."""
+    storage.delete(join(directory, SUCCESS))
+    storage.delete(join(directory, MANIFEST))
+    for source, target in journal["moves"]:
+        if storage.exists(target) and not storage.exists(source):
+            storage.rename(target, source)
+    backup = journal["backup"]
+    saved = storage.glob(join(backup, "**")) if not is_local(backup) else sorted(
+        p for p in glob.glob(join(backup, "**"), recursive=True) if os.path.isfile(p))
+    saved.sort(key=lambda p: (p.endswith(SUCCESS), p.endswith(MANIFEST)))  # _SUCCESS last
+    for path in saved:
+        storage.rename(path, join(directory, relative(path, backup)))
+
+
+def _clean_up(directory: str, journal: dict, storage: Storage) -> None:
+    storage.delete_tree(journal["backup"])
+    storage.delete_tree(journal["staging"])
+    storage.delete(join(directory, LOCK))
+
+
+def _finish(directory: str, journal: dict, storage: Storage) -> None:
+    """Roll the journal forward; on any error roll back, so the old partition stands."""
+    try:
+        _move_in(directory, journal, storage)
+        _publish(directory, journal, storage)
+    except Exception:
+        LOG.exception("commit of %s failed: restoring the previous partition", directory)
+        _roll_back(directory, journal, storage)
+        storage.delete(join(directory, LOCK))
+        raise
+    _clean_up(directory, journal, storage)
+
+
+def recover(directory: str, storage: Storage | None = None, now: datetime | None = None,
+            lease_s: float = LOCK_LEASE_S) -> str | None:
+    """Finish a commit whose process died (its lock older than lease_s): forward when its staged
+    files are all there, else back. Returns the run id recovered, or None when there was none."""
+    storage, now = storage or Storage(), now or datetime.now(timezone.utc)
+    lock = join(directory, LOCK)
+    held = _read_lock(lock, storage) if storage.exists(lock) else None
+    if held is None:
+        return None
+    age = (now - datetime.fromisoformat(held["locked_at"])).total_seconds()
+    if age < lease_s:
+        return None
+    takeover = join(directory, f"{LOCK}.recovering-{held['run_id']}")
+    if not storage.create_exclusive(takeover, b""):
+        raise ConcurrentRunError(f"another run is recovering the commit of {held['run_id']} in {directory}")
+    try:
+        if _read_lock(lock, storage) != held:
+            return None  # finished or replaced meanwhile
+        if held.get("manifest") and committed_run(directory, storage) == held["run_id"]:
+            _clean_up(directory, held, storage)  # it had published; only the clean-up was left
+        elif held.get("manifest"):
+            LOG.warning("finishing the commit of run %s in %s (its process stopped)", held["run_id"], directory)
+            try:
+                _finish(directory, held, storage)
+            except Exception:  # noqa: BLE001 - rolled back: the old partition stands
+                LOG.warning("run %s could not be finished: the previous partition was restored", held["run_id"])
+        else:
+            storage.delete(lock)
+        return held["run_id"]
+    finally:
+        storage.delete(takeover)
+
+
+def commit(staging: str, directory: str, manifest: dict, *, base_run: str | None = None,
+           storage: Storage | None = None, now: datetime | None = None) -> None:
+    """Replace the partition in directory with the staged run (manifest["run_id"]), unless
+    another run committed it since this run started (its partition was then base_run)."""
+    storage, now = storage or Storage(), now or datetime.now(timezone.utc)
+    run_id = manifest["run_id"]
+    held = _read_lock(join(directory, LOCK), storage) if storage.exists(join(directory, LOCK)) else None
+    if held is not None and held["run_id"] == run_id:
+        recover(directory, storage, now, lease_s=0)  # our own earlier attempt died: finish it
+    if committed_run(directory, storage) == run_id:
+        return  # a retried commit of ours: already done
+    journal = plan(staging, directory, manifest, storage)
+    _acquire(directory, journal, storage, now)
+    current = committed_run(directory, storage)
+    if current == run_id:
+        storage.delete(join(directory, LOCK))
+        return
+    if current != base_run:
+        storage.delete(join(directory, LOCK))
+        storage.delete_tree(staging)
+        raise ConcurrentRunError(
+            f"another run ({current}) committed {directory} while this run ({run_id}) was running; "
+            f"that partition stands and this run's rows were discarded")
+    _finish(directory, journal, storage)
+    delete_abandoned_staging(directory, now, storage)
+
+
+def mark_incomplete(directory: str, storage: Storage | None = None) -> None:
+    storage = storage or Storage()
+    storage.delete(join(directory, SUCCESS))
+    storage.delete(join(directory, MANIFEST))
