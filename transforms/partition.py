@@ -397,17 +397,28 @@ def _publish(directory: str, journal: dict, storage: Storage) -> None:
 
 def _roll_back(directory: str, journal: dict, storage: Storage) -> None:
     """Staged files back to staging, then the old partition back from its backup, _SUCCESS last."""
-    storage.delete(join(directory, SUCCESS))
-    storage.delete(join(directory, MANIFEST))
+    backup = journal["backup"]
+    ours = _manifest_run(join(directory, MANIFEST), storage) == journal["run_id"]
+    if ours or storage.exists(join(backup, SUCCESS)):  # else _SUCCESS is the old one, still in place
+        storage.delete(join(directory, SUCCESS))
+    if ours:
+        storage.delete(join(directory, MANIFEST))
     for source, target in journal["moves"]:
         if storage.exists(target) and not storage.exists(source):
             storage.rename(target, source)
-    backup = journal["backup"]
     saved = storage.glob(join(backup, "**")) if not is_local(backup) else sorted(
         p for p in glob.glob(join(backup, "**"), recursive=True) if os.path.isfile(p))
     saved.sort(key=lambda p: (p.endswith(SUCCESS), p.endswith(MANIFEST)))  # _SUCCESS last
     for path in saved:
         storage.rename(path, join(directory, relative(path, backup)))
+    storage.delete_tree(backup)
+
+
+def _manifest_run(path: str, storage: Storage) -> str | None:
+    try:
+        return json.loads(storage.read(path).decode("utf-8")).get("run_id")
+    except Exception:  # noqa: BLE001 - absent or unreadable: not this run's
+        return None
 
 
 def _clean_up(directory: str, journal: dict, storage: Storage) -> None:
@@ -474,7 +485,11 @@ def commit(staging: str, directory: str, manifest: dict, *, base_run: str | None
     if committed_run(directory, storage) == run_id:
         return  # a retried commit of ours: already done
     journal = plan(staging, directory, manifest, storage)
-    _acquire(directory, journal, storage, now)
+    try:
+        _acquire(directory, journal, storage, now)
+    except ConcurrentRunError:
+        storage.delete_tree(staging)  # this run's output is discarded: the other run's stands
+        raise
     current = committed_run(directory, storage)
     if current == run_id:
         storage.delete(join(directory, LOCK))
