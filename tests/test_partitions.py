@@ -105,3 +105,67 @@ def test_date_placeholder_without_date_is_a_usage_error(dated_input, tiny_checkp
     code = main(["--input", source, "--output", target, "--only", "sentiment",
                  "--model", f"sentiment={tiny_checkpoints['sentiment']}"])
     assert code == 2 and "pass --date YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_the_job_commits_itself_with_counts_taken_in_the_pipeline(dated_input, tiny_checkpoints):
+    out = dated_input[1].replace("{date}", DATE)
+    result = run(argv(dated_input, tiny_checkpoints["sentiment"], "--no-wait", "--cost-per-hour", "3.6"))
+    result.wait_until_finish()
+    manifest = partition.read_manifest(out)
+    assert manifest is not None and manifest["run_id"].startswith(manifest["started"][:4])
+    # The counts come from the pipeline itself; Beam's own RunInference counter agrees.
+    inferences = [c.committed for c in result.metrics().query()["counters"]
+                  if c.key.metric.name == "num_inferences"]
+    assert manifest["inferences"] == {"sentiment": sum(inferences)} == {"sentiment": 40}
+    assert (manifest["records_read"], manifest["rows_written"], manifest["dead_lettered"]) == (41, 40, 1)
+    assert manifest["files"] == {os.path.relpath(p, out): n for p, n in
+                                 [(p, len(read_labels_file(p))) for p in glob.glob(os.path.join(out, "labels-*"))]
+                                 + [(p, 1) for p in glob.glob(os.path.join(out, "_errors", "*.jsonl"))]}
+    wall = manifest["wall_seconds"]
+    assert wall > 0 and manifest["posts_per_second"] == pytest.approx(41 / wall, rel=1e-2)
+    assert manifest["cost_usd"] == pytest.approx(3.6 * wall / 3600, rel=1e-2)
+    assert manifest["cost_per_million_posts_usd"] == pytest.approx(3.6 * wall / 3600 / 41 * 1e6, rel=1e-2)
+    assert not glob.glob(os.path.join(out, "_staging-*")) and not os.path.exists(os.path.join(out, partition.LOCK))
+
+
+def read_labels_file(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
+
+
+def test_a_run_that_another_run_overtook_fails_loudly_and_keeps_the_others_partition(
+        dated_input, tiny_checkpoints, monkeypatch, capsys):
+    out = dated_input[1].replace("{date}", DATE)
+    real_count = partition.count_outputs
+    other = {}
+
+    def another_run_commits_first(directory):
+        if not other:  # while this job runs, a second job of the same partition commits
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            staging = partition.staging_dir(out, "20261121T000000-other")
+            os.makedirs(staging)
+            pq.write_table(pa.table({"id": ["o1", "o2"]}), os.path.join(staging, "labels-00000-of-00001.parquet"))
+            found = real_count(staging)
+            partition.commit(staging, out, {"run_id": "20261121T000000-other", "records_read": 2, **found})
+            other["ids"] = ["o1", "o2"]
+        return real_count(directory)
+
+    monkeypatch.setattr(partition, "count_outputs", another_run_commits_first)
+    assert main(argv(dated_input, tiny_checkpoints["sentiment"])) == 2
+    assert "another run (20261121T000000-other) committed" in capsys.readouterr().err
+    assert sorted(read_labels(out).column("id").to_pylist()) == other["ids"]
+    assert partition.read_manifest(out)["run_id"] == "20261121T000000-other"
+    assert not glob.glob(os.path.join(out, "_staging-*"))
+
+
+def test_skip_if_done_treats_a_corrupt_manifest_as_incomplete(dated_input, tiny_checkpoints, caplog):
+    out = dated_input[1].replace("{date}", DATE)
+    run(argv(dated_input, tiny_checkpoints["sentiment"]))
+    with open(os.path.join(out, partition.MANIFEST), "w") as handle:
+        handle.write('{"checkpoints": ')  # cut off mid-write
+    assert run(argv(dated_input, tiny_checkpoints["sentiment"], "--skip-if-done")) is not None
+    assert "treating the partition as incomplete" in caplog.text
+    assert partition.read_manifest(out)["rows_written"] == 40
