@@ -245,13 +245,14 @@ def base_manifest(args, paths, classifiers, run_id, started, runner, workers) ->
     }
 
 
-def cost_workers(beam_args: list[str], runner: str) -> int:
+def cost_workers(beam_args: list[str]) -> int:
     """Workers the cost is charged for: Dataflow's --max_num_workers (an upper bound under
     autoscaling) or --num_workers; one machine for the DirectRunner."""
-    if "Dataflow" not in runner:
+    options = PipelineOptions(beam_args)
+    if "Dataflow" not in str(options.view_as(StandardOptions).runner):
         return 1
-    options = PipelineOptions(beam_args).view_as(WorkerOptions)
-    return options.max_num_workers or options.num_workers or 1
+    workers = options.view_as(WorkerOptions)
+    return workers.max_num_workers or workers.num_workers or 1
 
 
 def code_version() -> str:
@@ -320,7 +321,7 @@ def run(argv=None, test_pipeline=None):
     runner = type(pipeline.runner).__name__
     totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
     manifest = base_manifest(args, paths, classifiers, run_id, started.isoformat(), runner,
-                             cost_workers(beam_args, runner))
+                             cost_workers(beam_args))
     _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(staging, args.output, manifest, base_run)
     result = pipeline.run()
     if not args.wait:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptions, PipelineOptions, SetupOptions,
                                                   StandardOptions, WorkerOptions)
+from apache_beam.runners.runner import PipelineRunner
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -345,3 +346,93 @@ def test_crontab_line_labels_yesterday_then_reports_and_skips_when_done(tmp_path
     again = subprocess.run(["bash", "-c", local], capture_output=True, text=True, timeout=400)
     assert again.returncode == 0
     assert (partition / "_SUCCESS").stat().st_mtime_ns == before  # --skip-if-done: nothing rewritten
+
+
+# ---------------------------------------------------------------- the pipeline as Dataflow receives it
+
+class CapturingRunner(PipelineRunner):
+    """Stands in for DataflowRunner.run_pipeline without submitting: the Runner API proto the
+    DataflowRunner would translate, with the Docker environment it builds from the options."""
+
+    def __init__(self):
+        self.proto = None
+
+    def run_pipeline(self, pipeline, options):
+        from apache_beam.transforms import environments
+
+        image = options.view_as(WorkerOptions).sdk_container_image  # what DataflowRunner reads
+        self.proto = pipeline.to_runner_api(
+            default_environment=environments.DockerEnvironment.from_container_image(image))
+
+        class Result:
+            def wait_until_finish(self, duration=None):
+                return "DONE"
+
+        return Result()
+
+
+def dataflow_pipeline(tmp_path, checkpoints, runner):
+    import apache_beam as beam
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": "a", "text": "hello"}\n')
+    flags = load_module("dataflow_flags", DEPLOY / "dataflow_flags.py").gpu_flags(
+        project="my-project", region="us-central1", bucket="my-bucket", date="2024-05-01", image=IMAGE)
+    argv = ["--input", str(posts), "--output", str(tmp_path / "out"), "--device", "cuda",
+            *[f"--model={name}={path}" for name, path in checkpoints.items()], *flags]
+    args, beam_args = label_corpus.parse_args(argv)
+    return argv, beam.Pipeline(runner=runner, options=PipelineOptions(beam_args))
+
+
+def test_the_dataflow_pipeline_names_the_container_and_pickles_every_handler(tmp_path, tiny_checkpoints):
+    """DataflowRunner cannot write its job request here: without apache-beam[gcp] (apitools,
+    google-auth) its run_pipeline raises "Google Cloud Dataflow runner not available, please
+    install apache_beam[gcp]" before translating. So this checks the Runner API proto it would
+    translate: every step runs in our container, and every DoFn (the four handlers inside
+    RunInference, the commit step) survives Beam's pickler."""
+    from apache_beam.internal import pickler
+    from apache_beam.portability import common_urns, python_urns
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    from models.handler import TextClassifierHandler
+    from transforms.beam_io import CommitPartitionFn
+
+    runner = CapturingRunner()
+    argv, pipeline = dataflow_pipeline(tmp_path, tiny_checkpoints, runner)
+    label_corpus.run(argv, test_pipeline=pipeline)
+    proto = runner.proto
+    environments = {env_id: beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
+                    for env_id, env in proto.components.environments.items()
+                    if env.urn == common_urns.environments.DOCKER.urn}
+    assert set(environments.values()) == {IMAGE}
+
+    found_handlers, found_commit, pickled = set(), 0, 0
+    for transform in proto.components.transforms.values():
+        if transform.spec.urn != common_urns.primitives.PAR_DO.urn:
+            continue
+        assert proto.components.environments[transform.environment_id].urn == common_urns.environments.DOCKER.urn
+        payload = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload)
+        if payload.do_fn.urn != python_urns.PICKLED_DOFN_INFO:
+            continue
+        fn = pickler.loads(payload.do_fn.payload)[0]
+        pickled += 1
+        handler = getattr(getattr(fn, "_model_handler", None), "_unkeyed", None)
+        if isinstance(handler, TextClassifierHandler):
+            found_handlers.add(handler.spec.name)
+            assert handler.device_request == "cuda"
+        if isinstance(fn, CommitPartitionFn):
+            found_commit += 1
+            assert fn.directory == str(tmp_path / "out") and fn.base_manifest["cost_workers"] == 10
+    assert found_handlers == set(CLASSIFIER_NAMES) and found_commit == 1 and pickled > 20
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_dataflow_runner_submits_nothing_with_dry_run_when_the_gcp_extra_is_installed(tmp_path, tiny_checkpoints):
+    pytest.importorskip("apitools", reason="DataflowRunner needs apache-beam[gcp] (pip install -e '.[gcp]')")
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+    argv, _ = dataflow_pipeline(tmp_path, tiny_checkpoints, None)
+    result = label_corpus.run([*argv, "--dry_run=True"])
+    job = json.loads(result.job.json())
+    assert IMAGE in json.dumps(job) and ACCELERATOR in json.dumps(job)
+    assert DataflowRunner is not None and not (tmp_path / "out").exists()
