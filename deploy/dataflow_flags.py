@@ -64,10 +64,15 @@ def common_flags(*, project: str, region: str, bucket: str, date: str, kind: str
 def gpu_flags(*, project: str, region: str, bucket: str, date: str, image: str,
               max_workers: int = DEFAULT_MAX_WORKERS) -> list[str]:
     """Beam options of a GPU job on our custom container."""
+    return common_flags(project=project, region=region, bucket=bucket, date=date, kind="gpu",
+                        max_workers=max_workers) + gpu_worker_flags(image)
+
+
+def gpu_worker_flags(image: str) -> list[str]:
+    """The GPU workers' part of the options (a Flex Template launch gets the rest from gcloud)."""
     if not image:
         raise ValueError("a GPU job needs --image: the custom SDK container built from deploy/Dockerfile")
-    return common_flags(project=project, region=region, bucket=bucket, date=date, kind="gpu",
-                        max_workers=max_workers) + [
+    return [
         f"--sdk_container_image={image}",
         "--sdk_location=container",  # the Beam SDK inside the image; nothing staged
         f"--dataflow_service_options={GPU_ACCELERATOR}",

@@ -260,6 +260,7 @@ def fake_airflow(monkeypatch) -> list[dict]:
     modules["airflow.providers.standard.operators.bash"].BashOperator = Operator
     modules["airflow.providers.apache.beam.operators.beam"].BeamRunPythonPipelineOperator = Operator
     modules["airflow.providers.google.cloud.operators.dataflow"].DataflowConfiguration = lambda **kw: kw
+    modules["airflow.providers.google.cloud.operators.dataflow"].DataflowStartFlexTemplateOperator = Operator
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.syspath_prepend(str(DEPLOY))  # dataflow_flags.py beside the DAG, as in a DAGs folder
@@ -436,3 +437,75 @@ def test_dataflow_runner_submits_nothing_with_dry_run_when_the_gcp_extra_is_inst
     job = json.loads(result.job.json())
     assert IMAGE in json.dumps(job) and ACCELERATOR in json.dumps(job)
     assert DataflowRunner is not None and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- the Flex Template
+
+FLEX_ARGS = ["--input=gs://my-bucket/posts/date={date}/*.jsonl.gz", "--output=gs://my-bucket/labels/date={date}",
+             "--models=gs://my-bucket/checkpoints/models.json", "--date=2024-05-01", "--skip_if_done=true",
+             "--cost_per_hour=1.27", "--only=politics,emotion",
+             # what the Flex Template launcher adds from gcloud's flags
+             "--runner=DataflowRunner", "--project=my-project", "--region=us-central1",
+             "--temp_location=gs://my-bucket/dataflow/temp", "--job_name=label-corpus-gpu-2024-05-01"]
+
+
+def test_flex_template_parameters_become_a_gpu_job_that_does_not_wait():
+    flex = load_module("flex_template_main", DEPLOY / "flex_template_main.py")
+    args, beam_args = label_corpus.parse_args(flex.translate(FLEX_ARGS, IMAGE))
+    assert (args.date, args.skip_if_done, args.wait, args.cost_per_hour, args.only) == (
+        "2024-05-01", True, False, 1.27, "politics,emotion")
+    assert args.device == "cuda" and args.output == "gs://my-bucket/labels/date={date}"
+    options = PipelineOptions(beam_args)
+    assert options.view_as(WorkerOptions).sdk_container_image == IMAGE
+    assert options.view_as(GoogleCloudOptions).dataflow_service_options == [ACCELERATOR]
+    assert "use_runner_v2" in options.view_as(DebugOptions).experiments
+    assert options.view_as(GoogleCloudOptions).job_name == "label-corpus-gpu-2024-05-01"
+    args, _ = label_corpus.parse_args(flex.translate([*FLEX_ARGS[:4], "--skip_if_done=false"], IMAGE))
+    assert not args.skip_if_done
+
+
+def test_every_flex_template_parameter_is_an_option_of_the_pipeline():
+    flex = load_module("flex_template_main", DEPLOY / "flex_template_main.py")
+    metadata = json.loads((DEPLOY / "flex_template_metadata.json").read_text())
+    required = {p["name"] for p in metadata["parameters"] if not p.get("isOptional")}
+    assert required == {"input", "output"}
+    samples = {"skip_if_done": "true", "cost_per_hour": "2.5", "date": "2024-05-01"}
+    for parameter in metadata["parameters"]:
+        value = samples.get(parameter["name"], "x")
+        for regex in parameter.get("regexes", []):
+            assert re.fullmatch(regex, value), (parameter["name"], value)
+        argv = flex.translate(["--input=a", "--output=b", f"--{parameter['name']}={value}"], IMAGE)
+        _, beam_args = label_corpus.parse_args(argv)
+        assert not [a for a in beam_args if parameter["name"] in a], (parameter["name"], beam_args)
+
+
+def test_flex_template_launcher_runs_the_entry_point_inside_the_worker_image():
+    launcher = (DEPLOY / "Dockerfile.launcher").read_text()
+    worker = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"^FROM \$\{WORKER_IMAGE\}$", launcher, re.M)
+    assert "ENV LABEL_CORPUS_IMAGE=${WORKER_IMAGE}" in launcher
+    entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=(\S+)", launcher).group(1)
+    assert entry == "/opt/labeling/deploy/flex_template_main.py"
+    assert "WORKDIR /opt/labeling" in worker and "COPY deploy/ deploy/" in worker
+    assert "/opt/google/dataflow/python_template_launcher" in launcher.split("ENTRYPOINT")[1]
+    readme = (DEPLOY / "README.md").read_text()
+    for command in ("gcloud dataflow flex-template build", "gcloud dataflow flex-template run",
+                    "--metadata-file deploy/flex_template_metadata.json"):
+        assert command in readme
+
+
+def test_airflow_flex_dag_starts_the_template_per_date(monkeypatch):
+    created = fake_airflow(monkeypatch)
+    load_module("label_corpus_flex_dag", DEPLOY / "airflow_label_corpus_flex_dag.py")
+    label = next(c for c in created if c.get("task_id") == "label_partition")
+    assert label["downstream"] == ["report_partition"] and label["deferrable"] and label["wait_until_finished"]
+    launch = label["body"]["launchParameter"]
+    assert launch["containerSpecGcsPath"] == "{{ var.value.label_corpus_template }}"
+    assert launch["jobName"] == "label-corpus-gpu-{{ ds }}"
+    metadata = {p["name"] for p in json.loads((DEPLOY / "flex_template_metadata.json").read_text())["parameters"]}
+    assert set(launch["parameters"]) <= metadata
+    flex = load_module("flex_template_main", DEPLOY / "flex_template_main.py")
+    argv = flex.translate([f"--{k}={v.replace('{{ ds }}', '2024-05-01')}" for k, v in launch["parameters"].items()],
+                          IMAGE)
+    args, _ = label_corpus.parse_args(argv)
+    assert args.skip_if_done and args.date == "2024-05-01" and not args.wait
