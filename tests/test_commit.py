@@ -273,3 +273,21 @@ def test_finish_manifest_states_throughput_and_cost():
     assert manifest["inferences"] == {"sentiment": 7000}
     no_price = partition.finish_manifest({**base, "cost_per_hour_usd": None}, {}, {"files": {}}, NOW)
     assert no_price["cost_usd"] is None and no_price["cost_per_million_posts_usd"] is None
+
+
+def test_a_retried_commit_step_finishes_its_own_dead_commit_without_the_staged_files(tmp_path):
+    old_ids = committed(tmp_path, "20261121T010000-aaaa", shards=2)
+    staging, manifest, new_ids = stage_run(tmp_path, "20261121T020000-bbbb", shards=3)
+
+    def die_at_second_move_in(step, op, args):
+        if op == "rename" and str(args[0]).startswith(staging) and os.path.exists(
+                os.path.join(str(tmp_path), "labels-00000-of-00003.parquet")):
+            raise Killed()
+
+    with pytest.raises(Killed):
+        partition.commit(staging, str(tmp_path), manifest, base_run="20261121T010000-aaaa",
+                         storage=FaultyStorage(die_at_second_move_in), now=NOW)
+    assert complete_ids(tmp_path) is None and old_ids != new_ids
+    assert partition.resume(str(tmp_path), "20261121T020000-cccc") is None  # another run's lock
+    assert partition.resume(str(tmp_path), "20261121T020000-bbbb")["run_id"] == "20261121T020000-bbbb"
+    assert complete_ids(tmp_path) == new_ids and leftovers(tmp_path) == []

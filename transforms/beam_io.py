@@ -157,6 +157,10 @@ class CommitPartitionFn(beam.DoFn):
 
         from transforms import partition
 
+        done = partition.resume(self.directory, self.base_manifest["run_id"])
+        if done:  # a retry of this step after the worker died mid-commit
+            yield done
+            return
         found = partition.count_outputs(self.staging)
         written = {partition.relative(path, self.staging) for path in written}
         if set(found["files"]) != written:

@@ -473,17 +473,27 @@ def recover(directory: str, storage: Storage | None = None, now: datetime | None
         storage.delete(takeover)
 
 
+def resume(directory: str, run_id: str, storage: Storage | None = None,
+           now: datetime | None = None) -> dict | None:
+    """For a retried commit step: finish this run's own earlier commit (its lock holds the
+    journal) and return the manifest when this run's partition is committed, else None."""
+    storage = storage or Storage()
+    lock = join(directory, LOCK)
+    held = _read_lock(lock, storage) if storage.exists(lock) else None
+    if held is not None and held["run_id"] == run_id:
+        recover(directory, storage, now or datetime.now(timezone.utc), lease_s=0)
+    manifest = read_manifest(directory, storage)
+    return manifest if manifest and manifest.get("run_id") == run_id else None
+
+
 def commit(staging: str, directory: str, manifest: dict, *, base_run: str | None = None,
            storage: Storage | None = None, now: datetime | None = None) -> None:
     """Replace the partition in directory with the staged run (manifest["run_id"]), unless
     another run committed it since this run started (its partition was then base_run)."""
     storage, now = storage or Storage(), now or datetime.now(timezone.utc)
     run_id = manifest["run_id"]
-    held = _read_lock(join(directory, LOCK), storage) if storage.exists(join(directory, LOCK)) else None
-    if held is not None and held["run_id"] == run_id:
-        recover(directory, storage, now, lease_s=0)  # our own earlier attempt died: finish it
-    if committed_run(directory, storage) == run_id:
-        return  # a retried commit of ours: already done
+    if resume(directory, run_id, storage, now):
+        return  # a retried commit of ours: done now
     journal = plan(staging, directory, manifest, storage)
     try:
         _acquire(directory, journal, storage, now)
