@@ -291,3 +291,16 @@ def test_a_retried_commit_step_finishes_its_own_dead_commit_without_the_staged_f
     assert partition.resume(str(tmp_path), "20261121T020000-cccc") is None  # another run's lock
     assert partition.resume(str(tmp_path), "20261121T020000-bbbb")["run_id"] == "20261121T020000-bbbb"
     assert complete_ids(tmp_path) == new_ids and leftovers(tmp_path) == []
+
+
+def test_the_commit_step_retried_after_a_lost_race_still_names_the_other_run(tmp_path):
+    from transforms.beam_io import CommitPartitionFn
+
+    winner_ids = committed(tmp_path, "20261121T020000-bbbb")
+    staging, manifest, _ = stage_run(tmp_path, "20261121T020000-cccc", 1)
+    fn = CommitPartitionFn(staging, str(tmp_path), {**manifest, "started": NOW.isoformat(), "checkpoints": {}},
+                           base_run=None)
+    for _attempt in range(2):  # the runner retries a failed step
+        with pytest.raises(partition.ConcurrentRunError, match=r"another run \(20261121T020000-bbbb\) committed"):
+            list(fn.process(None, [], {"records_read": 4}))
+    assert complete_ids(tmp_path) == winner_ids

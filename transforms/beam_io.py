@@ -161,6 +161,11 @@ class CommitPartitionFn(beam.DoFn):
         if done:  # a retry of this step after the worker died mid-commit
             yield done
             return
+        current = partition.committed_run(self.directory)
+        if current != self.base_run:  # also what a retry after a lost race finds
+            raise partition.ConcurrentRunError(
+                f"another run ({current}) committed {self.directory} while this run "
+                f"({self.base_manifest['run_id']}) was running; that partition stands")
         found = partition.count_outputs(self.staging)
         written = {partition.relative(path, self.staging) for path in written}
         if set(found["files"]) != written:
