@@ -27,8 +27,8 @@ from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_
 from models.handler import TextClassifierHandler
 from models.heads import Head
 from models.specs import CLASSIFIER_NAMES, SPECS
-from transforms.beam_io import (DEAD_LETTERS, Classify, CommitPartition, CountAs, CountRows, ReadRecordsFn,
-                                add_clean_text, is_record_letter, shape_row)
+from transforms.beam_io import (DEAD_LETTERS, Classify, CommitPartition, CountAs, CountRows, CountTokens,
+                                ReadRecordsFn, add_clean_text, is_record_letter, shape_row)
 from transforms import partition
 from transforms.cleaning import CleaningOptions
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
@@ -307,6 +307,7 @@ def run(argv=None, test_pipeline=None):
             sort_by_length=args.sort_by_length, cpu_dtype=args.cpu_dtype, quantize_int8=args.quantize_int8,
             cpu_threads=args.cpu_threads, length_buckets=args.length_buckets, model_copies=args.model_copies)
         counts.append(rows | f"CountInferences_{name}" >> CountAs(f"inferences_{name}"))
+        counts.append(rows | f"CountTokens_{name}" >> CountTokens(handler))
         labeled = rows | f"Classify_{name}" >> Classify(handler, classifier.head.null_columns())
         rows = labeled.rows
         dead_letters.append(labeled[DEAD_LETTERS])

@@ -117,6 +117,9 @@ def test_the_job_commits_itself_with_counts_taken_in_the_pipeline(dated_input, t
     inferences = [c.committed for c in result.metrics().query()["counters"]
                   if c.key.metric.name == "num_inferences"]
     assert manifest["inferences"] == {"sentiment": sum(inferences)} == {"sentiment": 40}
+    real_tokens = sum(c.committed for c in result.metrics().query()["counters"]
+                      if c.key.metric.name == "real_tokens")  # the handler's own count
+    assert manifest["tokens"] == {"sentiment": real_tokens} and real_tokens > 40
     assert (manifest["records_read"], manifest["rows_written"], manifest["dead_lettered"]) == (41, 40, 1)
     assert manifest["files"] == {os.path.relpath(p, out): n for p, n in
                                  [(p, len(read_labels_file(p))) for p in glob.glob(os.path.join(out, "labels-*"))]

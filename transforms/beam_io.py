@@ -193,3 +193,49 @@ class CommitPartition(beam.PTransform):
             | "Start" >> beam.Create([None])
             | "Commit" >> beam.ParDo(self.fn, beam.pvalue.AsList(all_written), beam.pvalue.AsDict(counts))
         )
+
+
+class CountTokensFn(beam.DoFn):
+    """A batch of rows -> the tokens the classifier sees in their cleaned texts (special tokens
+    included, truncated as the handler truncates): the same figure as the handler's real_tokens
+    counter, but inside the pipeline, where the commit step can read it. Tokenizes a second
+    time (the fast tokenizer, on the worker's CPU) so the handler stays as it is."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.tokenizer = None
+        self.max_length = None
+
+    def setup(self):
+        from models.checkpoints import load_config_dict, load_tokenizer
+        from models.handler import position_limit
+
+        local_dir = self.handler._local_dir()
+        self.tokenizer = load_tokenizer(local_dir)
+        self.max_length = min(int(self.tokenizer.model_max_length or 10**9),
+                              position_limit(load_config_dict(local_dir)))
+
+    def process(self, rows):
+        texts = [row["clean_text"] for row in rows if row.get("clean_text")]
+        if texts:
+            encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length,
+                                     return_attention_mask=False, return_token_type_ids=False)
+            yield sum(len(ids) for ids in encoded["input_ids"])
+
+
+class CountTokens(beam.PTransform):
+    """rows -> one (tokens_<classifier>, total tokens) pair."""
+
+    def __init__(self, handler):
+        super().__init__()
+        self.handler = handler
+
+    def expand(self, rows):
+        key = f"tokens_{self.handler.spec.name}"
+        return (
+            rows
+            | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+            | "Tokenize" >> beam.ParDo(CountTokensFn(self.handler))
+            | "Sum" >> beam.CombineGlobally(sum)
+            | "Key" >> beam.Map(lambda n: (key, n))
+        )

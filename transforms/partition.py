@@ -277,6 +277,7 @@ def finish_manifest(base: dict, counts: dict, found: dict, finished: datetime) -
         **base, "records_read": read, **found,
         "empty_text_rows": counts.get("empty_text_rows", 0),
         "inferences": {name: counts.get(f"inferences_{name}", 0) for name in base["checkpoints"]},
+        "tokens": {name: counts.get(f"tokens_{name}", 0) for name in base["checkpoints"]},
         "finished": finished.isoformat(timespec="seconds"),
         "wall_seconds": round(wall, 3),
         "posts_per_second": round(read / wall, 3) if wall > 0 else None,
