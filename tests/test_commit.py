@@ -303,4 +303,4 @@ def test_the_commit_step_retried_after_a_lost_race_still_names_the_other_run(tmp
     for _attempt in range(2):  # the runner retries a failed step
         with pytest.raises(partition.ConcurrentRunError, match=r"another run \(20261121T020000-bbbb\) committed"):
             list(fn.process(None, [], {"records_read": 4}))
-    assert complete_ids(tmp_path) == winner_ids
+    assert complete_ids(tmp_path) == winner_ids and leftovers(tmp_path) == []

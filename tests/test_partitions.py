@@ -172,3 +172,27 @@ def test_skip_if_done_treats_a_corrupt_manifest_as_incomplete(dated_input, tiny_
     assert run(argv(dated_input, tiny_checkpoints["sentiment"], "--skip-if-done")) is not None
     assert "treating the partition as incomplete" in caplog.text
     assert partition.read_manifest(out)["rows_written"] == 40
+
+
+def test_two_jobs_of_one_partition_at_once_leave_one_complete_run(dated_input, tiny_checkpoints):
+    """Two launcher processes of the same date started together (a scheduler firing twice)."""
+    import subprocess
+    import sys
+
+    out = dated_input[1].replace("{date}", DATE)
+    command = [sys.executable, "-m", "pipelines.label_corpus", *argv(dated_input, tiny_checkpoints["sentiment"])]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    jobs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outcomes = [(job.wait(timeout=300), job.stderr.read()) for job in jobs]
+    codes = sorted(code for code, _ in outcomes)
+    # Both succeed only when one started after the other had committed (it then replaced it).
+    assert codes in ([0, 0], [0, 2]), outcomes
+    if codes == [0, 2]:
+        assert "another run" in next(err for code, err in outcomes if code == 2)
+    manifest = partition.read_manifest(out)
+    ids = read_labels(out).column("id").to_pylist()
+    assert sorted(ids) == sorted(f"p{i}" for i in range(40)) and manifest["rows_written"] == 40
+    assert set(manifest["files"]) == {os.path.relpath(p, out) for p in
+                                      glob.glob(os.path.join(out, "labels-*")) + glob.glob(os.path.join(out, "_errors", "*"))}
+    assert not glob.glob(os.path.join(out, "_staging-*")) and not glob.glob(os.path.join(out, "_previous-*"))

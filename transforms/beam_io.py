@@ -163,6 +163,7 @@ class CommitPartitionFn(beam.DoFn):
             return
         current = partition.committed_run(self.directory)
         if current != self.base_run:  # also what a retry after a lost race finds
+            partition.Storage().delete_tree(self.staging)  # this run's output is discarded
             raise partition.ConcurrentRunError(
                 f"another run ({current}) committed {self.directory} while this run "
                 f"({self.base_manifest['run_id']}) was running; that partition stands")
