@@ -21,7 +21,7 @@ from transforms import partition
 
 NOW = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
 LATER = NOW + timedelta(seconds=partition.LOCK_LEASE_S + 1)
-MUTATIONS = ("create_exclusive", "rename", "write_text", "delete", "delete_tree")
+MUTATIONS = ("create_exclusive", "rename", "write", "write_text", "delete", "delete_tree")
 
 
 class Killed(BaseException):
@@ -304,3 +304,31 @@ def test_the_commit_step_retried_after_a_lost_race_still_names_the_other_run(tmp
         with pytest.raises(partition.ConcurrentRunError, match=r"another run \(20261121T020000-bbbb\) committed"):
             list(fn.process(None, [], {"records_read": 4}))
     assert complete_ids(tmp_path) == winner_ids and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_an_object_store_move_stopped_after_its_copy_is_undone(tmp_path, which):
+    """gs:// and s3:// move by copy then delete; a move that fails after the copy leaves both."""
+    import shutil
+
+    old_ids = committed(tmp_path, "20261121T010000-aaaa", shards=1)
+    staging, manifest, _ = stage_run(tmp_path, "20261121T020000-bbbb", shards=3)
+    moved_in = []
+
+    class CopyThenFail(partition.Storage):
+        def rename(self, source, target):
+            if source.startswith(staging):
+                if len(moved_in) == which:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    shutil.copyfile(source, target)
+                    raise OSError("delete after copy failed")
+                moved_in.append(source)
+            return super().rename(source, target)
+
+    with pytest.raises(OSError, match="delete after copy failed"):
+        partition.commit(staging, str(tmp_path), manifest, base_run="20261121T010000-aaaa",
+                         storage=CopyThenFail(), now=NOW)
+    assert complete_ids(tmp_path) == old_ids
+    assert sorted(os.listdir(tmp_path)) == sorted([partition.SUCCESS, partition.MANIFEST, partition.ERRORS_DIR,
+                                                   "labels-00000-of-00001.parquet",
+                                                   os.path.basename(staging)])

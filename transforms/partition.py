@@ -45,6 +45,7 @@ ERRORS_DIR = "_errors"
 SHARD_PREFIX = "labels"
 STAGING_PREFIX = "_staging-"
 BACKUP_PREFIX = "_previous-"
+BACKED_UP = "_BACKED_UP"  # in the backup: every old file is there, staged files may be moving in
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
 LOCK_LEASE_S = 30 * 60  # a commit only moves files; a lock this old belongs to a dead run
 STAGING_MAX_AGE_S = 3 * 24 * 3600  # longer than any job runs: older staging dirs are abandoned
@@ -373,11 +374,12 @@ def _move_in(directory: str, journal: dict, storage: Storage) -> None:
     moved is skipped, so a retried or recovering commit continues where a dead one stopped."""
     backup = journal["backup"]
     new_targets = {target for _, target in journal["moves"]}
-    if all(storage.exists(source) for source, _ in journal["moves"]):  # nothing moved in yet
+    if not storage.exists(join(backup, BACKED_UP)):  # nothing moved in yet: every file here is old
         old = [join(directory, SUCCESS), join(directory, MANIFEST)] + data_paths(directory, storage)
         for path in old:  # _SUCCESS first: the partition is visibly incomplete from here on
             if storage.exists(path):
                 storage.rename(path, join(backup, relative(path, directory)))
+        storage.write(join(backup, BACKED_UP), b"")
     for source, target in journal["moves"]:
         if storage.exists(source):
             storage.rename(source, target)
@@ -404,11 +406,16 @@ def _roll_back(directory: str, journal: dict, storage: Storage) -> None:
         storage.delete(join(directory, SUCCESS))
     if ours:
         storage.delete(join(directory, MANIFEST))
-    for source, target in journal["moves"]:
-        if storage.exists(target) and not storage.exists(source):
-            storage.rename(target, source)
+    if storage.exists(join(backup, BACKED_UP)):  # else no staged file moved in: targets are old files
+        for source, target in journal["moves"]:
+            if storage.exists(target):
+                if storage.exists(source):  # a copy+delete move that stopped after its copy
+                    storage.delete(target)
+                else:
+                    storage.rename(target, source)
     saved = storage.glob(join(backup, "**")) if not is_local(backup) else sorted(
         p for p in glob.glob(join(backup, "**"), recursive=True) if os.path.isfile(p))
+    saved = [p for p in saved if posixpath.basename(p) != BACKED_UP]
     saved.sort(key=lambda p: (p.endswith(SUCCESS), p.endswith(MANIFEST)))  # _SUCCESS last
     for path in saved:
         storage.rename(path, join(directory, relative(path, backup)))
