@@ -38,7 +38,7 @@ def read_dead_letters(out_dir) -> list[dict]:
 
 def expected_fields(kept: dict[str, pa.DataType]) -> dict[str, pa.DataType]:
     """DESIGN.md's output table, written out independently of the code under test."""
-    fields = {"id": pa.string(), **kept, "text": pa.string(), "clean_text": pa.string()}
+    fields = {"id": pa.string(), **kept, "text": pa.string(), "lang": pa.string(), "clean_text": pa.string()}
     for topic in POLITICS_TOPICS:
         fields[f"politics_{topic}"] = pa.string()
         fields[f"politics_{topic}_score"] = pa.float32()
@@ -92,7 +92,8 @@ def parity_run(tmp_path_factory, tiny_models_file):
     write_jsonl(tmp / "posts.jsonl", [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)])
     out = tmp / "out"
     run(["--input", str(tmp / "posts.jsonl"), "--output", str(out), "--models", tiny_models_file,
-         "--device", "cpu", "--batch-size", "50", "--max-tokens-per-batch", "600", "--max-items-per-batch", "7"])
+         "--device", "cpu", "--batch-size", "50", "--max-tokens-per-batch", "600", "--max-items-per-batch", "7",
+         "--all-languages"])
     table = read_labels(out).to_pylist()
     by_id = {row["id"]: row for row in table}
     return texts, by_id, out

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import time
 from typing import Mapping, Sequence
 
 import apache_beam as beam
@@ -13,8 +15,10 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from models.handler import InferenceFailure
 from transforms.cleaning import CleaningOptions, clean_text
+from transforms.language import post_language, runs_on
 from transforms.records import DeadLetter, FieldMap, input_format, iter_file_records, to_record
 
+LOG = logging.getLogger(__name__)
 METRICS_NAMESPACE = "label_corpus"
 DEAD_LETTERS = "dead_letters"
 
@@ -33,8 +37,9 @@ def open_input(readable: fileio.ReadableFile):
 class ReadRecordsFn(beam.DoFn):
     """ReadableFile -> records (main output) and DeadLetter JSON lines (tagged DEAD_LETTERS)."""
 
-    def __init__(self, fields: FieldMap, kept_types: Mapping[str, pa.DataType]):
+    def __init__(self, fields: FieldMap, kept_types: Mapping[str, pa.DataType], lang_field: str | None = None):
         self.fields = fields
+        self.lang_field = lang_field
         self.kept_types = dict(kept_types)
         self.read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records_read")
         self.dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
@@ -47,7 +52,10 @@ class ReadRecordsFn(beam.DoFn):
         with open_input(readable) as stream:
             for item in iter_file_records(path, stream):
                 if not isinstance(item, DeadLetter):
-                    item = to_record(item[1], self.fields, self.kept_types, path, item[0], item[2])
+                    value = item[1]
+                    item = to_record(value, self.fields, self.kept_types, path, item[0], item[2])
+                    if self.lang_field and isinstance(item, dict):
+                        item["lang"] = value.get(self.lang_field)  # as given; add_language normalizes
                 if isinstance(item, DeadLetter):
                     if item.position is None:  # the file broke off: named in the dead letters,
                         self.broken_files.inc()  # but not a record, so not in the record counts
@@ -63,6 +71,18 @@ class ReadRecordsFn(beam.DoFn):
 def add_clean_text(record: dict, options: CleaningOptions) -> dict:
     record["clean_text"] = clean_text(record["text"], options)
     return record
+
+
+LANGUAGES_NAMESPACE = "label_corpus_languages"  # one counter per `lang` value
+
+
+class AddLanguageFn(beam.DoFn):
+    """Sets the row's `lang` (the input's value when usable, else detected) and counts it."""
+
+    def process(self, record: dict):
+        record["lang"] = post_language(record["text"], record.get("lang"))
+        beam.metrics.Metrics.counter(LANGUAGES_NAMESPACE, record["lang"]).inc()
+        yield record
 
 
 class MergeColumnsFn(beam.DoFn):
@@ -88,22 +108,29 @@ class MergeColumnsFn(beam.DoFn):
 
 class Classify(beam.PTransform):
     """Adds one classifier's columns to each row, through RunInference with our handler.
-    The row rides along as the key; the cleaned text is what the model sees. Returns the
-    labeled rows (main output) and the dead letters of texts that failed (DEAD_LETTERS)."""
+    The row rides along as the key; the cleaned text is what the model sees. Rows whose `lang`
+    is outside `languages` (None: every language) bypass the model and get the null columns.
+    Returns {"rows": the labeled rows, DEAD_LETTERS: the dead letters of texts that failed}."""
 
-    def __init__(self, handler, null_columns: dict):
+    def __init__(self, handler, null_columns: dict, languages: frozenset[str] | None = None):
         super().__init__()
         self.handler = handler
         self.null_columns = null_columns
+        self.languages = languages
 
     def expand(self, rows):
-        return (
-            rows
+        languages, null_columns = self.languages, self.null_columns
+        routed, skipped = rows | "RouteByLanguage" >> beam.Partition(
+            lambda row, _: 0 if runs_on(row["lang"], languages) else 1, 2)
+        merged = (
+            routed
             | "KeyByRow" >> beam.Map(lambda row: (row, row["clean_text"] or None))
             | "RunInference" >> RunInference(KeyedModelHandler(self.handler))
-            | "MergeColumns" >> beam.ParDo(MergeColumnsFn(self.handler.spec.name, self.null_columns))
+            | "MergeColumns" >> beam.ParDo(MergeColumnsFn(self.handler.spec.name, null_columns))
             .with_outputs(DEAD_LETTERS, main="rows")
         )
+        nulls = skipped | "NullColumns" >> beam.Map(lambda row: {**row, **null_columns})
+        return {"rows": (merged.rows, nulls) | "Join" >> beam.Flatten(), DEAD_LETTERS: merged[DEAD_LETTERS]}
 
 
 def shape_row(row: dict, column_names: Sequence[str]) -> dict:
@@ -120,4 +147,39 @@ class CountRows(beam.DoFn):
         self.rows.inc()
         if not row.get("clean_text"):
             self.empty.inc()
+        yield row
+
+
+def progress_line(done: int, seconds: float, expected: int | None, workers: int = 1) -> str:
+    """'12,000 posts labeled in 60 s (200.0 posts/s), about 40 s left of ~20,000': one worker's view;
+    the estimate assumes `workers` processes going at its pace."""
+    rate = done / max(seconds, 1e-9)
+    line = f"{done:,} posts labeled in {seconds:.0f} s ({rate:,.1f} posts/s)"
+    if workers > 1:
+        line = f"this worker: {line}"
+    if expected and rate > 0:
+        left = max(expected - done * workers, 0) / (rate * workers)
+        line += f", about {left:.0f} s left of ~{expected:,}"
+    return line
+
+
+class ProgressFn(beam.DoFn):
+    """Passes rows through; every `every` seconds logs how many this worker process has labeled.
+    It runs where the work runs (the launcher blocks in pipeline.run() on the DirectRunner, and
+    workers may be other processes), so the count is per process, shared by its DoFn instances."""
+    _done = 0
+    _started: float | None = None
+    _last = 0.0
+
+    def __init__(self, expected: int | None = None, workers: int = 1, every: float = 10.0):
+        self.expected, self.workers, self.every = expected, workers, every
+
+    def process(self, row):
+        cls, now = type(self), time.monotonic()
+        if cls._started is None:
+            cls._started = cls._last = now
+        cls._done += 1
+        if now - cls._last >= self.every:
+            cls._last = now
+            LOG.info("%s", progress_line(cls._done, now - cls._started, self.expected, self.workers))
         yield row
