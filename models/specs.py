@@ -1,4 +1,4 @@
-"""The four classifiers of DESIGN.md as data: names, published checkpoints, heads."""
+"""The four classifiers as data: names, published checkpoints, heads, languages (docs/architecture.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -43,6 +43,9 @@ from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_for
 LOG = logging.getLogger(__name__)
 BASE_FIELDS = (pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("lang", pa.string()))
 KEPT_TYPE_SAMPLE = 1000
+OFFLINE_HINT = ("label_corpus: no network? `python -m pipelines.demo --output out/demo` trains and runs small "
+                "classifiers offline; `python -m models.tiny_checkpoints out/checkpoints` builds random-weight ones "
+                "for --models out/checkpoints/models.json")
 
 
 class UsageError(ValueError):
@@ -419,6 +422,8 @@ def main(argv=None) -> int:
         run(argv)
     except (CheckpointError, UsageError, partition.ReconciliationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
+        if isinstance(exc, CheckpointError) and "could not be fetched" in str(exc):
+            print(OFFLINE_HINT, file=sys.stderr)
         return 2
     return 0
 
