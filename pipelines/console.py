@@ -24,10 +24,22 @@ class _DropNoise(logging.Filter):
         return self.verbose or not any(text in record.getMessage() for text in NOISE)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def _install_root_handler() -> None:
     root = logging.getLogger()
     if not root.handlers:  # so that Beam's import-time warning does not call basicConfig
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler.addFilter(_DropNoise())
         root.addHandler(handler)
@@ -39,7 +51,7 @@ _install_root_handler()
 def setup(verbose: bool = False) -> None:
     """Our loggers print INFO lines to stderr; everyone else's only warnings (all of it with -v)."""
     _DropNoise.verbose = verbose
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     for name in OWN_LOGGERS:
         logger = logging.getLogger(name)

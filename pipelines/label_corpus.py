@@ -228,7 +228,8 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
     names = [f.name for f in fields]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        raise UsageError(f"--keep-fields {clashes} clash with output columns")
+        hint = " (for the input's language field: --lang-field lang)" if "lang" in clashes else ""
+        raise UsageError(f"--keep-fields {clashes} clash with output columns{hint}")
     checkpoints = checkpoint_ids(classifiers)
     metadata = {"label_corpus.checkpoints": json.dumps(checkpoints)}
     for name, entry in checkpoints.items():

@@ -213,7 +213,7 @@ def test_formats_ids_kept_fields_dead_letters_and_counts(tmp_path, tiny_checkpoi
     out = tmp_path / "out"
     result = run(["--input", path, "--output", str(out), "--only", "sentiment",
                   "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--id-field", "post_id",
-                  "--text-field", "body", "--keep-fields", "lang,likes", "--device", "cpu"])
+                  "--text-field", "body", "--lang-field", "lang", "--keep-fields", "likes", "--device", "cpu"])
     table = read_labels(out)
     dead = read_dead_letters(out)
     likes_type = pa.string() if fmt == "csv" else pa.int64()  # CSV has no types: strings as in the input
@@ -229,6 +229,7 @@ def test_formats_ids_kept_fields_dead_letters_and_counts(tmp_path, tiny_checkpoi
         assert row["likes"] == (str(record["likes"]) if fmt == "csv" else record["likes"])
     assert rows["a3"]["sentiment"] is None  # empty after cleaning: kept, label null
     assert rows["a1"]["sentiment"] in ("negative", "positive")
+    assert rows["a2"]["sentiment"] is None  # a Chinese post: outside sentiment's languages
     assert len(dead) == broken
     assert all(d["reason"] and d["source"].endswith(os.path.basename(path)) for d in dead)
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
