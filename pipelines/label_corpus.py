@@ -40,7 +40,7 @@ from transforms import language, partition
 from transforms.cleaning import CleaningOptions
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
-LOG = logging.getLogger(__name__)
+LOG = logging.getLogger("pipelines.label_corpus")  # not __main__ under python -m
 BASE_FIELDS = (pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("lang", pa.string()))
 KEPT_TYPE_SAMPLE = 1000
 OFFLINE_HINT = ("label_corpus: no network? `python -m pipelines.demo --output out/demo` trains and runs small "

@@ -371,6 +371,7 @@ def chart(section: Section, df: pl.DataFrame) -> bytes | None:
             ax.set_xlabel("share of labeled rows carrying the emotion")
         elif section.name == "stars":
             ax.bar(labels, table["count"].to_list(), color="#ff7f0e")
+            ax.yaxis.get_major_locator().set_params(integer=True)
             ax.set_xlabel("stars")
             ax.set_ylabel("rows")
         else:
