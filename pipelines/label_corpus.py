@@ -361,7 +361,7 @@ def run(argv=None, test_pipeline=None):
             sort_by_length=args.sort_by_length, cpu_dtype=args.cpu_dtype, quantize_int8=args.quantize_int8,
             cpu_threads=args.cpu_threads, length_buckets=args.length_buckets, model_copies=args.model_copies)
         labeled = rows | f"Classify_{name}" >> Classify(handler, classifier.head.null_columns(), routes[name])
-        rows = labeled["rows"]
+        rows = labeled.rows
         dead_letters.append(labeled[DEAD_LETTERS])
     _ = (
         rows

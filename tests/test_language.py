@@ -89,10 +89,19 @@ def _label(tmp_path, name, posts, models_file, *extra):
     path = tmp_path / f"{name}.jsonl"
     path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in posts), encoding="utf-8")
     out = tmp_path / name
-    run(["--input", str(path), "--output", str(out), "--models", models_file, "--device", "cpu", *extra])
+    result = run(["--input", str(path), "--output", str(out), "--models", models_file, "--device", "cpu", *extra])
     table = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(str(out / "labels-*.parquet")))])
     manifest = json.loads((out / "_manifest.json").read_text())
+    manifest["model_texts"] = {  # texts the handler ran the model on: all it got, less the None/empty ones
+        name: _counter(result, f"classifier_{name}", "num_inferences") - _counter(result, f"classifier_{name}",
+                                                                                  "empty_texts")
+        for name in SPECS}
     return {row["id"]: row for row in table.to_pylist()}, manifest
+
+
+def _counter(result, namespace, name):
+    return sum(c.committed for c in result.metrics().query()["counters"]
+               if c.key.metric.namespace == namespace and c.key.metric.name == name)
 
 
 def test_rows_outside_a_classifiers_languages_get_nulls_and_no_model_time(tmp_path, tiny_models_file):
@@ -117,7 +126,7 @@ def test_rows_outside_a_classifiers_languages_get_nulls_and_no_model_time(tmp_pa
     for name, spec in SPECS.items():
         labeled = sum(n for lang, n in langs.items() if runs_on(lang, spec.languages))
         assert manifest["by_classifier"][name] == {"labeled": labeled, "skipped_language": len(posts) - labeled}
-        assert manifest["inferences"][name] == labeled < all_manifest["inferences"][name] == len(posts)
+        assert manifest["model_texts"][name] == labeled < all_manifest["model_texts"][name] == len(posts)
     assert all_manifest["routing"] == {name: "all languages" for name in SPECS}
     assert manifest["languages"] == dict(sorted(langs.items()))
 

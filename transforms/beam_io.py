@@ -106,11 +106,19 @@ class MergeColumnsFn(beam.DoFn):
         yield {**row, **(inference or self.null_columns)}
 
 
+def model_text(row: dict, languages: frozenset[str] | None) -> str | None:
+    """What the classifier's model sees for a row: its cleaned text, or None (null columns, no
+    model time) when the text is empty or the row's language is outside `languages`."""
+    return (row["clean_text"] or None) if runs_on(row["lang"], languages) else None
+
+
 class Classify(beam.PTransform):
     """Adds one classifier's columns to each row, through RunInference with our handler.
-    The row rides along as the key; the cleaned text is what the model sees. Rows whose `lang`
-    is outside `languages` (None: every language) bypass the model and get the null columns.
-    Returns {"rows": the labeled rows, DEAD_LETTERS: the dead letters of texts that failed}."""
+    The row rides along as the key; the model sees model_text(): rows outside the classifier's
+    languages (None: every language) reach the handler as None, which returns the null columns
+    without running the model. (Routing them around RunInference through a Partition and a
+    Flatten would cut the DirectRunner's fused stage there, and progress would only show at the end.)
+    Returns the labeled rows (main output) and the dead letters of texts that failed (DEAD_LETTERS)."""
 
     def __init__(self, handler, null_columns: dict, languages: frozenset[str] | None = None):
         super().__init__()
@@ -119,18 +127,13 @@ class Classify(beam.PTransform):
         self.languages = languages
 
     def expand(self, rows):
-        languages, null_columns = self.languages, self.null_columns
-        routed, skipped = rows | "RouteByLanguage" >> beam.Partition(
-            lambda row, _: 0 if runs_on(row["lang"], languages) else 1, 2)
-        merged = (
-            routed
-            | "KeyByRow" >> beam.Map(lambda row: (row, row["clean_text"] or None))
+        return (
+            rows
+            | "KeyByRow" >> beam.Map(lambda row, languages: (row, model_text(row, languages)), self.languages)
             | "RunInference" >> RunInference(KeyedModelHandler(self.handler))
-            | "MergeColumns" >> beam.ParDo(MergeColumnsFn(self.handler.spec.name, null_columns))
+            | "MergeColumns" >> beam.ParDo(MergeColumnsFn(self.handler.spec.name, self.null_columns))
             .with_outputs(DEAD_LETTERS, main="rows")
         )
-        nulls = skipped | "NullColumns" >> beam.Map(lambda row: {**row, **null_columns})
-        return {"rows": (merged.rows, nulls) | "Join" >> beam.Flatten(), DEAD_LETTERS: merged[DEAD_LETTERS]}
 
 
 def shape_row(row: dict, column_names: Sequence[str]) -> dict:
