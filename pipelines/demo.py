@@ -111,7 +111,8 @@ def run(argv=None) -> dict:
     from models.training import small_encoder_available
     from pipelines import label_corpus, report, train
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, type=Path, help="where checkpoints and labels go")
     parser.add_argument("--examples", type=Path, default=EXAMPLES, help="folder with train_*.jsonl and posts.jsonl")
     parser.add_argument("--base-model", choices=("auto", "small-encoder", "tiny"), default="auto",

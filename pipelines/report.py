@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from pipelines import console  # noqa: F401  first: keeps Beam's import-time warning off the terminal
 from apache_beam.io.filesystems import FileSystems
 
 from models.heads import column_suffix
@@ -495,7 +497,8 @@ def write_trend(folder: str, partitions: dict[str, pl.DataFrame], out=sys.stdout
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="labeled output folder(s), one per date partition")
     parser.add_argument("--examples", type=int, default=3, help="most confident examples per label")
     parser.add_argument("--trend-dir", help="where the shares-over-dates files go (several DIRs); "
