@@ -352,7 +352,9 @@ def run(argv=None, test_pipeline=None):
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
     rows = (parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning)
-            | "Language" >> beam.ParDo(AddLanguageFn()) | "Spread" >> beam.Reshuffle())
+            | "Language" >> beam.ParDo(AddLanguageFn())
+            | "ReadProgress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args), verb="read"))
+            | "Spread" >> beam.Reshuffle())
     dead_letters = [parsed[DEAD_LETTERS]]
     for name, classifier in classifiers.items():
         handler = TextClassifierHandler(

@@ -153,11 +153,11 @@ class CountRows(beam.DoFn):
         yield row
 
 
-def progress_line(done: int, seconds: float, expected: int | None, workers: int = 1) -> str:
+def progress_line(done: int, seconds: float, expected: int | None, workers: int = 1, verb: str = "labeled") -> str:
     """'12,000 posts labeled in 60 s (200.0 posts/s), about 40 s left of ~20,000': one worker's view;
     the estimate assumes `workers` processes going at its pace."""
     rate = done / max(seconds, 1e-9)
-    line = f"{done:,} posts labeled in {seconds:.0f} s ({rate:,.1f} posts/s)"
+    line = f"{done:,} posts {verb} in {seconds:.0f} s ({rate:,.1f} posts/s)"
     if workers > 1:
         line = f"this worker: {line}"
     if expected and rate > 0:
@@ -167,22 +167,20 @@ def progress_line(done: int, seconds: float, expected: int | None, workers: int 
 
 
 class ProgressFn(beam.DoFn):
-    """Passes rows through; every `every` seconds logs how many this worker process has labeled.
-    It runs where the work runs (the launcher blocks in pipeline.run() on the DirectRunner, and
-    workers may be other processes), so the count is per process, shared by its DoFn instances."""
-    _done = 0
-    _started: float | None = None
-    _last = 0.0
+    """Passes rows through; every `every` seconds logs how many this worker process has `verb`
+    (read, labeled). It runs where the work runs (the launcher blocks in pipeline.run() on the
+    DirectRunner, and workers may be other processes), so the count is per process, shared by the
+    DoFn instances with the same verb."""
+    _state: dict[str, list] = {}  # verb -> [done, started, last logged]
 
-    def __init__(self, expected: int | None = None, workers: int = 1, every: float = 10.0):
-        self.expected, self.workers, self.every = expected, workers, every
+    def __init__(self, expected: int | None = None, workers: int = 1, every: float = 10.0, verb: str = "labeled"):
+        self.expected, self.workers, self.every, self.verb = expected, workers, every, verb
 
     def process(self, row):
-        cls, now = type(self), time.monotonic()
-        if cls._started is None:
-            cls._started = cls._last = now
-        cls._done += 1
-        if now - cls._last >= self.every:
-            cls._last = now
-            LOG.info("%s", progress_line(cls._done, now - cls._started, self.expected, self.workers))
+        now = time.monotonic()
+        state = self._state.setdefault(self.verb, [0, now, now])
+        state[0] += 1
+        if now - state[2] >= self.every:
+            state[2] = now
+            LOG.info("%s", progress_line(state[0], now - state[1], self.expected, self.workers, self.verb))
         yield row
