@@ -321,7 +321,7 @@ def run(argv=None, test_pipeline=None):
             LOG.info("--skip-if-done: %s has no complete run (no _SUCCESS): labeling it", args.output)
         elif done.get("checkpoints") != checkpoint_ids(classifiers):
             LOG.info("--skip-if-done: %s was labeled with other checkpoints: labeling it again", args.output)
-        elif done.get("routing", routing_manifest(routes)) != routing_manifest(routes):
+        elif done.get("routing", {name: "all languages" for name in routes}) != routing_manifest(routes):
             LOG.info("--skip-if-done: %s was labeled with other language routing: labeling it again", args.output)
         else:
             LOG.info("skipped: %s is already complete (_SUCCESS at %s, %s rows) with the same checkpoints "
