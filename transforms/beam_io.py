@@ -55,7 +55,7 @@ class ReadRecordsFn(beam.DoFn):
                     value = item[1]
                     item = to_record(value, self.fields, self.kept_types, path, item[0], item[2])
                     if self.lang_field and isinstance(item, dict):
-                        item["lang"] = value.get(self.lang_field)  # as given; add_language normalizes
+                        item["lang"] = value.get(self.lang_field)  # as given; AddLanguageFn normalizes it
                 if isinstance(item, DeadLetter):
                     if item.position is None:  # the file broke off: named in the dead letters,
                         self.broken_files.inc()  # but not a record, so not in the record counts
