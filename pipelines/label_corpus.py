@@ -3,6 +3,11 @@
     python -m pipelines.label_corpus --input 'posts/*.jsonl' --output out/ \\
         [--models models.json] [--model politics=DIR ...] [--only politics,emotion] [Beam options]
 
+Without --models/--model each classifier loads its published checkpoint from the Hugging Face
+hub (network needed); `python -m pipelines.demo` runs offline. Each classifier runs only on
+posts in its languages (politics: en,ms; stars: zh; sentiment, emotion: en; an undetermined
+language runs them all); --languages changes that per classifier, --all-languages turns it off.
+Output columns, routing and the checkpoint contract: docs/ in the repository.
 Options and wiring only: the logic lives in transforms/ and models/.
 """
 from __future__ import annotations
@@ -13,10 +18,12 @@ import itertools
 import json
 import logging
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
+from pipelines import console  # first: it keeps Beam's import-time warnings off the terminal
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io import fileio
@@ -27,15 +34,19 @@ from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_
 from models.handler import TextClassifierHandler
 from models.heads import Head
 from models.specs import CLASSIFIER_NAMES, SPECS
-from transforms.beam_io import (DEAD_LETTERS, Classify, CommitPartition, CountAs, CountRows, CountTokens,
-                                ReadRecordsFn, add_clean_text, is_record_letter, shape_row)
-from transforms import partition
+from transforms.beam_io import (DEAD_LETTERS, AddLanguageFn, Classify, CommitPartition, CountAs, CountRows,
+                                CountTokens, ProgressFn, ReadRecordsFn, add_clean_text, is_record_letter,
+                                language_count_key, shape_row)
+from transforms import language, partition
 from transforms.cleaning import CleaningOptions
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
-LOG = logging.getLogger(__name__)
-BASE_FIELDS = (pa.field("id", pa.string()), pa.field("text", pa.string()))
+LOG = logging.getLogger("pipelines.label_corpus")  # not __main__ under python -m
+BASE_FIELDS = (pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("lang", pa.string()))
 KEPT_TYPE_SAMPLE = 1000
+OFFLINE_HINT = ("label_corpus: no network? `python -m pipelines.demo --output out/demo` trains and runs small "
+                "classifiers offline; `python -m models.tiny_checkpoints out/checkpoints` builds random-weight ones "
+                "for --models out/checkpoints/models.json")
 
 
 class UsageError(ValueError):
@@ -58,17 +69,31 @@ def parse_args(argv):
             raise argparse.ArgumentTypeError(f"{value!r}: give positive integers")
         return sorted(numbers)
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.label_corpus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="file glob: .jsonl[.gz], .csv[.gz], .parquet; local, gs://, s3://")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
-    parser.add_argument("--models", help="JSON file mapping classifier name -> checkpoint")
+    parser.add_argument("--models", help="JSON file mapping classifier name -> checkpoint (default for each: its "
+                                         "published checkpoint on the Hugging Face hub, which needs network)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
-                        help="a checkpoint for one classifier: local dir, gs:// or s3:// prefix, or owner/name[@rev]")
+                        help="a checkpoint for one classifier: local dir, gs:// or s3:// prefix, or owner/name[@rev]; "
+                             "a classifier not named here or in --models loads its published hub checkpoint")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(CLASSIFIER_NAMES)}")
-    parser.add_argument("--id-field", default="id")
-    parser.add_argument("--text-field", default="text")
+    parser.add_argument("--id-field", default="id",
+                        help="input field holding the post's id (default id; missing ids become a hash of the text)")
+    parser.add_argument("--text-field", default="text", help="input field holding the post's text (default text)")
+    parser.add_argument("--lang-field", default=None,
+                        help="input field holding the post's language (ISO 639-1, e.g. en, zh-CN); posts without "
+                             "a usable value, or all posts when this is not given, are detected offline")
+    parser.add_argument("--languages", action="append", default=[], metavar="NAME=CODES",
+                        help="languages one classifier runs on, e.g. politics=en,ms,id or stars='*' (every "
+                             "language); default: " + "; ".join(
+                                 f"{n}={language.describe(s.languages)}" for n, s in SPECS.items()))
+    parser.add_argument("--all-languages", action="store_true",
+                        help="run every classifier on every post, whatever its language")
     parser.add_argument("--keep-fields", default="", help="comma-separated input fields copied to the output")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where the models run (default auto: CUDA when a GPU is visible, else CPU)")
     parser.add_argument("--batch-size", type=int, default=1024,
                         help="texts per RunInference batch, sorted by length within it (default 1024)")
     parser.add_argument("--max-tokens-per-batch", type=int, default=None,
@@ -93,7 +118,8 @@ def parse_args(argv):
     parser.add_argument("--num-shards", type=int, default=0, help="Parquet files to write (0: the runner decides)")
     parser.add_argument("--date", help="YYYY-MM-DD: fills {date} in --input and --output", type=_iso_date)
     parser.add_argument("--skip-if-done", action="store_true",
-                        help="exit at once when the output partition has _SUCCESS with the same checkpoints")
+                        help="exit at once when the output partition has _SUCCESS with the same checkpoints "
+                             "and language routing")
     parser.add_argument("--no-wait", dest="wait", action="store_false",
                         help="return once the job is submitted; the job commits the partition itself")
     parser.add_argument("--cost-per-hour", type=float, default=None, metavar="USD",
@@ -102,6 +128,8 @@ def parse_args(argv):
     parser.add_argument("--url-token", default=None, help="replace URLs with this token instead of removing them")
     parser.add_argument("--mention-token", default=None,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
     return parser.parse_known_args(argv)
 
 
@@ -135,6 +163,24 @@ def choose_checkpoints(args) -> dict[str, str]:
     if bad:
         raise UsageError(f"--only names unknown classifier(s) {bad}; known: {list(CLASSIFIER_NAMES)}")
     return {name: refs[name] for name in CLASSIFIER_NAMES if name in only}
+
+
+def choose_languages(args, names) -> dict[str, frozenset[str] | None]:
+    """Classifier name -> the languages it runs on (None: every language): its spec's, then
+    --languages NAME=CODES; --all-languages makes every one None."""
+    routes = {name: SPECS[name].languages for name in names}
+    for item in args.languages:
+        name, sep, codes = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SPECS:
+            raise UsageError(f"--languages {item!r}: expected NAME=CODES with NAME one of {list(CLASSIFIER_NAMES)}")
+        try:
+            languages = language.parse_languages(codes)
+        except ValueError as exc:
+            raise UsageError(f"--languages {item!r}: {exc}") from exc
+        if name in routes:
+            routes[name] = languages
+    return {name: None for name in routes} if args.all_languages else routes
 
 
 def load_classifiers(refs: dict[str, str]) -> dict[str, Classifier]:
@@ -188,7 +234,8 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
     names = [f.name for f in fields]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        raise UsageError(f"--keep-fields {clashes} clash with output columns")
+        hint = " (for the input's language field: --lang-field lang)" if "lang" in clashes else ""
+        raise UsageError(f"--keep-fields {clashes} clash with output columns{hint}")
     checkpoints = checkpoint_ids(classifiers)
     metadata = {"label_corpus.checkpoints": json.dumps(checkpoints)}
     for name, entry in checkpoints.items():
@@ -235,13 +282,18 @@ def counter_values(result) -> dict[tuple[str, str], int]:
             for c in result.metrics().query()["counters"]}
 
 
-def base_manifest(args, paths, classifiers, run_id, started, runner, workers) -> dict:
+def routing_manifest(routes) -> dict[str, str]:
+    return {name: language.describe(languages) for name, languages in routes.items()}
+
+
+def base_manifest(args, paths, classifiers, run_id, started, runner, workers, routes) -> dict:
     """What the launcher knows; the commit step adds the counts, the times and the cost
     (partition.finish_manifest)."""
     return {
         "run_id": run_id, "input": args.input, "input_paths": paths, "output": args.output, "date": args.date,
         "checkpoints": checkpoint_ids(classifiers), "code_version": code_version(), "runner": runner,
         "started": started, "cost_per_hour_usd": args.cost_per_hour, "cost_workers": workers,
+        "routing": routing_manifest(routes),
     }
 
 
@@ -267,11 +319,20 @@ def run(argv=None, test_pipeline=None):
     or None when --skip-if-done finds the partition complete with the same checkpoints."""
     args, beam_args = parse_args(argv)
     args.input, args.output = fill_date(args.input, args.date), fill_date(args.output, args.date)
-    classifiers = load_classifiers(choose_checkpoints(args))  # before any data is read
+    refs = choose_checkpoints(args)
+    routes = choose_languages(args, refs)
+    classifiers = load_classifiers(refs)  # before any data is read
     if args.skip_if_done:
         done = partition.read_manifest(args.output)
-        if done and done.get("checkpoints") == checkpoint_ids(classifiers):
-            LOG.info("%s is complete with the same checkpoints (--skip-if-done): nothing to do", args.output)
+        if done is None:
+            LOG.info("--skip-if-done: %s has no complete run (no _SUCCESS): labeling it", args.output)
+        elif done.get("checkpoints") != checkpoint_ids(classifiers):
+            LOG.info("--skip-if-done: %s was labeled with other checkpoints: labeling it again", args.output)
+        elif done.get("routing", {name: "all languages" for name in routes}) != routing_manifest(routes):
+            LOG.info("--skip-if-done: %s was labeled with other language routing: labeling it again", args.output)
+        else:
+            LOG.info("skipped: %s is already complete (_SUCCESS at %s, %s rows) with the same checkpoints "
+                     "(--skip-if-done)", args.output, done.get("finished"), done.get("rows_written"))
             return None
     paths = match_inputs(args.input)
     keep_fields = _csv_list(args.keep_fields)
@@ -280,17 +341,21 @@ def run(argv=None, test_pipeline=None):
     schema = output_schema(kept_types, classifiers)
     cleaning = CleaningOptions(url_token=args.url_token, mention_token=args.mention_token)
     warn_on_cleaning_mismatch(classifiers, cleaning)
-    started = datetime.now(timezone.utc)
+    started, clock = datetime.now(timezone.utc), time.monotonic()
     run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
     staging = partition.staging_dir(args.output, run_id)
     base_run = partition.committed_run(args.output)  # another run committing after this is a race we lose
+    expected = expected_records(paths)
+    LOG.info("labeling %s (%s) -> %s with %s", args.input,
+             f"{len(paths)} file(s), about {expected:,} posts" if expected else f"{len(paths)} file(s)",
+             args.output, ", ".join(f"{n} [{language.describe(routes[n])}]" for n in classifiers))
 
     pipeline = test_pipeline or make_pipeline(beam_args)
     parsed = (
         pipeline
         | "MatchInput" >> fileio.MatchFiles(args.input)
         | "OpenFiles" >> fileio.ReadMatches()
-        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(fields, kept_types))
+        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(fields, kept_types, args.lang_field))
         .with_outputs(DEAD_LETTERS, main="records")
     )
     counts = [parsed.records | "CountRecords" >> CountAs("records_read"),
@@ -298,7 +363,11 @@ def run(argv=None, test_pipeline=None):
               | "CountRecordLetters" >> CountAs("records_read")]
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
-    rows = parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning) | "Spread" >> beam.Reshuffle()
+    rows = (parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning)
+            | "Language" >> beam.ParDo(AddLanguageFn())
+            | "ReadProgress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args), verb="read"))
+            | "Spread" >> beam.Reshuffle())
+    counts.append(rows | "LanguageKeys" >> beam.Map(language_count_key))
     dead_letters = [parsed[DEAD_LETTERS]]
     for name, classifier in classifiers.items():
         handler = TextClassifierHandler(
@@ -308,10 +377,11 @@ def run(argv=None, test_pipeline=None):
             cpu_threads=args.cpu_threads, length_buckets=args.length_buckets, model_copies=args.model_copies)
         counts.append(rows | f"CountInferences_{name}" >> CountAs(f"inferences_{name}"))
         counts.append(rows | f"CountTokens_{name}" >> CountTokens(handler))
-        labeled = rows | f"Classify_{name}" >> Classify(handler, classifier.head.null_columns())
+        labeled = rows | f"Classify_{name}" >> Classify(handler, classifier.head.null_columns(), routes[name])
         rows = labeled.rows
         dead_letters.append(labeled[DEAD_LETTERS])
-    shaped = rows | "ShapeRows" >> beam.Map(shape_row, schema.names) | "CountRows" >> beam.ParDo(CountRows())
+    shaped = (rows | "ShapeRows" >> beam.Map(shape_row, schema.names) | "CountRows" >> beam.ParDo(CountRows())
+              | "Progress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args))))
     counts.append(shaped | "EmptyText" >> beam.Filter(lambda row: not row.get("clean_text"))
                   | "CountEmptyText" >> CountAs("empty_text_rows"))
     shards = shaped | "WriteParquet" >> beam.io.WriteToParquet(
@@ -322,8 +392,9 @@ def run(argv=None, test_pipeline=None):
     runner = type(pipeline.runner).__name__
     totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
     manifest = base_manifest(args, paths, classifiers, run_id, started.isoformat(), runner,
-                             cost_workers(beam_args))
-    _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(staging, args.output, manifest, base_run)
+                             cost_workers(beam_args), routes)
+    _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(staging, args.output, manifest, base_run,
+                                                                         routes)
     result = pipeline.run()
     if not args.wait:
         LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", args.output)
@@ -334,8 +405,8 @@ def run(argv=None, test_pipeline=None):
         raise _our_error(exc) or exc
     done = partition.read_manifest(args.output)
     if done and done.get("run_id") == run_id:
-        LOG.info("wrote %s: %d rows, %d dead-lettered, %.1f posts/s", args.output, done["rows_written"],
-                 done["dead_lettered"], done["posts_per_second"] or 0)
+        for line in console.summary_lines(done, time.monotonic() - clock, console.label_lines(args.output)):
+            LOG.info("%s", line)
     return result
 
 
@@ -353,13 +424,44 @@ def _our_error(exc: BaseException):
     return None
 
 
+def workers_of(beam_args: list[str]) -> int:
+    """Worker processes the DirectRunner runs (for the progress estimate); 1 when not said."""
+    for i, arg in enumerate(beam_args):
+        if arg.startswith("--direct_num_workers"):
+            value = arg.partition("=")[2] or (beam_args[i + 1] if i + 1 < len(beam_args) else "1")
+            return max(int(value), 1) if value.isdigit() else 1
+    return 1
+
+
+def expected_records(paths: list[str], limit_bytes: int = 2 << 30) -> int | None:
+    """About how many records the inputs hold, for the progress estimate: Parquet footers, else
+    lines of local files up to limit_bytes in all; None where that would cost a read of remote data."""
+    import os
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in paths:
+        if input_format(path) == "parquet":
+            with FileSystems.open(path) as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+            continue
+        if "://" in path or os.path.getsize(path) > limit_bytes:
+            return None
+        with FileSystems.open(path) as handle:
+            lines = sum(1 for line in iter(handle.readline, b"") if line.strip())
+        total += lines - (input_format(path) == "csv")
+    return total
+
+
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    console.setup(verbose=console.wants_verbose(sys.argv[1:] if argv is None else argv))
     try:
         run(argv)
     except (CheckpointError, UsageError, partition.ReconciliationError, partition.ConcurrentRunError,
             partition.VerificationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
+        if isinstance(exc, CheckpointError) and "could not be fetched" in str(exc):
+            print(OFFLINE_HINT, file=sys.stderr)
         return 2
     return 0
 

@@ -2,6 +2,8 @@
 
     python -m pipelines.report DIR [DIR ...] [--examples 3] [--trend-dir DIR]
 
+The columns it reads are described in docs/output-schema.md.
+
 DIR holds the labeling pipeline's labels-*.parquet (local, gs:// or s3://). Each DIR gets
 DIR/_report/: report.md, one CSV per table and one PNG per chart. With several DIRs (date
 partitions), each label's share per partition also goes, as a CSV, a Markdown table and a
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from pipelines import console  # noqa: F401  first: keeps Beam's import-time warning off the terminal
 from apache_beam.io.filesystems import FileSystems
 
 from models.heads import column_suffix
@@ -171,6 +175,41 @@ def most_confident(df: pl.DataFrame, k: int = 3) -> pl.DataFrame:
     return pl.concat([p.select(columns) for p in parts])
 
 
+def language_shares(df: pl.DataFrame) -> pl.DataFrame:
+    """Rows per `lang` value and their share, most common first (empty without a `lang` column)."""
+    schema = {"lang": pl.String, "count": pl.Int64, "share": pl.Float64}
+    if "lang" not in df.columns:
+        return pl.DataFrame(schema=schema)
+    counts = df.group_by("lang").len("count").sort(["count", "lang"], descending=[True, False])
+    return counts.with_columns((pl.col("count") / max(df.height, 1)).alias("share")).cast(schema)
+
+
+def uniform_label_warnings(df: pl.DataFrame, share: float = 0.98, min_rows: int = 20) -> list[str]:
+    """Warnings for classifiers that gave (nearly) every labeled row the same label: the mark of a
+    broken, random or mismatched checkpoint. Politics counts per topic, leaving out 'unknown'
+    (most posts are about few topics); emotion: a label carried by nearly every row."""
+    warnings = []
+    present = classifiers_present(df)
+    if "politics" in present:
+        dist = politics_distribution(df)
+        labeled = dist.group_by("topic").agg(pl.col("count").sum().alias("rows"))
+        stuck = (dist.join(labeled, on="topic").filter((pl.col("rows") >= min_rows) & (pl.col("share") >= share)
+                                                       & (pl.col("class") != "unknown")))
+        if stuck.height:
+            warnings.append(f"politics: {stuck.height} of {len(POLITICS_TOPICS)} topics gave one class to "
+                            f">= {share:.0%} of rows (e.g. {stuck['topic'][0]}: {stuck['class'][0]})")
+    for name, table, key in (("stars", "stars_histogram", "stars"), ("sentiment", "sentiment_share", "sentiment"),
+                             ("emotion", "emotion_frequencies", "emotion")):
+        if name not in present:
+            continue
+        counts = globals()[table](df)
+        labeled = df.height - df.get_column(LABEL_COLUMN[name]).null_count()
+        top = counts.sort("share", descending=True).head(1)
+        if labeled >= min_rows and top.height and top["share"][0] >= share:
+            warnings.append(f"{name}: {top[key][0]} on {top['share'][0]:.1%} of {labeled} labeled rows")
+    return [f"{w}: nearly every post got the same label; check the checkpoint" for w in warnings]
+
+
 def label_shares(df: pl.DataFrame) -> pl.DataFrame:
     """Each label's share in one partition, long format (classifier, label, count, share).
     Politics: each class's share of all labeled topic cells (the 12 topics pooled)."""
@@ -249,6 +288,8 @@ class Section:
 def sections(df: pl.DataFrame, examples: int) -> list[Section]:
     present = classifiers_present(df)
     out = [Section("summary", "Rows per classifier", summary(df))]
+    if "lang" in df.columns:
+        out.append(Section("languages", "Languages (the lang column)", language_shares(df)))
     if "politics" in present:
         dist = politics_distribution(df)
         wide = dist.pivot(on="class", index="topic", values="count")
@@ -301,7 +342,7 @@ def chart(section: Section, df: pl.DataFrame) -> bytes | None:
         table = section.table
         ax.bar(table["classifier"].to_list(), table["labeled_rows"].to_list(), color="#1f77b4", label="labeled")
         ax.bar(table["classifier"].to_list(), table["null_rows"].to_list(), bottom=table["labeled_rows"].to_list(),
-               color="#bbbbbb", label="null (no text)")
+               color="#bbbbbb", label="null (no text, or not its language)")
         ax.set_ylabel("rows")
         ax.set_ylim(0, max(df.height, 1) * 1.25)
         ax.set_title(f"Rows per classifier ({df.height} rows)")
@@ -321,18 +362,26 @@ def chart(section: Section, df: pl.DataFrame) -> bytes | None:
         ax.set_title("Politics: class share per topic")
         ax.legend(ncol=4, loc="lower center", bbox_to_anchor=(0.5, -0.25))
         return _figure_bytes(fig)
-    if section.name in ("stars", "sentiment", "emotions"):
+    if section.name in ("stars", "sentiment", "emotions", "languages"):
         table, key = section.table, section.table.columns[0]
         fig, ax = plt.subplots(figsize=(6, 3.5 if section.name != "emotions" else 5))
-        labels, counts = table[key].to_list(), table["count"].to_list()
+        labels = [str(label) for label in table[key].to_list()]
         if section.name == "emotions":
-            ax.barh(labels, counts, color="#9467bd")
+            ax.barh(labels, table["share"].to_list(), color="#9467bd")
             ax.invert_yaxis()
-            ax.set_xlabel("rows carrying the emotion")
-        else:
-            colors = [CLASS_COLORS.get(label, "#ff7f0e") for label in labels]
-            ax.bar(labels, counts, color=colors)
+            ax.set_xlim(0, 1)
+            ax.set_xlabel("share of labeled rows carrying the emotion")
+        elif section.name == "stars":
+            ax.bar(labels, table["count"].to_list(), color="#ff7f0e")
+            ax.yaxis.get_major_locator().set_params(integer=True)
+            ax.set_xlabel("stars")
             ax.set_ylabel("rows")
+        else:
+            colors = [CLASS_COLORS.get(label, "#1f77b4") for label in labels]
+            ax.bar(labels[:12], table["share"].to_list()[:12], color=colors[:12])
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("sentiment" if section.name == "sentiment" else "lang (most common 12)")
+            ax.set_ylabel("share of labeled rows" if section.name == "sentiment" else "share of rows")
         ax.set_title(section.title)
         return _figure_bytes(fig)
     if section.name == "emotion_cooccurrence":
@@ -349,7 +398,7 @@ def chart(section: Section, df: pl.DataFrame) -> bytes | None:
             ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
                     color="white" if value > matrix.max() / 2 else "black")
         fig.colorbar(image, ax=ax, label="rows")
-        ax.set_title("Emotion co-occurrence (rows)")
+        fig.suptitle("Emotion co-occurrence (rows carrying both)")  # centred on the figure, clear of the bar
         return _figure_bytes(fig)
     return None
 
@@ -410,6 +459,10 @@ def write_report(directory: str, df: pl.DataFrame, examples: int = 3, out=sys.st
     if read_manifest(directory) is None:
         print("warning: no _SUCCESS (or no _manifest.json): the partition is incomplete or still being written",
               file=out)
+    warnings = uniform_label_warnings(df)
+    for warning in warnings:
+        print(f"warning: {warning}", file=out)
+    md += [f"**Warning**: {warning}" for warning in warnings] + ([""] if warnings else [])
     for section in parts:
         table = section.display if section.display is not None else section.table
         table = _shorten(table) if section.name == "most_confident" else table
@@ -444,7 +497,8 @@ def write_trend(folder: str, partitions: dict[str, pl.DataFrame], out=sys.stdout
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="labeled output folder(s), one per date partition")
     parser.add_argument("--examples", type=int, default=3, help="most confident examples per label")
     parser.add_argument("--trend-dir", help="where the shares-over-dates files go (several DIRs); "

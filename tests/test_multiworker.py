@@ -66,7 +66,7 @@ def posts_file(tmp_path_factory) -> tuple[str, int]:
 
 def label(posts: str, models_file: str, output: str, mode_args: list[str]) -> list[dict]:
     run(["--input", posts, "--output", output, "--models", models_file, "--device", "cpu",
-         "--batch-size", "32", *mode_args])
+         "--batch-size", "32", "--all-languages", *mode_args])
     return read_rows(output)
 
 

@@ -38,7 +38,7 @@ def read_dead_letters(out_dir) -> list[dict]:
 
 def expected_fields(kept: dict[str, pa.DataType]) -> dict[str, pa.DataType]:
     """DESIGN.md's output table, written out independently of the code under test."""
-    fields = {"id": pa.string(), **kept, "text": pa.string(), "clean_text": pa.string()}
+    fields = {"id": pa.string(), **kept, "text": pa.string(), "lang": pa.string(), "clean_text": pa.string()}
     for topic in POLITICS_TOPICS:
         fields[f"politics_{topic}"] = pa.string()
         fields[f"politics_{topic}_score"] = pa.float32()
@@ -92,7 +92,8 @@ def parity_run(tmp_path_factory, tiny_models_file):
     write_jsonl(tmp / "posts.jsonl", [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)])
     out = tmp / "out"
     run(["--input", str(tmp / "posts.jsonl"), "--output", str(out), "--models", tiny_models_file,
-         "--device", "cpu", "--batch-size", "50", "--max-tokens-per-batch", "600", "--max-items-per-batch", "7"])
+         "--device", "cpu", "--batch-size", "50", "--max-tokens-per-batch", "600", "--max-items-per-batch", "7",
+         "--all-languages"])
     table = read_labels(out).to_pylist()
     by_id = {row["id"]: row for row in table}
     return texts, by_id, out
@@ -212,7 +213,7 @@ def test_formats_ids_kept_fields_dead_letters_and_counts(tmp_path, tiny_checkpoi
     out = tmp_path / "out"
     result = run(["--input", path, "--output", str(out), "--only", "sentiment",
                   "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--id-field", "post_id",
-                  "--text-field", "body", "--keep-fields", "lang,likes", "--device", "cpu"])
+                  "--text-field", "body", "--lang-field", "lang", "--keep-fields", "likes", "--device", "cpu"])
     table = read_labels(out)
     dead = read_dead_letters(out)
     likes_type = pa.string() if fmt == "csv" else pa.int64()  # CSV has no types: strings as in the input
@@ -228,6 +229,7 @@ def test_formats_ids_kept_fields_dead_letters_and_counts(tmp_path, tiny_checkpoi
         assert row["likes"] == (str(record["likes"]) if fmt == "csv" else record["likes"])
     assert rows["a3"]["sentiment"] is None  # empty after cleaning: kept, label null
     assert rows["a1"]["sentiment"] in ("negative", "positive")
+    assert rows["a2"]["sentiment"] is None  # a Chinese post: outside sentiment's languages
     assert len(dead) == broken
     assert all(d["reason"] and d["source"].endswith(os.path.basename(path)) for d in dead)
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]

@@ -277,3 +277,30 @@ def test_header_says_whether_the_partition_is_complete(tmp_path):
 def test_missing_partition_is_a_clear_error(tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 2
     assert "no labels-*.parquet" in capsys.readouterr().err
+
+
+def test_random_labels_raise_no_same_label_warning(one_partition):
+    table, folder, terminal = one_partition
+    assert "same label" not in terminal
+    assert "same label" not in open(os.path.join(folder, "report.md"), encoding="utf-8").read()
+
+
+def test_a_classifier_that_gives_every_post_one_label_is_flagged(tmp_path):
+    table = labeled_table(60, seed=3, classifiers=("stars", "sentiment"))
+    stuck = pa.array([None if s is None else 4 for s in table.column("stars").to_pylist()], pa.int8())
+    table = table.set_column(table.schema.get_field_index("stars"), "stars", stuck)
+    terminal = io.StringIO()
+    folder = report.run([write_partition(tmp_path / "out", table)], out=terminal)[str(tmp_path / "out")]
+    labeled = non_null(table, "stars")
+    expected = f"stars: 4 on 100.0% of {labeled} labeled rows: nearly every post got the same label"
+    assert expected in terminal.getvalue()
+    assert expected in open(os.path.join(folder, "report.md"), encoding="utf-8").read()
+    assert "sentiment:" not in "".join(line for line in terminal.getvalue().splitlines() if "same label" in line)
+
+
+def test_language_shares_count_the_lang_column():
+    import polars as pl
+
+    df = pl.DataFrame({"lang": ["en", "en", "zh", "und"]})
+    shares = report.language_shares(df)
+    assert shares.rows() == [("en", 2, 0.5), ("und", 1, 0.25), ("zh", 1, 0.25)]

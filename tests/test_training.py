@@ -299,7 +299,7 @@ def _label_with_pipeline(tmp_path: Path, task: str, checkpoint: str) -> dict[str
     posts = write_jsonl(tmp_path / "posts.jsonl", POSTS)
     out = tmp_path / "labeled"
     label_corpus.run(["--input", posts, "--output", str(out), "--only", task, "--model", f"{task}={checkpoint}",
-                      "--device", "cpu", "--url-token", "http"])  # cleaned as in training
+                      "--device", "cpu", "--url-token", "http", "--all-languages"])  # cleaned as in training
     rows = []
     for path in sorted(glob.glob(str(out / "labels*.parquet"))):
         rows += pq.read_table(path).to_pylist()

@@ -32,6 +32,7 @@ import logging
 import os
 import posixpath
 import shutil
+import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -90,12 +91,18 @@ class Storage:
     def create_exclusive(self, path: str, data: bytes) -> bool:
         """Create path with data unless it exists; False when it does. Atomic on every store."""
         if is_local(path):
+            # Written whole under a private name, then hard-linked into place: link() fails when
+            # the path exists, and a reader never sees the file before its content (an O_EXCL
+            # create would show an empty lock, which another run could take for a dead one's).
+            private = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+            with open(private, "wb") as handle:
+                handle.write(data)
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(private, path)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            finally:
+                os.unlink(private)
             return True
         if path.startswith("gs://"):
             from google.api_core.exceptions import PreconditionFailed

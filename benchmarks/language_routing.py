@@ -1,0 +1,74 @@
+"""Language routing on the shared corpus: the detector's confusion against the corpus's own
+`lang` field, the share of posts that keep the classifiers of their language, and the model
+work routing saves. Prints the figures.
+
+    PYTHONPATH=$PWD python -m benchmarks.language_routing [--corpus ../shared/corpora/social_posts.jsonl.gz]
+
+Compute saved: the classifier runs (posts x classifiers) and the characters of cleaned text
+(a proxy for tokens, hence model time) that routing leaves out, against --all-languages.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from models.specs import SPECS
+from transforms.cleaning import clean_text
+from transforms.language import UNDETERMINED, detect, runs_on
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "social_posts.jsonl.gz"
+
+
+def read_posts(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    args = parser.parse_args(argv)
+    posts = read_posts(args.corpus)
+    started = time.perf_counter()
+    detected = [detect(post["text"]) for post in posts]
+    seconds = time.perf_counter() - started
+    print(f"{len(posts):,} posts from {args.corpus.name}; detection {1000 * seconds / len(posts):.3f} ms/post "
+          f"({seconds:.1f} s on one core)")
+
+    confusion = Counter((post["lang"], lang) for post, lang in zip(posts, detected))
+    truths = sorted({truth for truth, _ in confusion})
+    columns = [code for code, _ in Counter(lang for lang in detected).most_common(8)]
+    print("\nconfusion (rows: the corpus's lang; columns: detected; 'other' = any other code)")
+    print(f"{'':>6}" + "".join(f"{c:>9}" for c in columns) + f"{'other':>9}")
+    for truth in truths:
+        row = [confusion[(truth, c)] for c in columns]
+        other = sum(n for (t, c), n in confusion.items() if t == truth and c not in columns)
+        print(f"{truth:>6}" + "".join(f"{n:>9,}" for n in row) + f"{other:>9,}")
+
+    print("\nposts that keep the classifiers of their language (routing runs the classifier on them)")
+    for truth in truths:
+        group = [lang for post, lang in zip(posts, detected) if post["lang"] == truth]
+        for name, spec in SPECS.items():
+            if truth in spec.languages:
+                kept = sum(runs_on(lang, spec.languages) for lang in group)
+                print(f"  {truth} posts keeping {name:<10} {kept:>7,} of {len(group):>7,} = {100 * kept / len(group):.3f}%")
+        unsure = sum(lang == UNDETERMINED for lang in group)
+        print(f"  {truth} posts detected as '{UNDETERMINED}' (every classifier runs): {unsure:,}")
+
+    chars = [len(clean_text(post["text"])) for post in posts]
+    runs_all = len(posts) * len(SPECS)
+    runs_routed = sum(runs_on(lang, spec.languages) for lang in detected for spec in SPECS.values())
+    chars_all = sum(chars) * len(SPECS)
+    chars_routed = sum(n * sum(runs_on(lang, spec.languages) for spec in SPECS.values())
+                       for n, lang in zip(chars, detected))
+    print(f"\ncompute saved against --all-languages: classifier runs {runs_routed:,} of {runs_all:,} "
+          f"({100 * (1 - runs_routed / runs_all):.1f}% saved); cleaned characters through the models "
+          f"{chars_routed:,} of {chars_all:,} ({100 * (1 - chars_routed / chars_all):.1f}% saved)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""What the entrypoints print: the project's own log lines (progress, summary), and none of the
+third-party noise (Beam's import warnings, transformers' load reports and bars) unless -v.
+
+Import this module before apache_beam: Beam logs a warning through the root logger on import,
+which would otherwise configure the root logger before main() can.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+OWN_LOGGERS = ("pipelines", "transforms", "models.training")  # models.handler's load lines only with -v
+NOISE = ("apitools not found",)  # warnings Beam prints on import, whatever the command
+
+
+def wants_verbose(argv) -> bool:
+    return any(arg in ("-v", "--verbose") for arg in argv or ())
+
+
+class _DropNoise(logging.Filter):
+    verbose = wants_verbose(sys.argv[1:])
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.verbose or not any(text in record.getMessage() for text in NOISE)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def _install_root_handler() -> None:
+    root = logging.getLogger()
+    if not root.handlers:  # so that Beam's import-time warning does not call basicConfig
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_DropNoise())
+        root.addHandler(handler)
+
+
+_install_root_handler()
+
+
+def setup(verbose: bool = False) -> None:
+    """Our loggers print INFO lines to stderr; everyone else's only warnings (all of it with -v)."""
+    _DropNoise.verbose = verbose
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    for name in OWN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        import transformers
+        from huggingface_hub.utils import disable_progress_bars
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        disable_progress_bars()
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%"
+
+
+def label_line(classifier: str, shares: list[tuple[str, float]], top: int = 8) -> str:
+    """'stars: 5 41.0% · 1 22.1% · ...': a classifier's labels by share, most common first."""
+    ranked = sorted(shares, key=lambda item: -item[1])
+    text = " · ".join(f"{label} {_percent(share)}" for label, share in ranked[:top])
+    more = f" · (+{len(ranked) - top} more)" if len(ranked) > top else ""
+    return f"{classifier}: {text or 'no labels'}{more}"
+
+
+def label_lines(output: str, max_rows: int = 2_000_000) -> list[str]:
+    """One line per classifier with its labels' distribution, read back from the written partition
+    (politics: the classes of the 12 topics pooled; emotion: share of rows carrying each)."""
+    from pipelines.report import label_shares, read_partition
+
+    try:
+        df = read_partition(output)
+    except FileNotFoundError:
+        return []
+    if df.height > max_rows:
+        return [f"labels: {df.height:,} rows; run python -m pipelines.report {output} for their distribution"]
+    shares = label_shares(df)
+    lines = []
+    for classifier in dict.fromkeys(shares.get_column("classifier").to_list()):
+        part = shares.filter(shares.get_column("classifier") == classifier)
+        lines.append(label_line(classifier, list(zip(part.get_column("label").cast(str).to_list(),
+                                                     part.get_column("share").to_list()))))
+    return lines
+
+
+def summary_lines(manifest: dict, seconds: float, labels: list[str]) -> list[str]:
+    """The end-of-run summary, from the manifest the run committed."""
+    rows, dead = manifest.get("rows_written", 0), manifest.get("dead_lettered", 0)
+    read = manifest.get("records_read", rows + dead)
+    lines = [f"done: {read:,} posts read, {rows:,} rows written, {dead:,} dead-lettered in {seconds:.0f} s "
+             f"({read / max(seconds, 1e-9):,.1f} posts/s)"]
+    for reason, n in (manifest.get("dead_lettered_by_reason") or {}).items():
+        lines.append(f"  dead letters: {n:,} {reason}")
+    for broken in manifest.get("files_broken_off") or []:
+        lines.append(f"  file broken off: {broken['source']}: {broken['reason']}")
+    languages = manifest.get("languages") or {}
+    if languages:
+        total = sum(languages.values())
+        ranked = sorted(languages.items(), key=lambda item: -item[1])
+        lines.append("languages: " + " · ".join(f"{code} {_percent(n / total)}" for code, n in ranked[:8]))
+    for name, counts in (manifest.get("by_classifier") or {}).items():
+        lines.append(f"{name} [{(manifest.get('routing') or {}).get(name, '')}]: {counts['labeled']:,} posts "
+                     f"labeled, {counts['skipped_language']:,} skipped by language")
+    lines += labels
+    lines.append(f"output: {manifest.get('output')}")
+    return lines

@@ -1,0 +1,67 @@
+"""What the labeling job prints: progress lines, the end-of-run summary, --skip-if-done saying why,
+and no Beam/transformers noise on the terminal by default (a subprocess, as a user runs it)."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines import console
+from transforms.beam_io import progress_line
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 10**7), st.floats(0.5, 1e5), st.integers(1, 10**7), st.integers(1, 8))
+def test_progress_line_reports_rate_and_time_left(done, seconds, expected, workers):
+    line = progress_line(done, seconds, expected, workers)
+    assert f"{done:,} posts labeled" in line and f"({done / seconds:,.1f} posts/s)" in line
+    left = max(expected - done * workers, 0) / (done / seconds * workers)
+    assert f"about {left:.0f} s left of ~{expected:,}" in line
+    assert "s left" not in progress_line(done, seconds, None)
+
+
+def test_summary_lines_say_what_the_run_did():
+    manifest = {"records_read": 10, "rows_written": 8, "dead_lettered": 2,
+                "dead_lettered_by_reason": {"invalid JSON": 2}, "languages": {"en": 6, "zh": 2},
+                "routing": {"stars": "zh"}, "by_classifier": {"stars": {"labeled": 2, "skipped_language": 6}},
+                "output": "out/x"}
+    lines = console.summary_lines(manifest, 4.0, ["stars: 5 50.0% · 1 50.0%"])
+    text = "\n".join(lines)
+    assert "10 posts read, 8 rows written, 2 dead-lettered in 4 s (2.5 posts/s)" in text
+    assert "dead letters: 2 invalid JSON" in text
+    assert "languages: en 75.0% · zh 25.0%" in text
+    assert "stars [zh]: 2 posts labeled, 6 skipped by language" in text
+    assert lines[-2:] == ["stars: 5 50.0% · 1 50.0%", "output: out/x"]
+    assert console.label_line("x", [("a", 0.1), ("b", 0.9)]) == "x: b 90.0% · a 10.0%"
+
+
+def test_help_prints_no_beam_warning_and_a_module_usage():
+    result = subprocess.run([sys.executable, "-m", "pipelines.label_corpus", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m pipelines.label_corpus")
+    assert "apitools" not in result.stderr and "WARNING" not in result.stderr
+
+
+def test_skip_if_done_says_it_skipped(tmp_path, tiny_checkpoints, caplog):
+    from pipelines.label_corpus import run
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": "a", "text": "a fine day for a vote"}\n', encoding="utf-8")
+    argv = ["--input", str(posts), "--output", str(tmp_path / "out"), "--only", "sentiment",
+            "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--device", "cpu", "--skip-if-done"]
+    with caplog.at_level(logging.INFO, logger="pipelines.label_corpus"):
+        assert run(argv) is not None
+        assert "no complete run" in caplog.text
+        caplog.clear()
+        assert run(argv) is None
+        assert "skipped:" in caplog.text and "already complete" in caplog.text
+        caplog.clear()
+        assert run([*argv, "--all-languages"]) is not None  # other routing: labeled again
+        assert "other language routing" in caplog.text
