@@ -17,6 +17,8 @@ from typing import Iterable
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.records import decode_dead_letter, split_dead_letter_lines
+
 SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
 ERRORS_DIR = "_errors"
@@ -75,10 +77,8 @@ def count_outputs(directory: str) -> dict:
     by_reason, broken_files = Counter(), []
     for path in dead_letter_paths(directory):
         with FileSystems.open(path) as handle:
-            for line in handle.read().decode("utf-8").splitlines():
-                if not line.strip():
-                    continue
-                letter = json.loads(line)
+            for line in split_dead_letter_lines(handle.read().decode("utf-8")):
+                letter = decode_dead_letter(line)
                 if letter.get("position") is None and not str(letter.get("source", "")).startswith("classifier:"):
                     broken_files.append({"source": letter["source"], "reason": letter["reason"]})
                 else:
