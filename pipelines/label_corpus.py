@@ -24,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_dict, resolve, validate
-from models.handler import TextClassifierHandler
+from models.handler import TextClassifierHandler, position_limit
 from models.heads import Head
 from models.specs import CLASSIFIER_NAMES, SPECS
 from transforms.beam_io import DEAD_LETTERS, Classify, CountRows, ReadRecordsFn, add_clean_text, shape_row
@@ -280,7 +280,9 @@ def run(argv=None, test_pipeline=None):
     )
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
-    rows = parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning) | "Spread" >> beam.Reshuffle()
+    max_tokens = max(position_limit(load_config_dict(c.checkpoint.local_dir)) for c in classifiers.values())
+    rows = (parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning, max_tokens)
+            | "Spread" >> beam.Reshuffle())
     dead_letters = [parsed[DEAD_LETTERS]]
     for name, classifier in classifiers.items():
         handler = TextClassifierHandler(

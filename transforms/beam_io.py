@@ -12,7 +12,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from models.handler import InferenceFailure
-from transforms.cleaning import CleaningOptions, clean_text
+from transforms.cleaning import CleaningOptions, clean_for_models
 from transforms.records import DeadLetter, FieldMap, input_format, iter_file_records, to_record
 
 METRICS_NAMESPACE = "label_corpus"
@@ -60,8 +60,9 @@ class ReadRecordsFn(beam.DoFn):
                     yield item
 
 
-def add_clean_text(record: dict, options: CleaningOptions) -> dict:
-    record["clean_text"] = clean_text(record["text"], options)
+def add_clean_text(record: dict, options: CleaningOptions, max_tokens: int) -> dict:
+    """The record with clean_text: what models reading at most max_tokens tokens see."""
+    record["clean_text"] = clean_for_models(record["text"], max_tokens, options)
     return record
 
 
