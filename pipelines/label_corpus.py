@@ -3,6 +3,11 @@
     python -m pipelines.label_corpus --input 'posts/*.jsonl' --output out/ \\
         [--models models.json] [--model politics=DIR ...] [--only politics,emotion] [Beam options]
 
+Exit status: 0 success; 2 a problem found before any data is labeled (command line, --models,
+checkpoints) or counts that do not reconcile; 3 the partition was written and accounted but does
+not look like success (no records, none usable, or more than --max-dead-letter-share of them
+dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix.
+
 Options and wiring only: the logic lives in transforms/ and models/.
 """
 from __future__ import annotations
@@ -30,6 +35,7 @@ from models.specs import CLASSIFIER_NAMES, SPECS
 from transforms.beam_io import DEAD_LETTERS, Classify, CountRows, ReadRecordsFn, add_clean_text, shape_row
 from transforms import partition
 from transforms.cleaning import CleaningOptions
+from transforms.outcome import DEFAULT_MAX_DEAD_SHARE, run_problem
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
 LOG = logging.getLogger(__name__)
@@ -39,6 +45,11 @@ KEPT_TYPE_SAMPLE = 1000
 
 class UsageError(ValueError):
     """A problem with the command line or the inputs, found before any data is labeled."""
+
+
+class SuspectRun(RuntimeError):
+    """The run finished and its partition was written and accounted, but its counts do not look
+    like success (transforms.outcome.run_problem); the message names the reason and the fix."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +105,24 @@ def parse_args(argv):
     parser.add_argument("--skip-if-done", action="store_true",
                         help="exit at once when the output partition has _SUCCESS with the same checkpoints")
     parser.add_argument("--url-token", default=None, help="replace URLs with this token instead of removing them")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="an input without records is a success (default: exit 3 with a message)")
+    parser.add_argument("--max-dead-letter-share", type=_share, default=DEFAULT_MAX_DEAD_SHARE,
+                        help="exit 3 (after writing the partition) when more than this share of the records "
+                             f"read is dead-lettered (default {DEFAULT_MAX_DEAD_SHARE}; 1 turns the check off)")
     parser.add_argument("--mention-token", default=None,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
     return parser.parse_known_args(argv)
+
+
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a share between 0 and 1")
+    return share
 
 
 def _iso_date(value: str) -> str:
@@ -114,8 +140,7 @@ def choose_checkpoints(args) -> dict[str, str]:
     """Classifier name -> checkpoint reference: published defaults, then --models, then --model."""
     refs = {name: spec.published_checkpoint for name, spec in SPECS.items()}
     if args.models:
-        with FileSystems.open(args.models) as handle:
-            refs.update(json.load(handle))
+        refs.update(read_models_file(args.models))
     for item in args.model:
         name, sep, ref = item.partition("=")
         if not sep or not ref:
@@ -129,6 +154,20 @@ def choose_checkpoints(args) -> dict[str, str]:
     if bad:
         raise UsageError(f"--only names unknown classifier(s) {bad}; known: {list(CLASSIFIER_NAMES)}")
     return {name: refs[name] for name in CLASSIFIER_NAMES if name in only}
+
+
+def read_models_file(path: str) -> dict[str, str]:
+    """--models: a JSON object of classifier name -> checkpoint; any problem is one UsageError line."""
+    try:
+        with FileSystems.open(path) as handle:
+            models = json.loads(handle.read().decode("utf-8"))
+    except Exception as exc:  # noqa: BLE001 - missing, unreadable, not UTF-8, not JSON: one line each
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise UsageError(f"--models {path!r} cannot be read as JSON ({type(exc).__name__}: {detail})") from exc
+    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
+        raise UsageError(f"--models {path!r} must be a JSON object mapping classifier names to checkpoints, "
+                         f'e.g. {{"sentiment": "/path/to/checkpoint"}}')
+    return models
 
 
 def load_classifiers(refs: dict[str, str]) -> dict[str, Classifier]:
@@ -257,7 +296,7 @@ def run(argv=None, test_pipeline=None):
     classifiers = load_classifiers(choose_checkpoints(args))  # before any data is read
     if args.skip_if_done:
         done = partition.read_manifest(args.output)
-        if done and done.get("checkpoints") == checkpoint_ids(classifiers):
+        if done and done.get("checkpoints") == checkpoint_ids(classifiers) and not done.get("problem"):
             LOG.info("%s is complete with the same checkpoints (--skip-if-done): nothing to do", args.output)
             return None
     paths = match_inputs(args.input)
@@ -308,11 +347,16 @@ def run(argv=None, test_pipeline=None):
 
     counters = counter_values(result)
     found = partition.count_outputs(staging)
-    partition.reconcile(counters.get(("label_corpus", "records_read"), 0), found)
+    records_read = counters.get(("label_corpus", "records_read"), 0)
+    partition.reconcile(records_read, found)
+    problem = run_problem(records_read, found["rows_written"], found["dead_lettered_by_reason"],
+                          found["files_broken_off"], args.allow_empty, args.max_dead_letter_share)
     runner = type(pipeline.runner).__name__
-    partition.commit(staging, args.output,
-                     build_manifest(args, paths, classifiers, counters, found, started.isoformat(), runner))
+    manifest = build_manifest(args, paths, classifiers, counters, found, started.isoformat(), runner)
+    partition.commit(staging, args.output, {**manifest, "problem": problem})
     LOG.info("wrote %s: %d rows, %d dead-lettered", args.output, found["rows_written"], found["dead_lettered"])
+    if problem:
+        raise SuspectRun(f"{args.output} was written, but {problem}")
     return result
 
 
@@ -323,6 +367,9 @@ def main(argv=None) -> int:
     except (CheckpointError, UsageError, partition.ReconciliationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
         return 2
+    except SuspectRun as exc:
+        print(f"label_corpus: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -167,6 +167,7 @@ def test_random_bytes_through_the_pipeline_reconcile(tmp_path, tiny_checkpoints)
     rng.shuffle(lines)
     (tmp_path / "r.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     run(["--input", str(tmp_path / "r.jsonl"), "--output", str(tmp_path / "out"), "--only", "sentiment",
+         "--max-dead-letter-share", "1",
          "--model", f"sentiment={tiny_checkpoints['sentiment']}"])
     manifest = json.loads((tmp_path / "out" / partition.MANIFEST).read_text())
     assert manifest["records_read"] == manifest["rows_written"] + manifest["dead_lettered"]
