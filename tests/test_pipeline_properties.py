@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pipelines.label_corpus import run
@@ -23,6 +23,8 @@ from tests.test_pipeline import read_dead_letters, read_labels
 from transforms import partition
 from transforms.records import repair_strings
 
+# Each example is a whole run (seconds): a failing one is reported as found, not shrunk for minutes.
+NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 HOSTILE_CHARS = ["\ud800", "\udfff", "\udc80", "\u2028", "\u2029", "\x85", "\x00", "\n", "\r", '"', ",",
                  "\ufeff", "\u200f", "😂", "&", " "]
 # strings made of pieces, most of them hostile: a short run of hypothesis still meets them all
@@ -105,14 +107,14 @@ def check_run(tiny_checkpoints, jsonl, csv_data, parquet_data, extra_args=()):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), phases=NO_SHRINK)
 @given(st.lists(jsonl_items, min_size=1, max_size=10), csv_rows, parquet_rows)
 def test_any_records_in_memory_each_end_as_one_row_or_one_dead_letter(tiny_checkpoints, jsonl, csv_data,
                                                                         parquet_data):
     check_run(tiny_checkpoints, jsonl, csv_data, parquet_data)
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), phases=NO_SHRINK)
 @given(st.lists(jsonl_items, min_size=1, max_size=10), csv_rows, parquet_rows)
 def test_any_records_with_worker_processes_each_end_as_one_row_or_one_dead_letter(tiny_checkpoints, jsonl,
                                                                                   csv_data, parquet_data):
