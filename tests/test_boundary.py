@@ -80,11 +80,15 @@ def test_csv_quoted_newlines_still_make_one_record():
     assert [i[1]["text"] for i in items] == ["line one\nline two", "after"]
 
 
+UNQUOTED_CELLS = st.text(st.characters(codec="utf-8", exclude_characters='"\r\n,'), max_size=30)
+
+
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=30)), max_size=10), st.data())
+@given(st.lists(st.tuples(UNQUOTED_CELLS, UNQUOTED_CELLS), max_size=10), st.data())
 def test_csv_one_broken_line_costs_one_record_at_most(rows, data):
-    """A CSV written by the csv module, with one line replaced by an unclosed quote: every other
-    record still comes out as written."""
+    """A CSV written by the csv module, with a line holding a quote that is never closed: every
+    other record still comes out as written. (When a later line has quotes of its own, the open
+    quote pairs with the next one: CSV itself is ambiguous there, see transforms/records.py.)"""
     import csv
 
     lines = []

@@ -17,6 +17,8 @@ Safe at the boundary (the repair rules):
 - CSV: a row with more cells than the header, or a record the csv module cannot parse (a quote
   that is never closed, text after a closing quote), is dead-lettered; reading resumes on the line
   after the one where that record began, so an unclosed quote swallows nothing after its line.
+  (CSV is ambiguous when a later line has a quote of its own: the open quote then pairs with it,
+  and what lies between is read as one cell, as any CSV reader would.)
 """
 from __future__ import annotations
 
