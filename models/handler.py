@@ -354,7 +354,8 @@ def position_limit(config: dict) -> int:
     """How many tokens the model's position embeddings allow."""
     limit = int(config.get("max_position_embeddings") or 512)
     if config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer"):
-        limit -= int(config.get("pad_token_id", 1)) + 1  # positions start after the padding index
+        pad = config.get("pad_token_id")
+        limit -= (1 if pad is None else int(pad)) + 1  # positions start after the padding index
     return limit
 
 

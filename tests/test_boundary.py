@@ -103,3 +103,19 @@ def test_csv_one_broken_line_costs_one_record_at_most(rows, data):
     letters = [i for i in items if isinstance(i, DeadLetter)]
     assert [letter.raw for letter in letters] == ['x,"unclosed']
     assert good == rows
+
+
+def test_json_nested_deeper_than_python_parses_is_a_dead_letter():
+    line = b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    (letter,) = iter_file_records("deep.jsonl", io.BytesIO(line))
+    assert isinstance(letter, DeadLetter) and letter.reason.startswith("invalid JSON: RecursionError")
+
+
+def test_a_record_to_record_cannot_handle_is_a_dead_letter_not_a_failed_bundle():
+    from transforms.beam_io import safe_to_record
+
+    nested: list = []
+    for _ in range(50_000):  # json.loads stops near 1,000 levels; other readers may not
+        nested = [nested]
+    letter = safe_to_record((3, {"text": "t", "tags": nested}, "raw"), FieldMap(keep_fields=("tags",)), {}, "f")
+    assert isinstance(letter, DeadLetter) and letter.position == 3 and letter.reason.startswith("record unusable")

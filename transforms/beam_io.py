@@ -30,6 +30,16 @@ def open_input(readable: fileio.ReadableFile):
     return readable.open(compression_type=CompressionTypes.AUTO)
 
 
+def safe_to_record(item: tuple, fields: FieldMap, kept_types: Mapping[str, pa.DataType], path: str):
+    """to_record, with anything it did not foresee (a value nested too deep to walk, ...) turned
+    into a dead letter for that record instead of a failed bundle."""
+    position, value, raw = item
+    try:
+        return to_record(value, fields, kept_types, path, position, raw)
+    except Exception as exc:  # noqa: BLE001 - one bad value must never take the job down
+        return DeadLetter(path, position, f"record unusable: {type(exc).__name__}: {exc}"[:500], raw)
+
+
 class ReadRecordsFn(beam.DoFn):
     """ReadableFile -> records (main output) and DeadLetter JSON lines (tagged DEAD_LETTERS)."""
 
@@ -47,7 +57,7 @@ class ReadRecordsFn(beam.DoFn):
         with open_input(readable) as stream:
             for item in iter_file_records(path, stream):
                 if not isinstance(item, DeadLetter):
-                    item = to_record(item[1], self.fields, self.kept_types, path, item[0], item[2])
+                    item = safe_to_record(item, self.fields, self.kept_types, path)
                 if isinstance(item, DeadLetter):
                     if item.position is None:  # the file broke off: named in the dead letters,
                         self.broken_files.inc()  # but not a record, so not in the record counts

@@ -134,8 +134,8 @@ def iter_jsonl(source: str, stream: IO[bytes]) -> Iterator[tuple[int, Any, str] 
             continue
         try:
             yield number, json.loads(text), text.rstrip("\r\n")
-        except ValueError as exc:
-            yield DeadLetter(source, number, f"invalid JSON: {exc}", text.rstrip("\r\n"))
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python parses
+            yield DeadLetter(source, number, f"invalid JSON: {type(exc).__name__}: {exc}", text.rstrip("\r\n"))
 
 
 def _lines(stream: IO[bytes]) -> Iterator[bytes]:
