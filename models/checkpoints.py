@@ -2,9 +2,12 @@
 
 A checkpoint reference is a local directory, a gs:// or s3:// prefix (copied to a local
 cache), or a hub id `owner/name[@revision]` (downloaded, pinned to a commit). resolve()
-returns a ResolvedCheckpoint with a local directory and a revision; validate() loads the
-config and tokenizer and builds the head, so a checkpoint that does not fit its classifier
-is refused before any data is read.
+returns a ResolvedCheckpoint with a local directory and a revision; validate() proves the
+checkpoint works before any data is read: it reads the config with transformers' own semantics
+(AutoConfig: num_labels defaults to 2 when config.json names no labels), builds the head, loads
+the tokenizer, loads weights that are not safetensors with torch.load(weights_only=True), and
+runs one probe text through tokenizer, model and head. Every transformers load passes
+trust_remote_code=False, so a checkpoint that needs its own code is refused, never run.
 """
 from __future__ import annotations
 
@@ -123,8 +126,19 @@ def resolve(name: str, ref: str, revision: str | None = None) -> ResolvedCheckpo
 
 
 def load_config_dict(local_dir: str) -> dict:
-    with open(os.path.join(local_dir, "config.json"), encoding="utf-8") as handle:
-        return json.load(handle)
+    """config.json as transformers reads it (AutoConfig, defaults filled in: id2label always
+    present), with the checkpoint's own extra keys (topics, thresholds, ...)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(local_dir, trust_remote_code=False).to_dict()
+    except Exception as exc:  # noqa: BLE001 - unknown model type, remote code, malformed JSON
+        raise CheckpointMismatch(f"its config.json cannot be read by transformers "
+                                 f"({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+# One probe text with characters many vocabularies lack, so the unknown-token path runs too.
+PROBE_TEXT = "probe: a short post about the vote \u2603 \U0001d518 \u6f22\u5b57 \u0b95 12345 !?"
 
 
 def validate(checkpoint: ResolvedCheckpoint) -> Head:
@@ -144,18 +158,70 @@ def validate(checkpoint: ResolvedCheckpoint) -> Head:
         if config.get("vocab_size") and len(tokenizer) > int(config["vocab_size"]):
             raise CheckpointMismatch(f"its tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
                                      f"only {config['vocab_size']}: they do not belong together")
+        check_pickled_weights(local)
+        probe(local, tokenizer, head, config)
     except (CheckpointMismatch, OSError, ValueError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"classifier {name!r}: checkpoint {where!r} is refused: {exc}") from exc
     return head
+
+
+def check_pickled_weights(local: Path) -> None:
+    """Weights that are not safetensors are pickles: load each with weights_only=True, which
+    refuses anything but tensors, so a pickle that would run code is refused here."""
+    import torch
+
+    for path in sorted([*local.glob("pytorch_model.bin"), *local.glob("pytorch_model-*.bin")]):
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # noqa: BLE001 - unpickling errors have many types
+            raise CheckpointMismatch(f"its weights {path.name} cannot be loaded as plain tensors "
+                                     f"(torch.load weights_only=True: {type(exc).__name__}: "
+                                     f"{_first_line(exc)})") from exc
+
+
+def probe(local: Path, tokenizer, head: Head, config: dict) -> None:
+    """PROBE_TEXT through the tokenizer, the model (CPU, fp32) and the head."""
+    import inspect
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    step = "tokenizer"
+    try:
+        encoded = tokenizer([PROBE_TEXT], truncation=True, max_length=64, return_tensors="pt")
+        step = "model"
+        model = AutoModelForSequenceClassification.from_pretrained(str(local), dtype=torch.float32,
+                                                                   trust_remote_code=False)
+        accepted = inspect.signature(model.forward).parameters
+        with torch.inference_mode():
+            logits = model.eval()(**{k: v for k, v in encoded.items() if k in accepted}).logits.float().numpy()
+        labels = len(config.get("id2label") or {})
+        if logits.shape != (1, labels) or not np.isfinite(logits).all():
+            raise ValueError(f"logits of shape {logits.shape} (finite: {bool(np.isfinite(logits).all())}) "
+                             f"for one text and {labels} labels")
+        step = "head"
+        head.to_columns(logits)
+    except CheckpointMismatch:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever breaks, the message says where
+        raise CheckpointMismatch(f"a probe text fails in its {step} ({type(exc).__name__}: "
+                                 f"{_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [""])[0][:300]
 
 
 def load_tokenizer(local_dir: str):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(local_dir, use_fast=True)
+        tokenizer = AutoTokenizer.from_pretrained(local_dir, use_fast=True, trust_remote_code=False)
     except Exception as exc:
-        raise CheckpointMismatch(f"its tokenizer cannot be loaded ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointMismatch(f"its tokenizer cannot be loaded ({type(exc).__name__}: "
+                                 f"{_first_line(exc)})") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise CheckpointMismatch("its tokenizer is not a fast (Rust) tokenizer; save one with tokenizer.json")
     return tokenizer

@@ -40,7 +40,12 @@ DEFAULT_MAX_ITEMS = {"cpu": 256, "cuda": 1024}
 # What one forward pass costs beyond its tokens, in tokens (see plan_sub_batches).
 DEFAULT_OVERHEAD_TOKENS = {"cpu": 128, "cuda": 2048}
 CPU_DTYPES = ("fp32", "bf16")
-STATS = ("real_tokens", "padded_tokens", "sub_batches", "oom_splits", "inference_us")
+STATS = ("real_tokens", "padded_tokens", "sub_batches", "oom_splits", "failure_splits", "inference_us")
+# Characters per token that max_length tokens cannot exceed on average: a token of the
+# tokenizers we load covers at most about 100 characters of a cleaned text plus the single space
+# cleaning leaves between words (WordPiece makes a longer word one [UNK]), so the first
+# max_length x this many characters hold every character the first max_length tokens come from.
+CHARS_PER_TOKEN_BOUND = 128
 
 
 def plan_sub_batches(lengths: Sequence[int], max_tokens: int, max_items: int,
@@ -219,41 +224,78 @@ class LoadedClassifier:
         return rows, stats
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], Optional[list[list[int]]]]:
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
-                                 return_token_type_ids=self.uses_token_types, return_attention_mask=False)
+        encoded = self.tokenizer([text[:self.max_chars()] for text in texts], truncation=True,
+                                 max_length=self.max_length, return_token_type_ids=self.uses_token_types,
+                                 return_attention_mask=False)
         return encoded["input_ids"], (encoded.get("token_type_ids") if self.uses_token_types else None)
+
+    def max_chars(self) -> int:
+        """Characters of a cleaned text the tokenizer sees: far more than max_length tokens can
+        cover (see transforms.cleaning.clean_for_models, which already bounds what arrives)."""
+        return self.max_length * CHARS_PER_TOKEN_BOUND
+
+    def tokenize_each(self, texts: Sequence[str]) -> tuple[list, Optional[list], dict[int, str]]:
+        """tokenize(), falling back to one text at a time when the batch fails: the texts that
+        fail alone get empty ids and a reason in the returned {index: reason}."""
+        try:
+            ids, token_types = self.tokenize(texts)
+            return ids, token_types, {}
+        except Exception:  # noqa: BLE001 - any tokenizer error: find the texts that cause it
+            pass
+        ids, token_types, failures = [], ([] if self.uses_token_types else None), {}
+        for index, text in enumerate(texts):
+            try:
+                one_ids, one_types = self.tokenize([text])
+                ids.append(one_ids[0])
+                if token_types is not None:
+                    token_types.append(one_types[0])
+            except Exception as exc:  # noqa: BLE001
+                failures[index] = _reason(f"tokenizer of {self.name} failed", exc)
+                ids.append([])
+                if token_types is not None:
+                    token_types.append([])
+        return ids, token_types, failures
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[int, str], dict[str, int]]:
         """Logits as float32 [len(texts), num_labels] in input order, {index: reason} for texts
         that could not be run (their rows are NaN), and counts (STATS)."""
         import torch
 
-        ids, token_types = self.tokenize(texts)
+        ids, token_types, failures = self.tokenize_each(texts)
         lengths = [len(x) for x in ids]
+        runnable = [i for i in range(len(ids)) if i not in failures]
+        runnable_lengths = [lengths[i] for i in runnable]
         if self.sort_by_length:
             overhead = (self.pass_cost.overhead_tokens() if self.pass_cost is not None
                         else DEFAULT_OVERHEAD_TOKENS[self.device])
-            pending = plan_sub_batches(lengths, self.max_tokens, self.max_items, overhead)
+            planned = plan_sub_batches(runnable_lengths, self.max_tokens, self.max_items, overhead)
         else:
-            pending = plan_in_order(lengths, self.max_tokens, self.max_items)
+            planned = plan_in_order(runnable_lengths, self.max_tokens, self.max_items)
+        pending = [[runnable[i] for i in batch] for batch in planned]
         # pop() takes the longest first: on CUDA the largest allocation comes first and is reused
         pad_id = self.tokenizer.pad_token_id or 0
         out = np.full((len(ids), self.model.config.num_labels), np.nan, dtype=np.float32)
-        failures: dict[int, str] = {}
         stats = dict.fromkeys(STATS, 0)
         while pending:
             indices = pending.pop()
-            arrays = pad_sub_batch(ids, token_types, lengths, indices, pad_id)
             started = time.perf_counter()
             try:
-                out[indices] = TextClassifierHandler.forward(self, arrays)
-            except torch.OutOfMemoryError as exc:
-                # Beam has no batch back-off (apache/beam#21447): halve and retry, down to single texts.
-                if self.device == "cuda":
+                arrays = pad_sub_batch(ids, token_types, lengths, indices, pad_id)
+                logits = TextClassifierHandler.forward(self, arrays)
+                if logits.shape != (len(indices), out.shape[1]):
+                    raise ValueError(f"the model returned logits of shape {logits.shape} for "
+                                     f"{len(indices)} texts and {out.shape[1]} labels")
+                out[indices] = logits
+            except Exception as exc:  # noqa: BLE001 - any failure of a sub-batch is isolated to its texts
+                # Beam has no batch back-off (apache/beam#21447) and its exception handling
+                # dead-letters whole batches: halve and retry, down to the single texts that fail.
+                out_of_memory = isinstance(exc, torch.OutOfMemoryError)
+                if out_of_memory and self.device == "cuda":
                     torch.cuda.empty_cache()
-                stats["oom_splits"] += 1
+                stats["oom_splits" if out_of_memory else "failure_splits"] += 1
                 if len(indices) == 1:
-                    failures[indices[0]] = f"out of memory in {self.name} even alone: {exc}"[:500]
+                    what = "out of memory" if out_of_memory else "inference failed"
+                    failures[indices[0]] = _reason(f"{what} in {self.name} even alone", exc)
                 else:
                     half = len(indices) // 2
                     pending += [indices[:half], indices[half:]]
@@ -266,6 +308,10 @@ class LoadedClassifier:
             stats["real_tokens"] += sum(lengths[i] for i in indices)
             stats["padded_tokens"] += arrays["input_ids"].size
         return out, failures, stats
+
+
+def _reason(what: str, exc: BaseException) -> str:
+    return f"{what}: {type(exc).__name__}: {exc}"[:500]
 
 
 def pad_sub_batch(ids, token_types, lengths, indices: list[int], pad_id: int) -> dict[str, np.ndarray]:
@@ -308,7 +354,8 @@ def position_limit(config: dict) -> int:
     """How many tokens the model's position embeddings allow."""
     limit = int(config.get("max_position_embeddings") or 512)
     if config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer"):
-        limit -= int(config.get("pad_token_id", 1)) + 1  # positions start after the padding index
+        pad = config.get("pad_token_id")
+        limit -= (1 if pad is None else int(pad)) + 1  # positions start after the padding index
     return limit
 
 

@@ -8,6 +8,12 @@ hub (network needed); `python -m pipelines.demo` runs offline. Each classifier r
 posts in its languages (politics: en,ms; stars: zh; sentiment, emotion: en; an undetermined
 language runs them all); --languages changes that per classifier, --all-languages turns it off.
 Output columns, routing and the checkpoint contract: docs/ in the repository.
+
+Exit status: 0 success; 2 a problem found before any data is labeled (command line, --models,
+checkpoints) or counts that do not reconcile; 3 the partition was written and accounted but does
+not look like success (no records, none usable, or more than --max-dead-letter-share of them
+dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix.
+
 Options and wiring only: the logic lives in transforms/ and models/.
 """
 from __future__ import annotations
@@ -31,7 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
 
 from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_dict, resolve, validate
-from models.handler import TextClassifierHandler
+from models.handler import TextClassifierHandler, position_limit
 from models.heads import Head
 from models.specs import CLASSIFIER_NAMES, SPECS
 from transforms.beam_io import (DEAD_LETTERS, AddLanguageFn, Classify, CommitPartition, CountAs, CountRows,
@@ -39,6 +45,7 @@ from transforms.beam_io import (DEAD_LETTERS, AddLanguageFn, Classify, CommitPar
                                 language_count_key, shape_row)
 from transforms import language, partition
 from transforms.cleaning import CleaningOptions
+from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
 LOG = logging.getLogger("pipelines.label_corpus")  # not __main__ under python -m
@@ -51,6 +58,11 @@ OFFLINE_HINT = ("label_corpus: no network? `python -m pipelines.demo --output ou
 
 class UsageError(ValueError):
     """A problem with the command line or the inputs, found before any data is labeled."""
+
+
+class SuspectRun(RuntimeError):
+    """The run finished and its partition was written and accounted, but its counts do not look
+    like success (transforms.outcome.run_problem); the message names the reason and the fix."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +138,26 @@ def parse_args(argv):
                         help="price of one worker per hour: the manifest then states the partition's cost "
                              "and cost per million posts (workers: --max_num_workers or --num_workers, else 1)")
     parser.add_argument("--url-token", default=None, help="replace URLs with this token instead of removing them")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="an input without records is a success (default: exit 3 with a message)")
+    parser.add_argument("--max-dead-letter-share", type=_share, default=DEFAULT_MAX_DEAD_SHARE,
+                        help="exit 3 (after writing the partition) when more than this share of the records "
+                             f"read is dead-lettered (default {DEFAULT_MAX_DEAD_SHARE}; 1 turns the check off)")
     parser.add_argument("--mention-token", default=None,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
     return parser.parse_known_args(argv)
+
+
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a share between 0 and 1")
+    return share
 
 
 def _iso_date(value: str) -> str:
@@ -148,8 +175,7 @@ def choose_checkpoints(args) -> dict[str, str]:
     """Classifier name -> checkpoint reference: published defaults, then --models, then --model."""
     refs = {name: spec.published_checkpoint for name, spec in SPECS.items()}
     if args.models:
-        with FileSystems.open(args.models) as handle:
-            refs.update(json.load(handle))
+        refs.update(read_models_file(args.models))
     for item in args.model:
         name, sep, ref = item.partition("=")
         if not sep or not ref:
@@ -181,6 +207,20 @@ def choose_languages(args, names) -> dict[str, frozenset[str] | None]:
         if name in routes:
             routes[name] = languages
     return {name: None for name in routes} if args.all_languages else routes
+
+
+def read_models_file(path: str) -> dict[str, str]:
+    """--models: a JSON object of classifier name -> checkpoint; any problem is one UsageError line."""
+    try:
+        with FileSystems.open(path) as handle:
+            models = json.loads(handle.read().decode("utf-8"))
+    except Exception as exc:  # noqa: BLE001 - missing, unreadable, not UTF-8, not JSON: one line each
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise UsageError(f"--models {path!r} cannot be read as JSON ({type(exc).__name__}: {detail})") from exc
+    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
+        raise UsageError(f"--models {path!r} must be a JSON object mapping classifier names to checkpoints, "
+                         f'e.g. {{"sentiment": "/path/to/checkpoint"}}')
+    return models
 
 
 def load_classifiers(refs: dict[str, str]) -> dict[str, Classifier]:
@@ -330,6 +370,8 @@ def run(argv=None, test_pipeline=None):
             LOG.info("--skip-if-done: %s was labeled with other checkpoints: labeling it again", args.output)
         elif done.get("routing", {name: "all languages" for name in routes}) != routing_manifest(routes):
             LOG.info("--skip-if-done: %s was labeled with other language routing: labeling it again", args.output)
+        elif done.get("problem"):
+            LOG.info("--skip-if-done: %s was flagged (%s): labeling it again", args.output, done["problem"])
         else:
             LOG.info("skipped: %s is already complete (_SUCCESS at %s, %s rows) with the same checkpoints "
                      "(--skip-if-done)", args.output, done.get("finished"), done.get("rows_written"))
@@ -363,7 +405,8 @@ def run(argv=None, test_pipeline=None):
               | "CountRecordLetters" >> CountAs("records_read")]
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
-    rows = (parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning)
+    max_tokens = max(position_limit(load_config_dict(c.checkpoint.local_dir)) for c in classifiers.values())
+    rows = (parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning, max_tokens)
             | "Language" >> beam.ParDo(AddLanguageFn())
             | "ReadProgress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args), verb="read"))
             | "Spread" >> beam.Reshuffle())
@@ -393,8 +436,9 @@ def run(argv=None, test_pipeline=None):
     totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
     manifest = base_manifest(args, paths, classifiers, run_id, started.isoformat(), runner,
                              cost_workers(beam_args), routes)
-    _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(staging, args.output, manifest, base_run,
-                                                                         routes)
+    _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(
+        staging, args.output, manifest, base_run, routes,
+        outcome_limits={"allow_empty": args.allow_empty, "max_dead_share": args.max_dead_letter_share})
     result = pipeline.run()
     if not args.wait:
         LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", args.output)
@@ -407,6 +451,8 @@ def run(argv=None, test_pipeline=None):
     if done and done.get("run_id") == run_id:
         for line in console.summary_lines(done, time.monotonic() - clock, console.label_lines(args.output)):
             LOG.info("%s", line)
+        if done.get("problem"):
+            raise SuspectRun(f"{args.output} was written, but {done['problem']}")
     return result
 
 
@@ -463,6 +509,9 @@ def main(argv=None) -> int:
         if isinstance(exc, CheckpointError) and "could not be fetched" in str(exc):
             print(OFFLINE_HINT, file=sys.stderr)
         return 2
+    except SuspectRun as exc:
+        print(f"label_corpus: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

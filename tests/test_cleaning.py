@@ -81,3 +81,56 @@ def test_no_url_or_mention_left(text):
     cleaned = clean_text(text)
     assert URL_RE.search(cleaned) is None
     assert MENTION_RE.search(cleaned) is None
+
+
+# ---- clean_for_models: a long text costs what the models can use, and nothing they see changes ----
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from transforms.cleaning import CHARS_PER_TOKEN_START, clean_for_models  # noqa: E402
+
+PIECES = ["word", "a", "&amp;", "&nbsp;", "https://x.co/a b", "www.y.org", "bit.ly/z", "@bob", "a@b.com", "😂",
+          "👨‍👩‍👧", "e\u0301", "\u0301", "\x07", "\u200d", " ", "  ", "\n", "\t", "\u2028", "\xa0", "\u3000",
+          "#tag", "<b>", "...", "don't"]
+hostile_texts = st.lists(st.sampled_from(PIECES) | st.text(max_size=3), max_size=400).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_texts, st.integers(1, 40))
+def test_clean_for_models_gives_the_first_words_of_the_whole_text_cleaned(text, max_tokens):
+    capped, whole = clean_for_models(text, max_tokens), clean_text(text)
+    if capped == whole:
+        return
+    head = text[:max_tokens * CHARS_PER_TOKEN_START]
+    if not any(c.isspace() for c in head):  # one word longer than the cap: cut there
+        assert capped == clean_text(head)
+        return
+    words = capped.split(" ")
+    assert len(words) > max_tokens
+    assert whole.split(" ")[:len(words)] == words
+
+
+def test_clean_for_models_gives_the_models_the_same_tokens(tiny_checkpoints):
+    from transformers import AutoTokenizer
+
+    import random
+
+    rng = random.Random(5)
+    texts = ["".join(rng.choice(PIECES) for _ in range(rng.randrange(200, 1500))) for _ in range(8)]
+    texts.append("word " * 60_000)  # a 300 kB post
+    for name in ("sentiment", "emotion"):  # WordPiece and byte-level BPE
+        tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoints[name])
+        for max_tokens in (16, 64):
+            for text in texts:
+                full = tokenizer(clean_text(text), truncation=True, max_length=max_tokens)["input_ids"]
+                capped = tokenizer(clean_for_models(text, max_tokens), truncation=True,
+                                   max_length=max_tokens)["input_ids"]
+                assert capped == full
+
+
+def test_a_long_post_is_cleaned_only_as_far_as_the_models_read():
+    text = "a fairly ordinary sentence about the vote " * 500_000  # 21 MB
+    capped = clean_for_models(text, 512)
+    assert 512 < len(capped.split(" ")) and len(capped) <= 512 * CHARS_PER_TOKEN_START
+    assert text.startswith(capped)

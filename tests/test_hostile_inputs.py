@@ -55,8 +55,15 @@ HOSTILE_FILES = {
                             {"id": "rtl1", "text": "\u05e9\u05dc\u05d5\u05dd \u200fworld"}),
     "duplicates.jsonl": jl({"id": "dup", "text": "first copy"}, {"id": "dup", "text": "second copy"}),
     "truncated.jsonl.gz": truncated_gzip(),
+    # observed on main before issue 10: each of these took the whole job down or lost records
+    "surrogates.jsonl": (b'{"id": "sur\\ud800", "text": "lone \\udfff surrogate"}\n'
+                         b'{"id": "sur2", "text": "pair \\ud83d\\ude00 ok"}\n'),
+    "separators.jsonl": "[\"\u2028 line \u2029 para \u0085 next\"]\n".encode(),
+    "surplus_cells.csv": b"id,text\ncsv3,fine\ncsv4,two,cells too many\n",
+    "unclosed_quote.csv": b'id,text\ncsv5,"never closed\ncsv6,after the quote\n',
 }
-LABELED_IDS = {"ok1", "ok2", "bom1", "csv1", "huge1", "emoji1", "ctrl1", "rtl1"}
+LABELED_IDS = {"ok1", "ok2", "bom1", "csv1", "huge1", "emoji1", "ctrl1", "rtl1", "sur\ufffd", "sur2", "csv3",
+               "csv6"}
 NULL_LABEL_IDS = {"urls1"}  # empty after cleaning: kept, labels null
 DEAD = {  # file -> reasons expected among its dead letters
     "malformed.jsonl": ["invalid JSON"],
@@ -67,6 +74,9 @@ DEAD = {  # file -> reasons expected among its dead letters
                          "'text' is list, not a string", "no 'text' field"],
     "missing_column.csv": ["no 'text' field"],
     "int_text.parquet": ["'text' is int, not a string", "'text' is int, not a string"],
+    "separators.jsonl": ["record is a JSON list, not an object"],
+    "surplus_cells.csv": ["CSV row has 3 cells but the header has 2"],
+    "unclosed_quote.csv": ["CSV record unreadable"],
 }
 
 
@@ -99,6 +109,9 @@ def test_labeled_hostile_records(hostile_run):
     (urls,) = by_id["urls1"]
     assert urls["clean_text"] == "" and urls["sentiment"] is None and urls["emotions"] is None
     assert sorted(r["text"] for r in by_id["dup"]) == ["first copy", "second copy"]
+    assert by_id["sur\ufffd"][0]["text"] == "lone \ufffd surrogate"  # repaired, not dead-lettered
+    assert by_id["sur2"][0]["text"] == "pair \U0001f600 ok"
+    assert by_id["csv6"][0]["text"] == "after the quote"  # not swallowed by the quote above it
 
 
 def test_dead_letters_carry_their_reasons(hostile_run):
@@ -109,6 +122,8 @@ def test_dead_letters_carry_their_reasons(hostile_run):
         assert len(found) == len(reasons), (name, found)
     raw_bad_utf8 = [d["raw"] for d in dead if d["source"].endswith("bad_utf8.jsonl")]
     assert raw_bad_utf8 == ['{"id": "u1", "text": "caf\\xe9 \\xff\\xfe"}']
+    (separators,) = [d["raw"] for d in dead if d["source"].endswith("separators.jsonl")]
+    assert separators == '["\u2028 line \u2029 para \u0085 next"]'  # read back whole
 
 
 def test_truncated_gzip_keeps_what_was_readable_and_names_the_file(hostile_run):
@@ -167,6 +182,7 @@ def test_random_bytes_through_the_pipeline_reconcile(tmp_path, tiny_checkpoints)
     rng.shuffle(lines)
     (tmp_path / "r.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     run(["--input", str(tmp_path / "r.jsonl"), "--output", str(tmp_path / "out"), "--only", "sentiment",
+         "--max-dead-letter-share", "1",
          "--model", f"sentiment={tiny_checkpoints['sentiment']}"])
     manifest = json.loads((tmp_path / "out" / partition.MANIFEST).read_text())
     assert manifest["records_read"] == manifest["rows_written"] + manifest["dead_lettered"]

@@ -18,7 +18,7 @@ import torch
 from models.checkpoints import CheckpointError
 from models.specs import POLITICS_CLASSES, POLITICS_TOPICS
 from models.tiny_checkpoints import EMOTION_LABELS, build_tiny_checkpoint
-from pipelines.label_corpus import run
+from pipelines.label_corpus import SuspectRun, run
 from transforms.cleaning import clean_text
 
 
@@ -213,7 +213,8 @@ def test_formats_ids_kept_fields_dead_letters_and_counts(tmp_path, tiny_checkpoi
     out = tmp_path / "out"
     result = run(["--input", path, "--output", str(out), "--only", "sentiment",
                   "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--id-field", "post_id",
-                  "--text-field", "body", "--lang-field", "lang", "--keep-fields", "likes", "--device", "cpu"])
+                  "--text-field", "body", "--lang-field", "lang", "--keep-fields", "likes", "--device", "cpu",
+                  "--max-dead-letter-share", "1"])  # jsonl.gz: 5 of 9 records are broken on purpose
     table = read_labels(out)
     dead = read_dead_letters(out)
     likes_type = pa.string() if fmt == "csv" else pa.int64()  # CSV has no types: strings as in the input
@@ -241,8 +242,9 @@ def test_formats_ids_kept_fields_dead_letters_and_counts(tmp_path, tiny_checkpoi
 
 def test_dead_letter_reasons_name_the_problem(tmp_path, tiny_checkpoints):
     path, _ = write_input(tmp_path, "jsonl.gz")
-    run(["--input", path, "--output", str(tmp_path / "out"), "--only", "sentiment", "--model",
-         f"sentiment={tiny_checkpoints['sentiment']}", "--id-field", "post_id", "--text-field", "body"])
+    with pytest.raises(SuspectRun, match=r"5 of 9 records read .* were dead-lettered"):  # written, then flagged
+        run(["--input", path, "--output", str(tmp_path / "out"), "--only", "sentiment", "--model",
+             f"sentiment={tiny_checkpoints['sentiment']}", "--id-field", "post_id", "--text-field", "body"])
     reasons = {d["raw"]: d["reason"] for d in read_dead_letters(tmp_path / "out")}
     assert reasons['{"post_id": "b1", "body": '].startswith("invalid JSON")
     assert reasons['["not", "an", "object"]'] == "record is a JSON list, not an object"

@@ -14,9 +14,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from models.handler import InferenceFailure
-from transforms.cleaning import CleaningOptions, clean_text
+from transforms.cleaning import CleaningOptions, clean_for_models
 from transforms.language import post_language, routing_counts, runs_on
-from transforms.records import DeadLetter, FieldMap, input_format, iter_file_records, to_record
+from transforms.outcome import run_problem
+from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, input_format, iter_file_records,
+                                to_record)
 
 LOG = logging.getLogger(__name__)
 METRICS_NAMESPACE = "label_corpus"
@@ -32,6 +34,16 @@ def open_input(readable: fileio.ReadableFile):
     if input_format(path) == "parquet":
         return readable.open(compression_type=CompressionTypes.UNCOMPRESSED)
     return readable.open(compression_type=CompressionTypes.AUTO)
+
+
+def safe_to_record(item: tuple, fields: FieldMap, kept_types: Mapping[str, pa.DataType], path: str):
+    """to_record, with anything it did not foresee (a value nested too deep to walk, ...) turned
+    into a dead letter for that record instead of a failed bundle."""
+    position, value, raw = item
+    try:
+        return to_record(value, fields, kept_types, path, position, raw)
+    except Exception as exc:  # noqa: BLE001 - one bad value must never take the job down
+        return DeadLetter(path, position, f"record unusable: {type(exc).__name__}: {exc}"[:500], raw)
 
 
 class ReadRecordsFn(beam.DoFn):
@@ -53,8 +65,8 @@ class ReadRecordsFn(beam.DoFn):
             for item in iter_file_records(path, stream):
                 if not isinstance(item, DeadLetter):
                     value = item[1]
-                    item = to_record(value, self.fields, self.kept_types, path, item[0], item[2])
-                    if self.lang_field and isinstance(item, dict):
+                    item = safe_to_record(item, self.fields, self.kept_types, path)
+                    if self.lang_field and isinstance(item, dict) and isinstance(value, dict):
                         item["lang"] = value.get(self.lang_field)  # as given; AddLanguageFn normalizes it
                 if isinstance(item, DeadLetter):
                     if item.position is None:  # the file broke off: named in the dead letters,
@@ -68,8 +80,9 @@ class ReadRecordsFn(beam.DoFn):
                     yield item
 
 
-def add_clean_text(record: dict, options: CleaningOptions) -> dict:
-    record["clean_text"] = clean_text(record["text"], options)
+def add_clean_text(record: dict, options: CleaningOptions, max_tokens: int) -> dict:
+    """The record with clean_text: what models reading at most max_tokens tokens see."""
+    record["clean_text"] = clean_for_models(record["text"], max_tokens, options)
     return record
 
 
@@ -166,7 +179,7 @@ class CountRows(beam.DoFn):
 
 def is_record_letter(line: str) -> bool:
     """A reader's dead letter for a record (it has a position), not for a file that broke off."""
-    return json.loads(line).get("position") is not None
+    return decode_dead_letter(line).get("position") is not None
 
 
 class CountAs(beam.PTransform):
@@ -187,8 +200,10 @@ class CommitPartitionFn(beam.DoFn):
     finalized (they arrive as side inputs): check the staged files are exactly those written,
     reconcile the in-pipeline counts, and commit the partition (transforms/partition.py)."""
 
-    def __init__(self, staging: str, directory: str, base_manifest: dict, base_run, routes=None):
+    def __init__(self, staging: str, directory: str, base_manifest: dict, base_run, routes=None,
+                 outcome_limits: dict | None = None):
         self.routes = routes
+        self.outcome_limits = outcome_limits or {}
         self.staging = staging
         self.directory = directory
         self.base_manifest = base_manifest
@@ -217,6 +232,9 @@ class CommitPartitionFn(beam.DoFn):
         partition.reconcile(counts.get("records_read", 0), found)
         manifest = partition.finish_manifest(self.base_manifest, dict(counts), found, datetime.now(timezone.utc))
         manifest.update(language_manifest(counts, self.routes))
+        manifest["problem"] = run_problem(manifest["records_read"], found["rows_written"],
+                                          found["dead_lettered_by_reason"], found["files_broken_off"],
+                                          **self.outcome_limits)
         partition.commit(self.staging, self.directory, manifest, base_run=self.base_run)
         yield manifest
 
@@ -224,9 +242,10 @@ class CommitPartitionFn(beam.DoFn):
 class CommitPartition(beam.PTransform):
     """(written shard names, written dead-letter file names, (key, count) pairs) -> the manifest."""
 
-    def __init__(self, staging: str, directory: str, base_manifest: dict, base_run, routes=None):
+    def __init__(self, staging: str, directory: str, base_manifest: dict, base_run, routes=None,
+                 outcome_limits: dict | None = None):
         super().__init__()
-        self.fn = CommitPartitionFn(staging, directory, base_manifest, base_run, routes)
+        self.fn = CommitPartitionFn(staging, directory, base_manifest, base_run, routes, outcome_limits)
 
     def expand(self, inputs):
         shards, letters, counts = inputs

@@ -4,6 +4,12 @@ clean_text removes (or replaces with tokens) URLs and @mentions, turns emoji int
 words with emoji.demojize, unescapes HTML entities, drops control characters,
 normalizes to Unicode NFC and collapses whitespace. It is idempotent: the steps are
 repeated until the text stops changing, so clean_text(clean_text(x)) == clean_text(x).
+
+clean_for_models bounds the cost of a long text: it cleans only a prefix of the raw text,
+cut at a whitespace, growing the prefix until its cleaned form has more words than the models
+can take tokens (every word gives at least one token). The rule it relies on, tested with
+hypothesis: cleaning a prefix cut at whitespace gives the first words of cleaning the whole
+text, so the first max_tokens tokens of the models' input do not change.
 """
 from __future__ import annotations
 
@@ -25,6 +31,10 @@ URL_RE = re.compile(
 # (name@example.com) are left alone while ".@user" and "(@user)" are mentions.
 MENTION_RE = re.compile(r"(?<!\w)@\w+")
 WHITESPACE_RE = re.compile(r"\s+")
+# clean_for_models starts with this many raw characters per model token, and grows by GROWTH.
+CHARS_PER_TOKEN_START = 16
+GROWTH = 4
+LAST_WHITESPACE_RE = re.compile(r"\s\S*\Z")
 _MAX_PASSES = 10
 
 
@@ -75,3 +85,21 @@ def clean_text(text: str, options: CleaningOptions = DEFAULT_OPTIONS) -> str:
             break
         text = cleaned
     return text
+
+
+def clean_for_models(text: str, max_tokens: int, options: CleaningOptions = DEFAULT_OPTIONS) -> str:
+    """clean_text of as much of the text as models reading at most max_tokens tokens can use:
+    the cleaned words of a raw prefix cut at whitespace, once they are more than max_tokens
+    (a word is at least one token), else of the whole text. A text without whitespace in its
+    first max_tokens x CHARS_PER_TOKEN_START characters (one enormous word) is cut there."""
+    cap = max(1, max_tokens) * CHARS_PER_TOKEN_START
+    while len(text) > cap:
+        head = text[:cap]
+        last_space = LAST_WHITESPACE_RE.search(head)
+        if last_space is None:
+            return clean_text(head, options)  # no whitespace at all: one word longer than the cap
+        cleaned = clean_text(head[:last_space.start()], options)
+        if cleaned.count(" ") + 1 > max_tokens:
+            return cleaned
+        cap *= GROWTH
+    return clean_text(text, options)

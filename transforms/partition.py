@@ -34,9 +34,11 @@ import posixpath
 import shutil
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from apache_beam.io.filesystems import FileSystems
+
+from transforms.records import decode_dead_letter, split_dead_letter_lines
 
 LOG = logging.getLogger(__name__)
 SUCCESS = "_SUCCESS"
@@ -208,7 +210,7 @@ def reason_kind(reason: str) -> str:
 
 def dead_letter_lines(data: bytes) -> list[str]:
     """The dead letters of one _errors file: one JSON object a line."""
-    return [line for line in data.decode("utf-8").splitlines() if line.strip()]
+    return split_dead_letter_lines(data.decode("utf-8"))
 
 
 def parquet_rows(path: str, storage: Storage | None = None) -> int:
@@ -237,7 +239,7 @@ def count_outputs(directory: str, storage: Storage | None = None) -> dict:
         lines = dead_letter_lines(storage.read(path))
         files[relative(path, directory)] = len(lines)
         for line in lines:
-            letter = json.loads(line)
+            letter = decode_dead_letter(line)
             if letter.get("position") is None and not str(letter.get("source", "")).startswith("classifier:"):
                 broken_files.append({"source": letter["source"], "reason": letter["reason"]})
             else:

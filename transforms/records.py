@@ -4,13 +4,30 @@ Pure parsing first: iter_file_records() turns a binary stream into a sequence of
 (position, object) or (position, DeadLetter) items, and to_record() maps an object to
 the pipeline's record {"id", "text", kept fields...} or to a DeadLetter with the reason.
 Nothing is dropped silently: every record that is read ends as a record or a dead letter.
+
+Safe at the boundary (the repair rules):
+- A lone surrogate (U+D800..U+DFFF, which JSON's \\ud800 escapes let through but UTF-8 cannot
+  encode) in any string of a record, key or value, at any depth, is replaced by U+FFFD, the
+  replacement character, as a UTF-8 decoder does with bytes it cannot read; the record is kept.
+- Bytes that are not UTF-8 are not repaired: the line (JSON Lines) or row (CSV) is dead-lettered
+  with "invalid UTF-8" and the bytes kept, backslash-escaped, in `raw`.
+- Line and paragraph separators (U+2028, U+2029, U+0085), NUL and other control characters are
+  kept as they are in `id`, `text` and kept fields (Parquet holds any string); dead letters are
+  framed by encode_dead_letter, which escapes them, so no content can break a dead-letter line.
+- CSV: a row with more cells than the header, or a record the csv module cannot parse (a quote
+  that is never closed, text after a closing quote), is dead-lettered; reading resumes on the line
+  after the one where that record began, so an unclosed quote swallows nothing after its line.
+  (CSV is ambiguous when a later line has a quote of its own: the open quote then pairs with it,
+  and what lies between is read as one cell, as any CSV reader would.)
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import re
 import zlib
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Iterator, Mapping, Sequence
 
@@ -35,7 +52,42 @@ class DeadLetter:
     raw: str | None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return encode_dead_letter(self)
+
+
+# Characters that json.dumps(ensure_ascii=False) leaves raw but that break a line-based file
+# (str.splitlines() splits on U+0085, U+2028 and U+2029) or cannot be encoded as UTF-8 (lone
+# surrogates). JSON lets any of them be written as a \\uXXXX escape, which decodes back exactly.
+_UNSAFE_IN_LINE_RE = re.compile("[\u0085\u2028\u2029\ud800-\udfff]")
+_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def encode_dead_letter(letter: DeadLetter) -> str:
+    """One dead letter as one line of JSON: ASCII-safe where it matters, no raw line breaks of
+    any kind, encodable as UTF-8 whatever its content. decode_dead_letter reads it back."""
+    text = json.dumps(asdict(letter), ensure_ascii=False)
+    return _UNSAFE_IN_LINE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def decode_dead_letter(line: str) -> dict:
+    """A line written by encode_dead_letter -> its fields (source, position, reason, raw)."""
+    return json.loads(line)
+
+
+def split_dead_letter_lines(content: str) -> list[str]:
+    """The non-blank lines of a dead-letter file: split on "\\n" only (never str.splitlines)."""
+    return [line for line in content.split("\n") if line.strip()]
+
+
+def repair_strings(value: Any) -> Any:
+    """The value with every lone surrogate in its strings (keys too, at any depth) -> U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE_RE.sub("\ufffd", value) if _LONE_SURROGATE_RE.search(value) else value
+    if isinstance(value, dict):
+        return {repair_strings(k): repair_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [repair_strings(v) for v in value]
+    return value
 
 
 def input_format(path: str) -> str:
@@ -82,8 +134,8 @@ def iter_jsonl(source: str, stream: IO[bytes]) -> Iterator[tuple[int, Any, str] 
             continue
         try:
             yield number, json.loads(text), text.rstrip("\r\n")
-        except ValueError as exc:
-            yield DeadLetter(source, number, f"invalid JSON: {exc}", text.rstrip("\r\n"))
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python parses
+            yield DeadLetter(source, number, f"invalid JSON: {type(exc).__name__}: {exc}", text.rstrip("\r\n"))
 
 
 def _lines(stream: IO[bytes]) -> Iterator[bytes]:
@@ -97,17 +149,82 @@ def _csv_text_lines(stream: IO[bytes]) -> Iterator[str]:
         yield text.lstrip("\ufeff") if number == 0 else text
 
 
+class _LineTape:
+    """An iterator of lines that remembers those handed out since the last take(), so the lines
+    of a record the csv module could not parse can be read again."""
+
+    def __init__(self, lines: Iterator[str]):
+        self.lines = lines
+        self.replay: deque[str] = deque()
+        self.taken: list[str] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.replay.popleft() if self.replay else next(self.lines)
+        self.taken.append(line)
+        return line
+
+    def take(self) -> list[str]:
+        taken, self.taken = self.taken, []
+        return taken
+
+
+def _csv_rows(lines: Iterator[str]) -> Iterator[list[str] | tuple[str, str]]:
+    """Rows of cells, or (error, first line) for a record the csv module cannot parse (strict
+    mode); reading then resumes on the line after that record's first line."""
+    tape = _LineTape(lines)
+    while True:
+        reader = csv.reader(tape, strict=True)
+        try:
+            for row in reader:
+                tape.take()
+                yield row
+            return
+        except csv.Error as exc:
+            taken = tape.take()
+            yield f"{exc}", taken[0] if taken else ""
+            tape.replay.extendleft(reversed(taken[1:]))
+
+
+def _row_dict(header: list[str], cells: list[str]) -> dict:
+    return {name: (cells[i] if i < len(cells) else None) for i, name in enumerate(header)}
+
+
+def _raw(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def iter_csv(source: str, stream: IO[bytes]) -> Iterator[tuple[int, Any, str] | DeadLetter]:
-    reader = csv.DictReader(_csv_text_lines(stream))
-    for number, row in enumerate(reader, start=1):
-        row.pop(None, None)  # surplus cells beyond the header
-        raw = json.dumps(row, ensure_ascii=False, default=str)
-        bad = [k for k, v in row.items() if isinstance(v, str) and _has_surrogates(v)]
-        if bad:
-            yield DeadLetter(source, number, f"invalid UTF-8 in column(s) {bad}",
-                             raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    rows = _csv_rows(_csv_text_lines(stream))
+    header = None
+    number = 0
+    for row in rows:
+        if header is None:
+            if isinstance(row, tuple):  # an unreadable header: nothing after it can be mapped
+                yield DeadLetter(source, None, f"CSV header unreadable: {row[0]}", _raw(row[1].rstrip("\r\n")))
+                return
+            header = row
             continue
-        yield number, row, raw
+        if not isinstance(row, tuple) and not row:
+            continue  # a blank line
+        number += 1
+        if isinstance(row, tuple):
+            yield DeadLetter(source, number, f"CSV record unreadable: {row[0]} (reading resumes on the next line)",
+                             _raw(row[1].rstrip("\r\n")))
+            continue
+        record = _row_dict(header, row)
+        if len(row) > len(header):
+            yield DeadLetter(source, number, f"CSV row has {len(row)} cells but the header has {len(header)}",
+                             _raw(row))
+            continue
+        bad = [k for k, v in record.items() if isinstance(v, str) and _has_surrogates(v)]
+        if bad:
+            yield DeadLetter(source, number, f"invalid UTF-8 in column(s) {bad}", _raw(record))
+            continue
+        yield number, record, _raw(record)
 
 
 def _has_surrogates(value: str) -> bool:
@@ -145,6 +262,7 @@ def to_record(value: Any, fields: FieldMap, kept_types: Mapping[str, pa.DataType
     """A parsed input value -> the pipeline's record, or a DeadLetter saying why not."""
     if not isinstance(value, dict):
         return DeadLetter(source, position, f"record is a JSON {_describe(value)}, not an object", raw)
+    value = repair_strings(value)
     if fields.text_field not in value:
         return DeadLetter(source, position, f"no {fields.text_field!r} field", raw)
     text = value[fields.text_field]

@@ -1,0 +1,81 @@
+"""Row-level isolation of inference failures: whatever a sub-batch raises (not only out of
+memory), it is split until the failing texts are found; only they fail, with the exception in
+their reason, and every other text gets exactly the scores it gets in a clean run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.checkpoints import resolve
+from models.handler import InferenceFailure, TextClassifierHandler
+
+POISON = "zebra quokka xylophone"
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoints):
+    handler = TextClassifierHandler(resolve("sentiment", tiny_checkpoints["sentiment"]), device="cpu",
+                                    max_items_per_batch=8)
+    return handler.load_model()
+
+
+TEXTS = [f"post {i} about the vote " * (1 + i % 4) for i in range(40)]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("CUDA error: device-side assert triggered"),
+                                   IndexError("index out of range in self"), ValueError("shape mismatch")])
+def test_any_sub_batch_failure_costs_only_the_texts_that_cause_it(loaded, monkeypatch, error):
+    expected, _ = loaded.classify(TEXTS)
+    clean_ids = {i for ids in loaded.tokenizer(TEXTS)["input_ids"] for i in ids}
+    poison_ids = set(loaded.tokenizer(POISON, add_special_tokens=False)["input_ids"]) - clean_ids
+    assert poison_ids  # the fault is injected by a token no other text has
+    texts = list(TEXTS)
+    texts[7] = texts[31] = f"a {POISON} post"
+    real = TextClassifierHandler.forward
+
+    def forward(model, arrays):
+        if poison_ids & set(arrays["input_ids"].ravel().tolist()):
+            raise error
+        return real(model, arrays)
+
+    monkeypatch.setattr(TextClassifierHandler, "forward", staticmethod(forward))
+    rows, stats = loaded.classify(texts)
+    for i, row in enumerate(rows):
+        if i in (7, 31):
+            assert isinstance(row, InferenceFailure) and type(error).__name__ in row.reason
+            assert str(error) in row.reason and "sentiment" in row.reason
+        else:
+            assert row["sentiment"] == expected[i]["sentiment"]
+            assert row["sentiment_score"] == pytest.approx(expected[i]["sentiment_score"], abs=1e-6)
+    assert stats["failure_splits"] > 0 and stats["oom_splits"] == 0
+
+
+def test_a_forward_pass_returning_the_wrong_shape_is_a_failure_not_misplaced_scores(loaded, monkeypatch):
+    real = TextClassifierHandler.forward
+
+    def forward(model, arrays):
+        logits = real(model, arrays)
+        return logits[:-1] if len(logits) > 1 else logits  # loses a row unless alone
+
+    monkeypatch.setattr(TextClassifierHandler, "forward", staticmethod(forward))
+    rows, _ = loaded.classify(TEXTS[:5])
+    assert all(isinstance(row, dict) for row in rows)  # each text, alone, is scored
+
+
+def test_a_tokenizer_failure_costs_only_the_texts_it_fails_on(loaded, monkeypatch):
+    expected, _ = loaded.classify(TEXTS[:6])
+    real = type(loaded.tokenizer).__call__
+
+    def tokenize(self, texts, **kwargs):
+        if any(POISON in t for t in ([texts] if isinstance(texts, str) else texts)):
+            raise Exception("Unk token `[UNK]` not found in the vocabulary")  # what tokenizers raises
+        return real(self, texts, **kwargs)
+
+    monkeypatch.setattr(type(loaded.tokenizer), "__call__", tokenize)
+    texts = TEXTS[:6]
+    texts[2] = POISON
+    rows, _ = loaded.classify(texts)
+    assert isinstance(rows[2], InferenceFailure) and "tokenizer of sentiment failed" in rows[2].reason
+    assert [r["sentiment_score"] for i, r in enumerate(rows) if i != 2] == pytest.approx(
+        [r["sentiment_score"] for i, r in enumerate(expected) if i != 2], abs=1e-6)
+    assert np.isfinite([r["sentiment_score"] for i, r in enumerate(rows) if i != 2]).all()
