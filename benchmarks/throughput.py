@@ -499,8 +499,73 @@ def parse_args(argv):
     parser.add_argument("--cache", default=None, help="checkpoint cache (default ~/.cache/label_corpus_bench)")
     parser.add_argument("--workdir", default=None, help="where inputs and outputs go (default: a temp dir)")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--overhead", action="store_true",
+                        help="the CPU cost per post outside the models: tiny checkpoints, 20,000 posts (unless "
+                             "--n), ours only, --cpu-threads 1 (unless given), and the time per stage")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.overhead:
+        args.scale, args.contenders, args.extra = "tiny", "ours", ""
+        args.n = args.n if "--n" in (argv or sys.argv) else 20_000
+        args.cpu_threads = args.cpu_threads or 1
+    return args
+
+
+# ---------------------------------------------------------------- overhead mode: time per stage
+
+def stage_times(input_path: Path, checkpoints: dict[str, str], device: str, batch: int = 1024) -> dict[str, float]:
+    """Seconds each stage of the job takes on its own, on these posts, through the same pure
+    functions the pipeline runs (no Beam): read (parse + records), clean, language, tokenize and
+    model (each classifier, batches of `batch`, sorted sub-batches of 256), write (Arrow table
+    from the row dicts + Parquet). What the end-to-end time adds to their sum is Beam's
+    per-element work: keying, batching, prediction results, merging, fusion."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from models.checkpoints import load_config_dict, load_tokenizer
+    from transforms.cleaning import CleaningOptions, clean_for_models
+    from transforms.language import post_language
+    from transforms.records import DeadLetter, FieldMap, iter_file_records, to_record
+
+    times: dict[str, float] = {}
+    clock = time.perf_counter()
+    with open(input_path, "rb") as stream:
+        items = [item for item in iter_file_records(str(input_path), stream) if not isinstance(item, DeadLetter)]
+    rows = [to_record(value, FieldMap(), {}, str(input_path), position, raw) for position, value, raw in items]
+    times["read"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    options = CleaningOptions()
+    for row in rows:
+        row["clean_text"] = clean_for_models(row["text"], 512, options)
+    times["clean"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    for row in rows:
+        row["lang"] = post_language(row["text"], None)
+    times["language"] = time.perf_counter() - clock
+    texts = [row["clean_text"] for row in rows if row["clean_text"]]
+    times["tokenize"] = times["model"] = 0.0
+    for name, path in checkpoints.items():
+        tokenizer = load_tokenizer(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        length = min(int(tokenizer.model_max_length or 10**9), int(load_config_dict(path).get(
+            "max_position_embeddings") or 512) - 2)
+        for start in range(0, len(texts), batch):
+            clock = time.perf_counter()
+            ids = tokenizer(texts[start:start + batch], truncation=True, max_length=length)["input_ids"]
+            times["tokenize"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            ids.sort(key=len)
+            with torch.inference_mode():
+                for cut in range(0, len(ids), 256):
+                    padded = tokenizer.pad({"input_ids": ids[cut:cut + 256]}, return_tensors="pt")
+                    model(**{k: v.to(device) for k, v in padded.items()})
+            times["model"] += time.perf_counter() - clock
+    clock = time.perf_counter()
+    pq.write_table(pa.Table.from_pylist(rows), input_path.with_suffix(".stages.parquet"))
+    times["write"] = time.perf_counter() - clock
+    return times
 
 
 def main(argv=None) -> int:
@@ -615,6 +680,17 @@ def main(argv=None) -> int:
           "none for int8")
     print("hf-loop padding efficiency: computed from its corpus-order batches of 32; "
           "max|dscore|: largest difference from ours (fp32) over every score column")
+    if args.overhead and "wall_s" in results.get("ours", {}):
+        stages = stage_times(input_path, checkpoints, device)
+        ours = results["ours"]
+        wall = ours["wall_s"]
+        print(f"overhead mode: ours labels {len(posts):,} posts in {wall:.1f}s = {len(posts) / wall:,.0f} posts/s end "
+              f"to end ({threads} torch thread(s); in-pipeline forward passes {ours['inference_s']:.1f}s)")
+        print("stage (alone, no Beam)   seconds   us/post")
+        for stage, seconds in stages.items():
+            print(f"  {stage:<22} {seconds:7.2f}  {1e6 * seconds / len(posts):8.0f}")
+        rest = wall - sum(stages.values())
+        print(f"  {'Beam, start-up, merge':<22} {rest:7.2f}  {1e6 * rest / len(posts):8.0f}   (end to end less the above)")
     tokenize = sum(p["tokenize_s"] for p in profile.values())
     shared = {}
     for name, p in profile.items():
