@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from models.checkpoints import resolve
-from models.handler import TextClassifierHandler
+from models.classifier import InferenceOptions, load_classifier
 from models.tiny_checkpoints import build_all
 from transforms.cleaning import clean_for_models, clean_text
 
@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     long_post = SENTENCE * int(args.mb * 1e6 / len(SENTENCE.encode()))
     tweet = SENTENCE * 3
     with tempfile.TemporaryDirectory() as directory:
-        loaded = [TextClassifierHandler(resolve(name, path), device="cpu").load_model()
+        loaded = [load_classifier(resolve(name, path), InferenceOptions(device="cpu"))
                   for name, path in build_all(directory).items()]
         max_tokens = max(model.max_length for model in loaded)
 

@@ -148,7 +148,7 @@ def device_name(device: str) -> str:
             model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
     except OSError:
         model = platform.processor()
-    from models.handler import worker_cores
+    from models.runtime import worker_cores
 
     return f"{model or 'CPU'}, {worker_cores()} cores"
 
@@ -159,7 +159,7 @@ def token_profile(checkpoints: dict[str, str], scale: str, texts: list[str]) -> 
     """Per classifier: real token lengths (as the handler truncates), the useful FLOPs of an
     unpadded pass, what a corpus-order batch of 32 pads to, and tokenization time."""
     from models.checkpoints import load_config_dict, load_tokenizer
-    from models.handler import position_limit
+    from models.runtime import position_limit
     from benchmarks.checkpoints import SHAPES, useful_flops
 
     profile = {}
@@ -367,7 +367,7 @@ def child_main(spec_path: str) -> None:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     spec = json.loads(Path(spec_path).read_text())
-    from models.handler import worker_cores
+    from models.runtime import worker_cores
 
     torch.set_num_threads(spec.get("cpu_threads") or worker_cores())
     rss_before = peak_rss_mib()
@@ -572,7 +572,7 @@ def main(argv=None) -> int:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     from benchmarks.checkpoints import build_all
-    from models.handler import worker_cores
+    from models.runtime import worker_cores
     from transforms.cleaning import clean_text
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

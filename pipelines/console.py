@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-OWN_LOGGERS = ("pipelines", "transforms", "models.training")  # models.handler's load lines only with -v
+OWN_LOGGERS = ("pipelines", "transforms", "models.training")  # models.classifier's load lines only with -v
 NOISE = ("apitools not found",)  # warnings Beam prints on import, whatever the command
 
 

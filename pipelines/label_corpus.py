@@ -37,11 +37,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
 
 from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_dict, resolve, validate
-from models.handler import TextClassifierHandler, position_limit
+from models.classifier import InferenceOptions
+from models.handler import Classify, ClassifiersHandler
+from models.runtime import position_limit
 from models.heads import Head
 from models.specs import CLASSIFIER_NAMES, SPECS
-from transforms.beam_io import (DEAD_LETTERS, AddLanguageFn, Classify, CommitPartition, CountAs, CountRows,
-                                CountTokens, ProgressFn, ReadRecordsFn, add_clean_text, is_record_letter,
+from transforms.beam_io import (COUNTS, DEAD_LETTERS, AddLanguageFn, CommitPartition, CountAs, CountRows,
+                                ProgressFn, ReadRecordsFn, add_clean_text, is_record_letter,
                                 language_count_key, shape_row)
 from transforms import language, partition
 from transforms.cleaning import CleaningOptions
@@ -354,7 +356,15 @@ def code_version() -> str:
         return "unknown"
 
 
-def run(argv=None, test_pipeline=None):
+def inference_options(args) -> InferenceOptions:
+    return InferenceOptions(
+        device=args.device, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch,
+        max_items_per_batch=args.max_items_per_batch, sort_by_length=args.sort_by_length, cpu_dtype=args.cpu_dtype,
+        quantize_int8=args.quantize_int8, cpu_threads=args.cpu_threads, length_buckets=tuple(args.length_buckets or ()),
+        model_copies=args.model_copies)
+
+
+def run(argv=None, test_pipeline=None, forward=None):
     """Build and run the labeling pipeline for one partition; returns the PipelineResult,
     or None when --skip-if-done finds the partition complete with the same checkpoints."""
     args, beam_args = parse_args(argv)
@@ -411,18 +421,12 @@ def run(argv=None, test_pipeline=None):
             | "ReadProgress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args), verb="read"))
             | "Spread" >> beam.Reshuffle())
     counts.append(rows | "LanguageKeys" >> beam.Map(language_count_key))
-    dead_letters = [parsed[DEAD_LETTERS]]
-    for name, classifier in classifiers.items():
-        handler = TextClassifierHandler(
-            classifier.checkpoint, device=args.device, batch_size=args.batch_size,
-            max_tokens_per_batch=args.max_tokens_per_batch, max_items_per_batch=args.max_items_per_batch,
-            sort_by_length=args.sort_by_length, cpu_dtype=args.cpu_dtype, quantize_int8=args.quantize_int8,
-            cpu_threads=args.cpu_threads, length_buckets=args.length_buckets, model_copies=args.model_copies)
-        counts.append(rows | f"CountInferences_{name}" >> CountAs(f"inferences_{name}"))
-        counts.append(rows | f"CountTokens_{name}" >> CountTokens(handler))
-        labeled = rows | f"Classify_{name}" >> Classify(handler, classifier.head.null_columns(), routes[name])
-        rows = labeled.rows
-        dead_letters.append(labeled[DEAD_LETTERS])
+    handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, routes,
+                                 inference_options(args), forward)
+    labeled = rows | "Classify" >> Classify(handler)
+    rows = labeled.rows
+    counts.append(labeled[COUNTS])
+    dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS]]
     shaped = (rows | "ShapeRows" >> beam.Map(shape_row, schema.names) | "CountRows" >> beam.ParDo(CountRows())
               | "Progress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args))))
     counts.append(shaped | "EmptyText" >> beam.Filter(lambda row: not row.get("clean_text"))

@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.handler import plan_in_order, plan_sub_batches
+from models.batching import plan_in_order, plan_sub_batches
 
 
 def _padded(batch, lengths):
@@ -77,7 +77,7 @@ def test_plan_in_order_keeps_order_within_budgets(lengths, max_tokens, max_items
 
 
 def test_pass_cost_model_learns_the_overhead_of_a_pass():
-    from models.handler import PassCostModel
+    from models.batching import PassCostModel
 
     model = PassCostModel(prior=128)
     assert model.overhead_tokens() == 128  # nothing measured yet

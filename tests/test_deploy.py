@@ -389,13 +389,13 @@ def test_the_dataflow_pipeline_names_the_container_and_pickles_every_handler(tmp
     """DataflowRunner cannot write its job request here: without apache-beam[gcp] (apitools,
     google-auth) its run_pipeline raises "Google Cloud Dataflow runner not available, please
     install apache_beam[gcp]" before translating. So this checks the Runner API proto it would
-    translate: every step runs in our container, and every DoFn (the four handlers inside
-    RunInference, the commit step) survives Beam's pickler."""
+    translate: every step runs in our container, and every DoFn (the one handler of the four classifiers
+    inside RunInference, the commit step) survives Beam's pickler."""
     from apache_beam.internal import pickler
     from apache_beam.portability import common_urns, python_urns
     from apache_beam.portability.api import beam_runner_api_pb2
 
-    from models.handler import TextClassifierHandler
+    from models.handler import ClassifiersHandler
     from transforms.beam_io import CommitPartitionFn
 
     runner = CapturingRunner()
@@ -407,7 +407,7 @@ def test_the_dataflow_pipeline_names_the_container_and_pickles_every_handler(tmp
                     if env.urn == common_urns.environments.DOCKER.urn}
     assert set(environments.values()) == {IMAGE}
 
-    found_handlers, found_commit, pickled = set(), 0, 0
+    found_handlers, handlers, found_commit, pickled = set(), 0, 0, 0
     for transform in proto.components.transforms.values():
         if transform.spec.urn != common_urns.primitives.PAR_DO.urn:
             continue
@@ -417,14 +417,15 @@ def test_the_dataflow_pipeline_names_the_container_and_pickles_every_handler(tmp
             continue
         fn = pickler.loads(payload.do_fn.payload)[0]
         pickled += 1
-        handler = getattr(getattr(fn, "_model_handler", None), "_unkeyed", None)
-        if isinstance(handler, TextClassifierHandler):
-            found_handlers.add(handler.spec.name)
-            assert handler.device_request == "cuda"
+        handler = getattr(fn, "_model_handler", None)
+        if isinstance(handler, ClassifiersHandler):  # one RunInference for all the classifiers of the run
+            found_handlers.update(handler.checkpoints)
+            handlers += 1
+            assert handler.options.device == "cuda" and handler.share_model_across_processes()
         if isinstance(fn, CommitPartitionFn):
             found_commit += 1
             assert fn.directory == str(tmp_path / "out") and fn.base_manifest["cost_workers"] == 10
-    assert found_handlers == set(CLASSIFIER_NAMES) and found_commit == 1 and pickled > 20
+    assert found_handlers == set(CLASSIFIER_NAMES) and handlers == 1 and found_commit == 1 and pickled > 20
     assert not (tmp_path / "out").exists()  # nothing ran
 
 

@@ -7,40 +7,40 @@ import json
 import pytest
 import torch
 
-from models.handler import TextClassifierHandler
+from models.classifier import run_forward
 from pipelines.label_corpus import run
 from tests.test_pipeline import read_dead_letters, read_labels
 
 POISON = "poison " * 40
+CALLS: list[int] = []  # sub-batch sizes the forward pass below was given (the DirectRunner runs in this process)
 
 
-def _label(tmp_path, checkpoint, name):
+def forward_that_runs_out_of_memory(loaded, arrays):
+    """Injected into the run (module level: Beam pickles it by reference, so CALLS is this list)."""
+    rows, width = arrays["input_ids"].shape
+    CALLS.append(rows)
+    if rows > 4 or width > 60:  # big batches fail; the poison text (long) fails even alone
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+    return run_forward(loaded, arrays)
+
+
+def _label(tmp_path, checkpoint, name, forward=None):
     texts = [f"post number {i} about the vote" * (1 + i % 3) for i in range(30)] + [POISON]
     with open(tmp_path / "p.jsonl", "w") as handle:
         for i, text in enumerate(texts):
             handle.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
     result = run(["--input", str(tmp_path / "p.jsonl"), "--output", str(tmp_path / name), "--only", "sentiment",
                   "--model", f"sentiment={checkpoint}", "--device", "cpu", "--batch-size", "31",
-                  "--max-items-per-batch", "16"])
+                  "--max-items-per-batch", "16"], forward=forward)
     return result, texts
 
 
-def test_oom_batches_are_split_and_a_text_that_fails_alone_is_dead_lettered(tmp_path, tiny_checkpoints, monkeypatch):
+def test_oom_batches_are_split_and_a_text_that_fails_alone_is_dead_lettered(tmp_path, tiny_checkpoints):
     _, texts = _label(tmp_path, tiny_checkpoints["sentiment"], "clean")
     expected = {r["id"]: r["sentiment_score"] for r in read_labels(tmp_path / "clean").to_pylist()}
 
-    real_forward = TextClassifierHandler.forward
-    calls = []
-
-    def forward_that_runs_out_of_memory(loaded, arrays):
-        rows, width = arrays["input_ids"].shape
-        calls.append(rows)
-        if rows > 4 or width > 60:  # big batches fail; the poison text (long) fails even alone
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_forward(loaded, arrays)
-
-    monkeypatch.setattr(TextClassifierHandler, "forward", staticmethod(forward_that_runs_out_of_memory))
-    result, _ = _label(tmp_path, tiny_checkpoints["sentiment"], "oom")
+    CALLS.clear()
+    result, _ = _label(tmp_path, tiny_checkpoints["sentiment"], "oom", forward_that_runs_out_of_memory)
 
     rows = {r["id"]: r["sentiment_score"] for r in read_labels(tmp_path / "oom").to_pylist()}
     poison_id = f"r{len(texts) - 1}"
@@ -50,7 +50,7 @@ def test_oom_batches_are_split_and_a_text_that_fails_alone_is_dead_lettered(tmp_
     dead = read_dead_letters(tmp_path / "oom")
     assert len(dead) == 1 and json.loads(dead[0]["raw"])["id"] == poison_id
     assert "out of memory" in dead[0]["reason"] and dead[0]["source"] == "classifier:sentiment"
-    assert max(calls) > 4 and 1 in calls  # big batches were tried, then halved down to one text
+    assert max(CALLS) > 4 and 1 in CALLS  # big batches were tried, then halved down to one text
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
     assert counters["records_read"] == counters["rows_written"] + counters["dead_lettered"] == len(texts)
     assert counters["oom_splits"] > 0

@@ -3,20 +3,21 @@ memory), it is split until the failing texts are found; only they fail, with the
 their reason, and every other text gets exactly the scores it gets in a clean run."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from models.checkpoints import resolve
-from models.handler import InferenceFailure, TextClassifierHandler
+from models.classifier import InferenceFailure, InferenceOptions, load_classifier, run_forward
 
 POISON = "zebra quokka xylophone"
 
 
 @pytest.fixture(scope="module")
 def loaded(tiny_checkpoints):
-    handler = TextClassifierHandler(resolve("sentiment", tiny_checkpoints["sentiment"]), device="cpu",
-                                    max_items_per_batch=8)
-    return handler.load_model()
+    return load_classifier(resolve("sentiment", tiny_checkpoints["sentiment"]),
+                           InferenceOptions(device="cpu", max_items_per_batch=8))
 
 
 TEXTS = [f"post {i} about the vote " * (1 + i % 4) for i in range(40)]
@@ -24,22 +25,19 @@ TEXTS = [f"post {i} about the vote " * (1 + i % 4) for i in range(40)]
 
 @pytest.mark.parametrize("error", [RuntimeError("CUDA error: device-side assert triggered"),
                                    IndexError("index out of range in self"), ValueError("shape mismatch")])
-def test_any_sub_batch_failure_costs_only_the_texts_that_cause_it(loaded, monkeypatch, error):
+def test_any_sub_batch_failure_costs_only_the_texts_that_cause_it(loaded, error):
     expected, _ = loaded.classify(TEXTS)
     clean_ids = {i for ids in loaded.tokenizer(TEXTS)["input_ids"] for i in ids}
     poison_ids = set(loaded.tokenizer(POISON, add_special_tokens=False)["input_ids"]) - clean_ids
     assert poison_ids  # the fault is injected by a token no other text has
     texts = list(TEXTS)
     texts[7] = texts[31] = f"a {POISON} post"
-    real = TextClassifierHandler.forward
-
     def forward(model, arrays):
         if poison_ids & set(arrays["input_ids"].ravel().tolist()):
             raise error
-        return real(model, arrays)
+        return run_forward(model, arrays)
 
-    monkeypatch.setattr(TextClassifierHandler, "forward", staticmethod(forward))
-    rows, stats = loaded.classify(texts)
+    rows, stats = replace(loaded, forward=forward).classify(texts)
     for i, row in enumerate(rows):
         if i in (7, 31):
             assert isinstance(row, InferenceFailure) and type(error).__name__ in row.reason
@@ -50,15 +48,12 @@ def test_any_sub_batch_failure_costs_only_the_texts_that_cause_it(loaded, monkey
     assert stats["failure_splits"] > 0 and stats["oom_splits"] == 0
 
 
-def test_a_forward_pass_returning_the_wrong_shape_is_a_failure_not_misplaced_scores(loaded, monkeypatch):
-    real = TextClassifierHandler.forward
-
+def test_a_forward_pass_returning_the_wrong_shape_is_a_failure_not_misplaced_scores(loaded):
     def forward(model, arrays):
-        logits = real(model, arrays)
+        logits = run_forward(model, arrays)
         return logits[:-1] if len(logits) > 1 else logits  # loses a row unless alone
 
-    monkeypatch.setattr(TextClassifierHandler, "forward", staticmethod(forward))
-    rows, _ = loaded.classify(TEXTS[:5])
+    rows, _ = replace(loaded, forward=forward).classify(TEXTS[:5])
     assert all(isinstance(row, dict) for row in rows)  # each text, alone, is scored
 
 

@@ -92,10 +92,11 @@ def _label(tmp_path, name, posts, models_file, *extra):
     result = run(["--input", str(path), "--output", str(out), "--models", models_file, "--device", "cpu", *extra])
     table = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(str(out / "labels-*.parquet")))])
     manifest = json.loads((out / "_manifest.json").read_text())
-    manifest["model_texts"] = {  # texts the handler ran the model on: all it got, less the None/empty ones
-        name: _counter(result, f"classifier_{name}", "num_inferences") - _counter(result, f"classifier_{name}",
-                                                                                  "empty_texts")
-        for name in SPECS}
+    manifest["model_texts"] = {  # texts the handler ran each model on: all it got, less the unrouted/empty ones
+        name: _counter(result, f"classifier_{name}", "texts") for name in SPECS}
+    for name in manifest["checkpoints"]:  # each classifier of the run got every row once, in its one RunInference
+        given = _counter(result, f"classifier_{name}", "texts") + _counter(result, f"classifier_{name}", "empty_texts")
+        assert given == _counter(result, "classifiers", "num_inferences") == len(posts)
     return {row["id"]: row for row in table.to_pylist()}, manifest
 
 

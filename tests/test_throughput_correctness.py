@@ -18,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.checkpoints import resolve
-from models.handler import InferenceFailure, TextClassifierHandler, autocast_dtype_for
+from models.classifier import InferenceOptions, LoadedClassifier, load_classifier
+from models.handler import BatchCounts, ClassifiersHandler, LoadedClassifiers
+from models.runtime import autocast_dtype_for
 from pipelines.label_corpus import run
 from tests.test_pipeline import read_labels
 
@@ -47,9 +49,9 @@ TEXTS = corpus(90)
 LONG_POST = ("the economy and the vote " * 130)[:3000]
 
 
-def handler_for(checkpoints, name="emotion", **options) -> TextClassifierHandler:
+def load_for(checkpoints, name="emotion", **options) -> LoadedClassifier:
     options.setdefault("cpu_threads", 1)  # tiny models gain nothing from more, and the CPU may be shared
-    return TextClassifierHandler(resolve(name, checkpoints[name]), device="cpu", **options)
+    return load_classifier(resolve(name, checkpoints[name]), InferenceOptions(device="cpu", **options))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,19 +63,15 @@ def restore_torch_threads():
 
 @pytest.fixture(scope="module")
 def loaded(tiny_checkpoints):
-    """name -> (handler, loaded model) in fp32, loaded once."""
-    out = {}
-    for name in ("emotion", "politics"):
-        handler = handler_for(tiny_checkpoints, name)
-        out[name] = (handler, handler.load_model())
-    return out
+    """name -> loaded classifier in fp32, loaded once."""
+    return {name: load_for(tiny_checkpoints, name) for name in ("emotion", "politics")}
 
 
 @pytest.fixture(scope="module")
 def reference(loaded):
     """name -> logits of TEXTS (+ LONG_POST last), one text at a time without padding."""
     out = {}
-    for name, (_, model) in loaded.items():
+    for name, model in loaded.items():
         rows = []
         with torch.inference_mode():
             for text in TEXTS + [LONG_POST]:
@@ -98,7 +96,7 @@ def labelled(model, texts, batch_size):
        sort=st.booleans(), name=st.sampled_from(["emotion", "politics"]))
 def test_scores_do_not_depend_on_sorting_batch_size_or_budget(loaded, reference, batch_size, max_tokens, max_items,
                                                               sort, name):
-    _, model = loaded[name]
+    model = loaded[name]
     model.max_tokens, model.max_items, model.sort_by_length = max_tokens, max_items, sort
     try:
         logits = labelled(model, TEXTS, batch_size)
@@ -107,23 +105,36 @@ def test_scores_do_not_depend_on_sorting_batch_size_or_budget(loaded, reference,
     np.testing.assert_allclose(logits, reference[name][: len(TEXTS)], atol=FP32_BOUND, rtol=0)
 
 
-def test_columns_come_back_in_input_order_and_empty_texts_stay_null(loaded, reference):
-    handler, model = loaded["emotion"]
-    batch = [None, TEXTS[5], "", TEXTS[0], LONG_POST, TEXTS[1]]
-    results = list(handler.run_inference(batch, model))
-    assert [r.example for r in results] == batch
-    assert results[0].inference is None and results[2].inference is None
-    expected = reference["emotion"][[5, 0, len(TEXTS), 1]]
-    probabilities = 1 / (1 + np.exp(-expected))
-    for result, p in zip([results[i] for i in (1, 3, 4, 5)], probabilities):
-        assert not isinstance(result.inference, InferenceFailure)
-        assert result.inference["emotion_anger"] == pytest.approx(float(p[0]), abs=FP32_BOUND)
-        assert result.inference["emotion_gratitude"] == pytest.approx(float(p[-1]), abs=FP32_BOUND)
+def test_columns_come_back_in_input_order_and_empty_or_unrouted_texts_stay_null(tiny_checkpoints, loaded, reference):
+    handler = ClassifiersHandler({name: resolve(name, tiny_checkpoints[name]) for name in loaded},
+                                 {"emotion": frozenset({"en"}), "politics": None}, InferenceOptions(device="cpu"))
+    texts = [None, TEXTS[5], "", TEXTS[0], LONG_POST, TEXTS[1], TEXTS[2]]
+    langs = ["en", "en", "en", "en", "en", "und", "zh"]
+    batch = [{"id": str(i), "clean_text": t, "lang": lang} for i, (t, lang) in enumerate(zip(texts, langs))]
+    results = list(handler.run_inference(batch, LoadedClassifiers(loaded)))
+    *rows, counts = results
+    assert [row["id"] for row in rows] == [str(i) for i in range(len(texts))] and isinstance(counts, BatchCounts)
+    assert not any(key.startswith(("emotion", "politics")) for i in (0, 2) for key in rows[i])
+    assert not any(key.startswith("emotion") for key in rows[6]) and "politics_economy" in rows[6]  # zh: no emotion
+    expected = {name: reference[name][[5, 0, len(TEXTS), 1]] for name in loaded}
+    probabilities = 1 / (1 + np.exp(-expected["emotion"]))
+    for row, p in zip([rows[i] for i in (1, 3, 4, 5)], probabilities):
+        assert row["emotion_anger"] == pytest.approx(float(p[0]), abs=FP32_BOUND)
+        assert row["emotion_gratitude"] == pytest.approx(float(p[-1]), abs=FP32_BOUND)
+    politics = loaded["politics"].head.to_columns(expected["politics"])
+    for row, columns in zip([rows[i] for i in (1, 3, 4, 5)], politics):
+        assert row["politics_economy_score"] == pytest.approx(columns["politics_economy_score"], abs=FP32_BOUND)
+    # The counts the manifest sums: every row given to each classifier, and the tokens its model ran on.
+    assert counts.inferences == {"emotion": len(texts), "politics": len(texts)}
+    for name, model in loaded.items():
+        ran = [texts[i] for i in ((1, 3, 4, 5) if name == "emotion" else (1, 3, 4, 5, 6))]
+        ids = model.tokenizer(ran, truncation=True, max_length=model.max_length)["input_ids"]
+        assert counts.tokens[name] == sum(len(x) for x in ids)
 
 
 @pytest.mark.parametrize("sort", [True, False])
 def test_a_3000_character_post_does_not_change_the_short_ones(loaded, sort):
-    handler, model = loaded["politics"]
+    model = loaded["politics"]
     short = [t for t in TEXTS if len(t) < 60][:30]
     model.sort_by_length, model.max_tokens = sort, 100_000  # a budget that would let them all ride together
     try:
@@ -143,8 +154,7 @@ def test_a_3000_character_post_does_not_change_the_short_ones(loaded, sort):
 
 @pytest.mark.parametrize("option, bound", [({"cpu_dtype": "bf16"}, BF16_BOUND), ({"quantize_int8": True}, INT8_BOUND)])
 def test_reduced_precision_stays_within_its_bound_sorted_or_not(tiny_checkpoints, reference, option, bound):
-    handler = handler_for(tiny_checkpoints, "emotion", **option)
-    model = handler.load_model()
+    model = load_for(tiny_checkpoints, "emotion", **option)
     sorted_logits, _, _ = model.logits(TEXTS)
     model.sort_by_length = False
     unsorted_logits, _, _ = model.logits(TEXTS)
@@ -158,18 +168,18 @@ def test_reduced_precision_stays_within_its_bound_sorted_or_not(tiny_checkpoints
 
 def test_option_checks_and_dtype_choice(tiny_checkpoints, monkeypatch):
     with pytest.raises(ValueError, match="cpu_dtype"):
-        handler_for(tiny_checkpoints, cpu_dtype="fp16")
+        load_for(tiny_checkpoints, cpu_dtype="fp16")
     with pytest.raises(ValueError, match="int8"):
-        handler_for(tiny_checkpoints, cpu_dtype="bf16", quantize_int8=True)
+        load_for(tiny_checkpoints, cpu_dtype="bf16", quantize_int8=True)
     assert autocast_dtype_for("cpu") is None
     assert autocast_dtype_for("cpu", "bf16") is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert autocast_dtype_for("cuda") is torch.float16  # e.g. a T4 or V100
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert autocast_dtype_for("cuda") is torch.bfloat16
-    model = handler_for(tiny_checkpoints, cpu_threads=3).load_model()
+    model = load_for(tiny_checkpoints, cpu_threads=3)
     assert model.staging is None and torch.get_num_threads() == 3  # pinned buffers are for CUDA only
-    handler_for(tiny_checkpoints).load_model()
+    load_for(tiny_checkpoints)
     assert torch.get_num_threads() == 1
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import time
 from typing import Mapping, Sequence
@@ -11,11 +10,9 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from models.handler import InferenceFailure
 from transforms.cleaning import CleaningOptions, clean_for_models
-from transforms.language import post_language, routing_counts, runs_on
+from transforms.language import post_language, routing_counts
 from transforms.outcome import run_problem
 from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, input_format, iter_file_records,
                                 to_record)
@@ -23,6 +20,7 @@ from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, input_
 LOG = logging.getLogger(__name__)
 METRICS_NAMESPACE = "label_corpus"
 DEAD_LETTERS = "dead_letters"
+COUNTS = "counts"  # (key, number) pairs the commit step sums: records_read, inferences_<name>, ...
 
 
 def open_input(readable: fileio.ReadableFile):
@@ -107,57 +105,6 @@ def language_manifest(counts: Mapping[str, int], routes) -> dict:
     languages = {key[len(LANGUAGE_COUNT_PREFIX):]: n for key, n in sorted(counts.items())
                  if key.startswith(LANGUAGE_COUNT_PREFIX) and n}
     return {"languages": languages, "by_classifier": routing_counts(languages, routes or {})}
-
-
-class MergeColumnsFn(beam.DoFn):
-    """(row, PredictionResult) -> the row with the classifier's columns; a text the classifier
-    could not run (InferenceFailure) sends its record to the dead letters instead."""
-
-    def __init__(self, classifier: str, null_columns: dict):
-        self.classifier = classifier
-        self.null_columns = null_columns
-        self.dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
-
-    def process(self, keyed):
-        row, prediction = keyed
-        inference = prediction.inference
-        if isinstance(inference, InferenceFailure):
-            self.dead.inc()
-            raw = json.dumps({"id": row["id"], "text": row["text"]}, ensure_ascii=False)
-            letter = DeadLetter(f"classifier:{self.classifier}", None, inference.reason, raw)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter.to_json())
-            return
-        yield {**row, **(inference or self.null_columns)}
-
-
-def model_text(row: dict, languages: frozenset[str] | None) -> str | None:
-    """What the classifier's model sees for a row: its cleaned text, or None (null columns, no
-    model time) when the text is empty or the row's language is outside `languages`."""
-    return (row["clean_text"] or None) if runs_on(row["lang"], languages) else None
-
-
-class Classify(beam.PTransform):
-    """Adds one classifier's columns to each row, through RunInference with our handler.
-    The row rides along as the key; the model sees model_text(): rows outside the classifier's
-    languages (None: every language) reach the handler as None, which returns the null columns
-    without running the model. (Routing them around RunInference through a Partition and a
-    Flatten would cut the DirectRunner's fused stage there, and progress would only show at the end.)
-    Returns the labeled rows (main output) and the dead letters of texts that failed (DEAD_LETTERS)."""
-
-    def __init__(self, handler, null_columns: dict, languages: frozenset[str] | None = None):
-        super().__init__()
-        self.handler = handler
-        self.null_columns = null_columns
-        self.languages = languages
-
-    def expand(self, rows):
-        return (
-            rows
-            | "KeyByRow" >> beam.Map(lambda row, languages: (row, model_text(row, languages)), self.languages)
-            | "RunInference" >> RunInference(KeyedModelHandler(self.handler))
-            | "MergeColumns" >> beam.ParDo(MergeColumnsFn(self.handler.spec.name, self.null_columns))
-            .with_outputs(DEAD_LETTERS, main="rows")
-        )
 
 
 def shape_row(row: dict, column_names: Sequence[str]) -> dict:
@@ -255,52 +202,6 @@ class CommitPartition(beam.PTransform):
             pipeline
             | "Start" >> beam.Create([None])
             | "Commit" >> beam.ParDo(self.fn, beam.pvalue.AsList(all_written), beam.pvalue.AsDict(counts))
-        )
-
-
-class CountTokensFn(beam.DoFn):
-    """A batch of rows -> the tokens the classifier sees in their cleaned texts (special tokens
-    included, truncated as the handler truncates): the same figure as the handler's real_tokens
-    counter, but inside the pipeline, where the commit step can read it. Tokenizes a second
-    time (the fast tokenizer, on the worker's CPU) so the handler stays as it is."""
-
-    def __init__(self, handler):
-        self.handler = handler
-        self.tokenizer = None
-        self.max_length = None
-
-    def setup(self):
-        from models.checkpoints import load_config_dict, load_tokenizer
-        from models.handler import position_limit
-
-        local_dir = self.handler._local_dir()
-        self.tokenizer = load_tokenizer(local_dir)
-        self.max_length = min(int(self.tokenizer.model_max_length or 10**9),
-                              position_limit(load_config_dict(local_dir)))
-
-    def process(self, rows):
-        texts = [row["clean_text"] for row in rows if row.get("clean_text")]
-        if texts:
-            encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length,
-                                     return_attention_mask=False, return_token_type_ids=False)
-            yield sum(len(ids) for ids in encoded["input_ids"])
-
-
-class CountTokens(beam.PTransform):
-    """rows -> one (tokens_<classifier>, total tokens) pair."""
-
-    def __init__(self, handler):
-        super().__init__()
-        self.handler = handler
-
-    def expand(self, rows):
-        key = f"tokens_{self.handler.spec.name}"
-        return (
-            rows
-            | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-            | "Tokenize" >> beam.ParDo(CountTokensFn(self.handler))
-            | "Sum" >> beam.CombineGlobally(sum)
-            | "Key" >> beam.Map(lambda n: (key, n))
         )
 
 

@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.records import decode_dead_letter, split_dead_letter_lines
+from transforms.records import decode_dead_letter, is_classifier_source, split_dead_letter_lines
 
 LOG = logging.getLogger(__name__)
 SUCCESS = "_SUCCESS"
@@ -240,7 +240,7 @@ def count_outputs(directory: str, storage: Storage | None = None) -> dict:
         files[relative(path, directory)] = len(lines)
         for line in lines:
             letter = decode_dead_letter(line)
-            if letter.get("position") is None and not str(letter.get("source", "")).startswith("classifier:"):
+            if letter.get("position") is None and not is_classifier_source(letter.get("source")):
                 broken_files.append({"source": letter["source"], "reason": letter["reason"]})
             else:
                 by_reason[reason_kind(letter["reason"])] += 1

@@ -55,6 +55,17 @@ class DeadLetter:
         return encode_dead_letter(self)
 
 
+CLASSIFIER_SOURCE_PREFIX = "classifier:"  # the source of a dead letter a classifier could not run
+
+
+def classifier_source(name: str) -> str:
+    return f"{CLASSIFIER_SOURCE_PREFIX}{name}"
+
+
+def is_classifier_source(source) -> bool:
+    return str(source or "").startswith(CLASSIFIER_SOURCE_PREFIX)
+
+
 # Characters that json.dumps(ensure_ascii=False) leaves raw but that break a line-based file
 # (str.splitlines() splits on U+0085, U+2028 and U+2029) or cannot be encoded as UTF-8 (lone
 # surrogates). JSON lets any of them be written as a \\uXXXX escape, which decodes back exactly.

@@ -1,0 +1,307 @@
+"""A loaded classifier: a model, its tokenizer and head, and how a list of cleaned texts becomes
+their output columns on it.
+
+LoadedClassifier.classify tokenizes once, sorts by token length, cuts sub-batches by a token
+budget and an item cap (models.batching), pads each to its own longest member, runs it under
+torch.inference_mode (bf16/fp16 autocast on CUDA), and puts the results back in input order.
+A sub-batch that fails (out of memory or anything else) is halved and retried down to the single
+texts that fail, which get an InferenceFailure. The forward pass is a field (`forward`,
+run_forward by default), so tests inject faults without patching.
+
+Device settings:
+- CUDA: bf16 autocast (fp16 where the GPU has no bf16), SDPA attention, host-to-device copies
+  from pinned staging buffers that are allocated once and reused.
+- CPU: torch threads set from the worker's cores (or `cpu_threads`), fp32 by default;
+  `cpu_dtype="bf16"` runs under bf16 autocast and `quantize_int8=True` quantizes the linear layers
+  dynamically to int8. Both change scores slightly (benchmarks/throughput.py measures how much).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from models.batching import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, DEFAULT_OVERHEAD_TOKENS, PassCostModel,
+                             pad_sub_batch, plan_in_order, plan_sub_batches)
+from models.checkpoints import ResolvedCheckpoint, load_config_dict, load_tokenizer, resolve
+from models.heads import Head, build_head
+from models.runtime import (PinnedStaging, autocast_dtype_for, pick_device, position_limit,
+                            release_free_memory, worker_cores)
+from models.specs import SPECS
+
+LOG = logging.getLogger(__name__)
+CPU_DTYPES = ("fp32", "bf16")
+STATS = ("real_tokens", "padded_tokens", "sub_batches", "oom_splits", "failure_splits", "inference_us")
+# Characters per token that max_length tokens cannot exceed on average: a token of the
+# tokenizers we load covers at most about 100 characters of a cleaned text plus the single space
+# cleaning leaves between words (WordPiece makes a longer word one [UNK]), so the first
+# max_length x this many characters hold every character the first max_length tokens come from.
+CHARS_PER_TOKEN_BOUND = 128
+
+
+@dataclass(frozen=True)
+class InferenceFailure:
+    """The inference of a text that could not be classified; its record goes to the dead letters."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the classifiers of a run are loaded and batched (the command line's inference options).
+
+    batch_size: texts per RunInference batch (Beam's BatchElements, fixed size: the sort works
+    within a batch, so batches are kept full rather than grown adaptively from one text).
+    max_tokens_per_batch / max_items_per_batch: padded tokens / texts per forward pass (None: the
+    device's default). length_buckets: character-length boundaries for Beam's length-aware
+    batching, which needs a max_batch_duration_secs (bucket_wait_secs).
+    model_copies: on CUDA, model copies per machine shared by its worker processes."""
+
+    device: str = "auto"
+    batch_size: int = 1024
+    max_tokens_per_batch: Optional[int] = None
+    max_items_per_batch: Optional[int] = None
+    sort_by_length: bool = True
+    cpu_dtype: str = "fp32"
+    quantize_int8: bool = False
+    cpu_threads: Optional[int] = None
+    attn_implementation: Optional[str] = None
+    length_buckets: tuple[int, ...] = ()
+    bucket_wait_secs: int = 10
+    model_copies: Optional[int] = None
+
+    def __post_init__(self):
+        if self.cpu_dtype not in CPU_DTYPES:
+            raise ValueError(f"cpu_dtype must be one of {CPU_DTYPES}, not {self.cpu_dtype!r}")
+        if self.quantize_int8 and self.cpu_dtype != "fp32":
+            raise ValueError("int8 quantization runs in fp32 around the int8 matmuls: use cpu_dtype='fp32' with it")
+
+
+@dataclass
+class LoadedClassifier:
+    model: Any
+    tokenizer: Any
+    head: Head
+    device: str
+    max_length: int
+    autocast_dtype: Any  # torch dtype or None
+    uses_token_types: bool  # BERT takes token_type_ids; DistilBERT and RoBERTa do not need them
+    name: str = ""
+    max_tokens: int = DEFAULT_MAX_TOKENS["cpu"]
+    max_items: int = DEFAULT_MAX_ITEMS["cpu"]
+    sort_by_length: bool = True
+    staging: Optional[PinnedStaging] = None  # CUDA only
+    pass_cost: Optional[PassCostModel] = None  # None: the device's fixed default overhead
+    # oneDNN keeps a compiled primitive for every input shape it meets, and with a new padded
+    # shape in almost every pass that cache grows with the corpus; fp32 on CPU runs as fast
+    # without it (MKL), so it is switched off around those passes. bf16 needs it.
+    onednn: bool = True
+    # One padded sub-batch through the model (see run_forward); tests inject failures here.
+    forward: Callable[["LoadedClassifier", dict], np.ndarray] = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.forward is None:
+            self.forward = run_forward
+
+    def classify(self, texts: Sequence[str]) -> tuple[list[dict | InferenceFailure], dict[str, int]]:
+        """Columns for non-empty texts, in input order (an InferenceFailure where a text could not
+        be run), and counts for the metrics (STATS)."""
+        logits, failures, stats = self.logits(texts)
+        rows: list[dict | InferenceFailure] = list(self.head.to_columns(logits))
+        for position, reason in failures.items():
+            rows[position] = InferenceFailure(reason)
+        if self.device == "cpu":
+            release_free_memory()
+        return rows, stats
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], Optional[list[list[int]]]]:
+        encoded = self.tokenizer([text[:self.max_chars()] for text in texts], truncation=True,
+                                 max_length=self.max_length, return_token_type_ids=self.uses_token_types,
+                                 return_attention_mask=False)
+        return encoded["input_ids"], (encoded.get("token_type_ids") if self.uses_token_types else None)
+
+    def max_chars(self) -> int:
+        """Characters of a cleaned text the tokenizer sees: far more than max_length tokens can
+        cover (see transforms.cleaning.clean_for_models, which already bounds what arrives)."""
+        return self.max_length * CHARS_PER_TOKEN_BOUND
+
+    def tokenize_each(self, texts: Sequence[str]) -> tuple[list, Optional[list], dict[int, str]]:
+        """tokenize(), falling back to one text at a time when the batch fails: the texts that
+        fail alone get empty ids and a reason in the returned {index: reason}."""
+        try:
+            ids, token_types = self.tokenize(texts)
+            return ids, token_types, {}
+        except Exception:  # noqa: BLE001 - any tokenizer error: find the texts that cause it
+            pass
+        ids, token_types, failures = [], ([] if self.uses_token_types else None), {}
+        for index, text in enumerate(texts):
+            try:
+                one_ids, one_types = self.tokenize([text])
+                ids.append(one_ids[0])
+                if token_types is not None:
+                    token_types.append(one_types[0])
+            except Exception as exc:  # noqa: BLE001
+                failures[index] = _reason(f"tokenizer of {self.name} failed", exc)
+                ids.append([])
+                if token_types is not None:
+                    token_types.append([])
+        return ids, token_types, failures
+
+    def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[int, str], dict[str, int]]:
+        """Logits as float32 [len(texts), num_labels] in input order, {index: reason} for texts
+        that could not be run (their rows are NaN), and counts (STATS)."""
+        import torch
+
+        ids, token_types, failures = self.tokenize_each(texts)
+        lengths = [len(x) for x in ids]
+        runnable = [i for i in range(len(ids)) if i not in failures]
+        runnable_lengths = [lengths[i] for i in runnable]
+        if self.sort_by_length:
+            overhead = (self.pass_cost.overhead_tokens() if self.pass_cost is not None
+                        else DEFAULT_OVERHEAD_TOKENS[self.device])
+            planned = plan_sub_batches(runnable_lengths, self.max_tokens, self.max_items, overhead)
+        else:
+            planned = plan_in_order(runnable_lengths, self.max_tokens, self.max_items)
+        pending = [[runnable[i] for i in batch] for batch in planned]
+        # pop() takes the longest first: on CUDA the largest allocation comes first and is reused
+        pad_id = self.tokenizer.pad_token_id or 0
+        out = np.full((len(ids), self.model.config.num_labels), np.nan, dtype=np.float32)
+        stats = dict.fromkeys(STATS, 0)
+        while pending:
+            indices = pending.pop()
+            started = time.perf_counter()
+            try:
+                arrays = pad_sub_batch(ids, token_types, lengths, indices, pad_id)
+                logits = self.forward(self, arrays)
+                if logits.shape != (len(indices), out.shape[1]):
+                    raise ValueError(f"the model returned logits of shape {logits.shape} for "
+                                     f"{len(indices)} texts and {out.shape[1]} labels")
+                out[indices] = logits
+            except Exception as exc:  # noqa: BLE001 - any failure of a sub-batch is isolated to its texts
+                # Beam has no batch back-off (apache/beam#21447) and its exception handling
+                # dead-letters whole batches: halve and retry, down to the single texts that fail.
+                out_of_memory = isinstance(exc, torch.OutOfMemoryError)
+                if out_of_memory and self.device == "cuda":
+                    torch.cuda.empty_cache()
+                stats["oom_splits" if out_of_memory else "failure_splits"] += 1
+                if len(indices) == 1:
+                    what = "out of memory" if out_of_memory else "inference failed"
+                    failures[indices[0]] = _reason(f"{what} in {self.name} even alone", exc)
+                else:
+                    half = len(indices) // 2
+                    pending += [indices[:half], indices[half:]]
+                continue
+            seconds = time.perf_counter() - started
+            if self.pass_cost is not None:
+                self.pass_cost.observe(arrays["input_ids"].size, seconds)
+            stats["inference_us"] += int(seconds * 1e6)
+            stats["sub_batches"] += 1
+            stats["real_tokens"] += sum(lengths[i] for i in indices)
+            stats["padded_tokens"] += arrays["input_ids"].size
+        return out, failures, stats
+
+
+def _reason(what: str, exc: BaseException) -> str:
+    return f"{what}: {type(exc).__name__}: {exc}"[:500]
+
+
+
+def run_forward(loaded: "LoadedClassifier", arrays: dict) -> np.ndarray:
+    """One padded sub-batch (numpy int64 arrays) through the model; float32 logits."""
+    import torch
+
+    if loaded.staging is not None:
+        inputs = {k: loaded.staging.to_device(k, v, loaded.device) for k, v in arrays.items()}
+    else:
+        inputs = {k: torch.from_numpy(v).to(loaded.device) for k, v in arrays.items()}
+    onednn = torch.backends.mkldnn.enabled
+    if onednn != loaded.onednn:
+        torch.backends.mkldnn.enabled = loaded.onednn
+    try:
+        with torch.inference_mode(), torch.autocast(
+            device_type=loaded.device, dtype=loaded.autocast_dtype, enabled=loaded.autocast_dtype is not None
+        ):
+            return loaded.model(**inputs).logits.float().cpu().numpy()
+    finally:
+        if onednn != loaded.onednn:
+            torch.backends.mkldnn.enabled = onednn
+
+
+
+def local_dir_of(checkpoint: ResolvedCheckpoint) -> str:
+    if os.path.isdir(checkpoint.local_dir):
+        return checkpoint.local_dir
+    # A remote worker: fetch the same checkpoint (a hub id pinned to the resolved commit).
+    pinned = checkpoint.revision if not checkpoint.revision.startswith("sha256:") else None
+    return resolve(checkpoint.name, checkpoint.ref, revision=pinned).local_dir
+
+
+def _load_weights(name: str, local_dir: str, attn_implementation: str | None):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    attention = attn_implementation or "sdpa"
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            local_dir, dtype=torch.float32, trust_remote_code=False, attn_implementation=attention)
+    except (ValueError, ImportError) as exc:  # an architecture without SDPA support
+        if attn_implementation:
+            raise
+        LOG.info("%s: %s attention unavailable (%s); using the default", name, attention, exc)
+        return AutoModelForSequenceClassification.from_pretrained(
+            local_dir, dtype=torch.float32, trust_remote_code=False)
+
+
+def load_classifier(checkpoint: ResolvedCheckpoint, options: InferenceOptions = InferenceOptions(),
+                    forward: Callable | None = None) -> LoadedClassifier:
+    """The checkpoint's model, tokenizer and head, loaded on the options' device."""
+    import torch
+
+    name = checkpoint.name
+    local_dir = local_dir_of(checkpoint)
+    device = pick_device(options.device)
+    if device == "cpu":
+        threads = options.cpu_threads or worker_cores()
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    config = load_config_dict(local_dir)
+    tokenizer = load_tokenizer(local_dir)
+    if not getattr(tokenizer, "is_fast", False):
+        raise RuntimeError(f"{name}: {local_dir} has no fast tokenizer (tokenizer.json)")
+    model = _load_weights(checkpoint.name, local_dir, options.attn_implementation)
+    model.to(device).eval()
+    autocast_dtype = autocast_dtype_for(device, options.cpu_dtype)
+    if device == "cpu" and options.quantize_int8:
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao.quantization warns that it moves to torchao
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import quantize_dynamic
+
+            model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    elif device == "cpu" and autocast_dtype is not None:
+        # Autocast would cast every linear layer's fp32 weights to bf16 in every forward pass;
+        # cast them once instead (the same rounding, so the same results).
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.to(autocast_dtype)
+    max_length = min(int(tokenizer.model_max_length or 10**9), position_limit(config))
+    uses_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    max_tokens = options.max_tokens_per_batch or DEFAULT_MAX_TOKENS[device]
+    max_items = options.max_items_per_batch or DEFAULT_MAX_ITEMS[device]
+    LOG.info("loaded %s from %s on %s (autocast %s, int8 %s, threads %d)", name, local_dir, device,
+             autocast_dtype, options.quantize_int8 and device == "cpu", torch.get_num_threads())
+    return LoadedClassifier(model, tokenizer, build_head(SPECS[checkpoint.name], config), device, max_length,
+                            autocast_dtype, uses_token_types,
+                            name=name, max_tokens=max_tokens, max_items=max_items,
+                            sort_by_length=options.sort_by_length,
+                            staging=PinnedStaging() if device == "cuda" else None,
+                            pass_cost=PassCostModel(DEFAULT_OVERHEAD_TOKENS[device]),
+                            onednn=not (device == "cpu" and autocast_dtype is None and not options.quantize_int8),
+                            forward=forward)
+
