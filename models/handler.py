@@ -7,10 +7,11 @@ runs them in length-sorted sub-batches, and its columns go into the rows. So eac
 Beam's inference machinery once, whatever the number of classifiers, and a classifier's empty or
 out-of-language rows cost nothing (their columns stay absent: null in the output).
 
-run_inference returns, per batch: each row with its columns, or a FailedRow where a classifier
-could not run its text (its record goes to the dead letters), then one BatchCounts with the rows
-and tokens each classifier ran, for the in-pipeline counts of the manifest (the tokens the models
-actually ran on: nothing is tokenized twice).
+run_inference returns one LabeledBatch per batch: the rows with their columns, the FailedRows
+where a classifier could not run a text (their records go to the dead letters), and the rows and
+tokens each classifier ran, for the in-pipeline counts of the manifest (the tokens the models
+actually ran on: nothing is tokenized twice). One element per batch, not per row: what follows
+inference (dead letters, counts, the Arrow table written to Parquet) works on whole batches.
 
 On CUDA the classifiers are shared by the worker processes of a machine (`large_model`, and
 `model_copies` copies): Beam then hands run_inference a proxy, and only texts and columns cross
@@ -28,7 +29,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from models.checkpoints import ResolvedCheckpoint
 from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifier, load_classifier
-from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE
+from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, language_counts
 from transforms.language import runs_on
 from transforms.records import DeadLetter, classifier_source
 
@@ -43,9 +44,12 @@ class FailedRow:
 
 
 @dataclass(frozen=True)
-class BatchCounts:
-    """Per classifier: rows of the batch it was given, and tokens its model ran on."""
+class LabeledBatch:
+    """A batch after inference: its labeled rows, its failed ones, and per classifier the rows it
+    was given (inferences) and the tokens its model ran on."""
 
+    rows: list[dict]
+    failed: list[FailedRow]
     inferences: dict[str, int]
     tokens: dict[str, int]
 
@@ -101,7 +105,7 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
                                   for name, checkpoint in self.checkpoints.items()})
 
     def run_inference(self, batch: Sequence[dict], model: LoadedClassifiers,
-                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[dict | FailedRow | BatchCounts]:
+                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[LabeledBatch]:
         positions = {name: [i for i, row in enumerate(batch) if row.get("clean_text") and runs_on(row.get("lang"), languages)]
                      for name, languages in self.routes.items()}
         results = model.classify_all({name: [batch[i]["clean_text"] for i in present]
@@ -122,9 +126,8 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
         for name, present in positions.items():
             Metrics.counter(self.metrics_namespace(name), "texts").inc(len(present))
             Metrics.counter(self.metrics_namespace(name), "empty_texts").inc(len(batch) - len(present))
-        out: list[dict | FailedRow | BatchCounts] = [failed.get(i, row) for i, row in enumerate(batch)]
-        out.append(BatchCounts(dict.fromkeys(self.checkpoints, len(batch)), tokens))
-        return out
+        rows = [row for i, row in enumerate(batch) if i not in failed] if failed else list(batch)
+        return [LabeledBatch(rows, list(failed.values()), dict.fromkeys(self.checkpoints, len(batch)), tokens)]
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
         return sum(len(row["clean_text"].encode("utf-8")) for row in batch if row.get("clean_text"))
@@ -139,30 +142,32 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
 
 
 class SplitResultsFn(beam.DoFn):
-    """The handler's results -> rows (main output), dead letters of FailedRows (DEAD_LETTERS) and
-    in-pipeline counts (COUNTS: inferences_<name> and tokens_<name> pairs, one per batch)."""
+    """LabeledBatch -> its labeled rows as one list (main output), the dead letters of its failed
+    rows (DEAD_LETTERS) and its in-pipeline counts (COUNTS: inferences_<name>, tokens_<name>, and
+    posts per language, failed ones included)."""
 
     def __init__(self):
         self.dead = Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
 
-    def process(self, result):
-        if isinstance(result, dict):
-            yield result
-        elif isinstance(result, FailedRow):
+    def process(self, result: LabeledBatch):
+        for failed in result.failed:
             self.dead.inc()
-            raw = json.dumps({"id": result.row["id"], "text": result.row["text"]}, ensure_ascii=False)
-            letter = DeadLetter(classifier_source(result.classifier), None, result.reason, raw)
+            raw = json.dumps({"id": failed.row["id"], "text": failed.row["text"]}, ensure_ascii=False)
+            letter = DeadLetter(classifier_source(failed.classifier), None, failed.reason, raw)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter.to_json())
-        else:
-            for name, count in result.inferences.items():
-                yield beam.pvalue.TaggedOutput(COUNTS, (f"inferences_{name}", count))
-            for name, count in result.tokens.items():
-                yield beam.pvalue.TaggedOutput(COUNTS, (f"tokens_{name}", count))
+        for name, count in result.inferences.items():
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"inferences_{name}", count))
+        for name, count in result.tokens.items():
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"tokens_{name}", count))
+        for pair in language_counts([*result.rows, *(failed.row for failed in result.failed)]):
+            yield beam.pvalue.TaggedOutput(COUNTS, pair)
+        if result.rows:
+            yield result.rows
 
 
 class Classify(beam.PTransform):
-    """rows -> labeled rows (main output), dead letters (DEAD_LETTERS) and counts (COUNTS), through
-    one RunInference with the handler."""
+    """rows -> lists of labeled rows, one per batch (main output), dead letters (DEAD_LETTERS) and
+    counts (COUNTS), through one RunInference with the handler."""
 
     def __init__(self, handler: ClassifiersHandler):
         super().__init__()

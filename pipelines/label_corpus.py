@@ -42,9 +42,8 @@ from models.handler import Classify, ClassifiersHandler
 from models.runtime import position_limit
 from models.heads import Head
 from models.specs import CLASSIFIER_NAMES, SPECS
-from transforms.beam_io import (COUNTS, DEAD_LETTERS, AddLanguageFn, CommitPartition, CountAs, CountRows,
-                                ProgressFn, ReadRecordsFn, add_clean_text, is_record_letter,
-                                language_count_key, shape_row)
+from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
+                                ReadRecordsFn, ToTableFn, is_record_letter)
 from transforms import language, partition
 from transforms.cleaning import CleaningOptions
 from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
@@ -416,24 +415,21 @@ def run(argv=None, test_pipeline=None, forward=None):
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
     max_tokens = max(position_limit(load_config_dict(c.checkpoint.local_dir)) for c in classifiers.values())
-    rows = (parsed.records | "CleanText" >> beam.Map(add_clean_text, cleaning, max_tokens)
-            | "Language" >> beam.ParDo(AddLanguageFn())
-            | "ReadProgress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args), verb="read"))
+    read_progress = ProgressFn(expected, workers_of(beam_args), verb="read")
+    rows = (parsed.records | "Prepare" >> beam.ParDo(PrepareFn(cleaning, max_tokens, read_progress))
             | "Spread" >> beam.Reshuffle())
-    counts.append(rows | "LanguageKeys" >> beam.Map(language_count_key))
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, routes,
                                  inference_options(args), forward)
     labeled = rows | "Classify" >> Classify(handler)
     rows = labeled.rows
     counts.append(labeled[COUNTS])
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS]]
-    shaped = (rows | "ShapeRows" >> beam.Map(shape_row, schema.names) | "CountRows" >> beam.ParDo(CountRows())
-              | "Progress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args))))
-    counts.append(shaped | "EmptyText" >> beam.Filter(lambda row: not row.get("clean_text"))
-                  | "CountEmptyText" >> CountAs("empty_text_rows"))
-    shards = shaped | "WriteParquet" >> beam.io.WriteToParquet(
+    tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
+    counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([("empty_text_rows", 0)])]
+    shards = (tables.tables | "Progress" >> beam.ParDo(ProgressFn(expected, workers_of(beam_args), batched=True))
+              | "WriteParquet" >> beam.io.WriteToParquetBatched(
         partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy", file_name_suffix=".parquet",
-        num_shards=args.num_shards)
+        num_shards=args.num_shards))
     letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
         partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
     runner = type(pipeline.runner).__name__

@@ -4,7 +4,8 @@ from __future__ import annotations
 import gzip
 import logging
 import time
-from typing import Mapping, Sequence
+from collections import Counter
+from typing import Iterable, Mapping, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -78,25 +79,31 @@ class ReadRecordsFn(beam.DoFn):
                     yield item
 
 
-def add_clean_text(record: dict, options: CleaningOptions, max_tokens: int) -> dict:
-    """The record with clean_text: what models reading at most max_tokens tokens see."""
+def prepare_row(record: dict, options: CleaningOptions, max_tokens: int) -> dict:
+    """The record as the classifiers get it: with clean_text (what models reading at most
+    max_tokens tokens see) and lang (the input's value when usable, else detected)."""
     record["clean_text"] = clean_for_models(record["text"], max_tokens, options)
+    record["lang"] = post_language(record["text"], record.get("lang"))
     return record
+
+
+class PrepareFn(beam.DoFn):
+    """Records -> rows (prepare_row), with the read progress: one step per post before inference."""
+
+    def __init__(self, options: CleaningOptions, max_tokens: int, progress: "ProgressFn"):
+        self.options, self.max_tokens, self.progress = options, max_tokens, progress
+
+    def process(self, record: dict):
+        self.progress.tick(1)
+        yield prepare_row(record, self.options, self.max_tokens)
 
 
 LANGUAGE_COUNT_PREFIX = "lang:"  # in-pipeline counts of posts per `lang` value
 
 
-class AddLanguageFn(beam.DoFn):
-    """Sets the row's `lang` (the input's value when usable, else detected)."""
-
-    def process(self, record: dict):
-        record["lang"] = post_language(record["text"], record.get("lang"))
-        yield record
-
-
-def language_count_key(row: dict) -> tuple[str, int]:
-    return f"{LANGUAGE_COUNT_PREFIX}{row['lang']}", 1
+def language_counts(rows: Iterable[dict]) -> list[tuple[str, int]]:
+    """(lang:<code>, posts) pairs for the in-pipeline counts."""
+    return [(f"{LANGUAGE_COUNT_PREFIX}{lang}", n) for lang, n in Counter(row["lang"] for row in rows).items()]
 
 
 def language_manifest(counts: Mapping[str, int], routes) -> dict:
@@ -107,21 +114,26 @@ def language_manifest(counts: Mapping[str, int], routes) -> dict:
     return {"languages": languages, "by_classifier": routing_counts(languages, routes or {})}
 
 
-def shape_row(row: dict, column_names: Sequence[str]) -> dict:
-    """Exactly the output columns, in schema order."""
-    return {name: row.get(name) for name in column_names}
+def rows_to_table(rows: Sequence[dict], schema: pa.Schema) -> pa.Table:
+    """A batch of rows as an Arrow table of exactly the output columns (absent ones null)."""
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
-class CountRows(beam.DoFn):
-    def __init__(self):
+class ToTableFn(beam.DoFn):
+    """A list of labeled rows -> one Arrow table for WriteToParquetBatched (main output), and the
+    batch's empty-text rows as an in-pipeline count (COUNTS)."""
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
         self.rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_written")
         self.empty = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "empty_text_rows")
 
-    def process(self, row):
-        self.rows.inc()
-        if not row.get("clean_text"):
-            self.empty.inc()
-        yield row
+    def process(self, rows: list[dict]):
+        empty = sum(1 for row in rows if not row.get("clean_text"))
+        self.rows.inc(len(rows))
+        self.empty.inc(empty)
+        yield beam.pvalue.TaggedOutput(COUNTS, ("empty_text_rows", empty))
+        yield rows_to_table(rows, self.schema)
 
 
 def is_record_letter(line: str) -> bool:
@@ -225,14 +237,19 @@ class ProgressFn(beam.DoFn):
     DoFn instances with the same verb."""
     _state: dict[str, list] = {}  # verb -> [done, started, last logged]
 
-    def __init__(self, expected: int | None = None, workers: int = 1, every: float = 10.0, verb: str = "labeled"):
-        self.expected, self.workers, self.every, self.verb = expected, workers, every, verb
+    def __init__(self, expected: int | None = None, workers: int = 1, every: float = 10.0, verb: str = "labeled",
+                 batched: bool = False):
+        self.expected, self.workers, self.every, self.verb, self.batched = expected, workers, every, verb, batched
 
     def process(self, row):
+        """row: one post, or (batched) a table or list of them."""
+        self.tick(len(row) if self.batched else 1)
+        yield row
+
+    def tick(self, posts: int) -> None:
         now = time.monotonic()
         state = self._state.setdefault(self.verb, [0, now, now])
-        state[0] += 1
+        state[0] += posts
         if now - state[2] >= self.every:
             state[2] = now
             LOG.info("%s", progress_line(state[0], now - state[1], self.expected, self.workers, self.verb))
-        yield row
