@@ -134,3 +134,37 @@ def test_a_long_post_is_cleaned_only_as_far_as_the_models_read():
     capped = clean_for_models(text, 512)
     assert 512 < len(capped.split(" ")) and len(capped) <= 512 * CHARS_PER_TOKEN_START
     assert text.startswith(capped)
+
+
+# ---- the fast path for plain text gives what every step gives ----
+
+from transforms import cleaning  # noqa: E402
+from transforms.cleaning import CleaningOptions  # noqa: E402
+
+
+def every_step(text: str, options: CleaningOptions) -> str:
+    """clean_text without the fast path: every step, every pass."""
+    for _ in range(cleaning._MAX_PASSES):
+        cleaned = cleaning._one_pass(text, options)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
+
+
+PLAIN_PIECES = ["word", "a", " ", "  ", "\n", "\t", "@bob", ".@x!", "a@b.com", "http://a.b/c", "www.x.org", "bit.ly/q",
+                "#tag", "<b>", "don't", "&", "&amp;", "&#64;user", "😂", "é", "e\u0301", "\x07", "\x1c", "\xa0", "\u2028"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PLAIN_PIECES) | st.text(alphabet=st.characters(max_codepoint=127), max_size=4),
+                max_size=30).map("".join),
+       st.sampled_from([CleaningOptions(), CleaningOptions(url_token="http", mention_token="@user"),
+                        CleaningOptions(mention_token="&amp;"), CleaningOptions(url_token="😂")]))
+def test_the_plain_text_fast_path_agrees_with_every_step(text, options):
+    assert clean_text(text, options) == every_step(text, options)
+
+
+def test_common_posts_take_the_fast_path():
+    assert cleaning._is_plain("@user the vote was a joke http://t.co/x #news\n")
+    assert not any(cleaning._is_plain(t) for t in ("fish &amp; chips", "so good 😂", "café", "a\x07b", "a\u2028b"))

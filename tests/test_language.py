@@ -144,3 +144,18 @@ def _models_file(tmp_path, checkpoints, name):
     path = tmp_path / "models.json"
     path.write_text(json.dumps({name: checkpoints[name]}))
     return str(path)
+
+
+def letters_share_one_char_at_a_time(text: str) -> float:
+    from transforms.language import script
+
+    counts = Counter(script(c) for c in text if c.isalpha())
+    return max(counts.values()) / sum(counts.values()) if counts else 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40) | st.text(max_size=40))
+def test_the_ascii_shortcut_of_the_script_share_agrees_with_counting_each_letter(text):
+    from transforms.language import main_script_share
+
+    assert main_script_share(text) == letters_share_one_char_at_a_time(text)

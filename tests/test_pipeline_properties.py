@@ -53,6 +53,7 @@ def expected_jsonl(value, mode) -> str | None:
         line.encode("utf-8")
     except UnicodeEncodeError:
         return None  # written as bytes that are not UTF-8: a dead letter
+    value = json.loads(line)  # as JSON reads it back: an escaped high+low surrogate pair is one character
     if not isinstance(value, dict) or not isinstance(value.get("text"), str):
         return None
     return repair_strings(value["text"])

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from models.checkpoints import resolve
 from models.classifier import InferenceOptions, LoadedClassifier, load_classifier
-from models.handler import BatchCounts, ClassifiersHandler, LoadedClassifiers
+from models.handler import ClassifiersHandler, LabeledBatch, LoadedClassifiers
 from models.runtime import autocast_dtype_for
 from pipelines.label_corpus import run
 from tests.test_pipeline import read_labels
@@ -111,9 +111,10 @@ def test_columns_come_back_in_input_order_and_empty_or_unrouted_texts_stay_null(
     texts = [None, TEXTS[5], "", TEXTS[0], LONG_POST, TEXTS[1], TEXTS[2]]
     langs = ["en", "en", "en", "en", "en", "und", "zh"]
     batch = [{"id": str(i), "clean_text": t, "lang": lang} for i, (t, lang) in enumerate(zip(texts, langs))]
-    results = list(handler.run_inference(batch, LoadedClassifiers(loaded)))
-    *rows, counts = results
-    assert [row["id"] for row in rows] == [str(i) for i in range(len(texts))] and isinstance(counts, BatchCounts)
+    [counts] = handler.run_inference(batch, LoadedClassifiers(loaded))  # one result for the whole batch
+    rows = counts.rows
+    assert isinstance(counts, LabeledBatch) and not counts.failed
+    assert [row["id"] for row in rows] == [str(i) for i in range(len(texts))]
     assert not any(key.startswith(("emotion", "politics")) for i in (0, 2) for key in rows[i])
     assert not any(key.startswith("emotion") for key in rows[6]) and "politics_economy" in rows[6]  # zh: no emotion
     expected = {name: reference[name][[5, 0, len(TEXTS), 1]] for name in loaded}

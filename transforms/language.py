@@ -21,6 +21,7 @@ DETECTED = tuple(
     "en zh ja ko ms id es pt fr de it nl ru ar hi bn ur ta th vi tr pl uk fa he el sv da no fi ro hu cs tl sw".split())
 MIN_SCRIPT_SHARE = 0.8  # the main script's share of the letters; below this the post is mixed
 _SET_ASIDE = re.compile(r"https?://\S+|www\.\S+|[@#]\w+", re.UNICODE)
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +46,8 @@ def script(char: str) -> str:
 
 def main_script_share(text: str) -> float:
     """The share of the text's letters that are in its most common script (0.0 without letters)."""
+    if text.isascii():  # every ASCII letter is Latin
+        return 1.0 if _ASCII_LETTER.search(text) else 0.0
     counts: dict[str, int] = {}
     for char in text:
         if char.isalpha():
