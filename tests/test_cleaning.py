@@ -136,16 +136,32 @@ def test_a_long_post_is_cleaned_only_as_far_as_the_models_read():
     assert text.startswith(capped)
 
 
-# ---- the fast path for plain text gives what every step gives ----
+# ---- the shortcuts (plain text, no emoji characters, control characters by regex) change nothing ----
+
+import html  # noqa: E402
+import unicodedata  # noqa: E402
+
+import emoji  # noqa: E402
 
 from transforms import cleaning  # noqa: E402
 from transforms.cleaning import CleaningOptions  # noqa: E402
 
 
+def every_step_once(text: str, options: CleaningOptions) -> str:
+    """One pass of every step, unconditionally, with the libraries' own functions."""
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    text = "".join(c for c in text if not (unicodedata.category(c) == "Cc" and not c.isspace()))
+    text = URL_RE.sub(f" {options.url_token} " if options.url_token else " ", text)
+    text = MENTION_RE.sub(f" {options.mention_token} " if options.mention_token else " ", text)
+    left, right = options.emoji_delimiters
+    text = emoji.demojize(text, delimiters=(f" {left}", f"{right} "))
+    return text
+
+
 def every_step(text: str, options: CleaningOptions) -> str:
-    """clean_text without the fast path: every step, every pass."""
+    """clean_text without any shortcut: every step, every pass."""
     for _ in range(cleaning._MAX_PASSES):
-        cleaned = cleaning._one_pass(text, options)
+        cleaned = cleaning.WHITESPACE_RE.sub(" ", every_step_once(text, options)).strip()
         if cleaned == text:
             break
         text = cleaned
@@ -153,7 +169,8 @@ def every_step(text: str, options: CleaningOptions) -> str:
 
 
 PLAIN_PIECES = ["word", "a", " ", "  ", "\n", "\t", "@bob", ".@x!", "a@b.com", "http://a.b/c", "www.x.org", "bit.ly/q",
-                "#tag", "<b>", "don't", "&", "&amp;", "&#64;user", "😂", "é", "e\u0301", "\x07", "\x1c", "\xa0", "\u2028"]
+                "#tag", "<b>", "don't", "&", "&amp;", "&#64;user", "😂", "👍🏽", "©", "#\ufe0f\u20e3", "é", "e\u0301",
+                "\x07", "\x1c", "\x85", "\x9f", "\xa0", "\u2028", "酒店很干净", "㊗"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -163,6 +180,18 @@ PLAIN_PIECES = ["word", "a", " ", "  ", "\n", "\t", "@bob", ".@x!", "a@b.com", "
                         CleaningOptions(mention_token="&amp;"), CleaningOptions(url_token="😂")]))
 def test_the_plain_text_fast_path_agrees_with_every_step(text, options):
     assert clean_text(text, options) == every_step(text, options)
+
+
+def test_the_control_character_pattern_is_category_cc_less_whitespace():
+    for code in range(0x3000):
+        char = chr(code)
+        dropped = unicodedata.category(char) == "Cc" and not char.isspace()
+        assert bool(cleaning._DROPPED_RE.fullmatch(char)) == dropped, hex(code)
+
+
+def test_every_emoji_has_a_character_the_emoji_pattern_finds():
+    assert all(cleaning._EMOJI_CHAR_RE.search(e) for e in emoji.EMOJI_DATA)
+    assert not cleaning._EMOJI_CHAR_RE.search("酒店很干净，服务也很周到 the vote")
 
 
 def test_common_posts_take_the_fast_path():

@@ -57,16 +57,33 @@ def test_a_forward_pass_returning_the_wrong_shape_is_a_failure_not_misplaced_sco
     assert all(isinstance(row, dict) for row in rows)  # each text, alone, is scored
 
 
-def test_a_tokenizer_failure_costs_only_the_texts_it_fails_on(loaded, monkeypatch):
-    expected, _ = loaded.classify(TEXTS[:6])
-    real = type(loaded.tokenizer).__call__
+class FailingBackend:
+    """The fast tokenizer's backend, raising on any batch with the poison text in it."""
 
-    def tokenize(self, texts, **kwargs):
-        if any(POISON in t for t in ([texts] if isinstance(texts, str) else texts)):
+    def __init__(self, backend):
+        self.backend = backend
+
+    def encode_batch(self, texts, **kwargs):
+        if any(POISON in t for t in texts):
             raise Exception("Unk token `[UNK]` not found in the vocabulary")  # what tokenizers raises
-        return real(self, texts, **kwargs)
+        return self.backend.encode_batch(texts, **kwargs)
 
-    monkeypatch.setattr(type(loaded.tokenizer), "__call__", tokenize)
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+class FailingTokenizer:
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.backend_tokenizer = FailingBackend(tokenizer.backend_tokenizer)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def test_a_tokenizer_failure_costs_only_the_texts_it_fails_on(loaded):
+    expected, _ = loaded.classify(TEXTS[:6])
+    loaded = replace(loaded, tokenizer=FailingTokenizer(loaded.tokenizer))
     texts = TEXTS[:6]
     texts[2] = POISON
     rows, _ = loaded.classify(texts)

@@ -43,6 +43,12 @@ _MAX_PASSES = 10
 # a text without it is left unchanged by html.unescape, NFC, the control-character filter and
 # emoji.demojize (every emoji has a non-ASCII character).
 _NOT_PLAIN_RE = re.compile(r"[^\x20-\x25\x27-\x7e\t\n\r]")
+# Control characters (category Cc: U+0000-001F, U+007F-009F) that are not whitespace.
+_DROPPED_RE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+# The non-ASCII characters of every emoji: a text without any of them has no emoji to demojize
+# (no emoji is ASCII alone), so most non-English text skips emoji.demojize's scan.
+_EMOJI_CHAR_RE = re.compile("[" + "".join(sorted({re.escape(c) for e in emoji.EMOJI_DATA for c in e if not c.isascii()}))
+                            + "]")
 
 
 @dataclass(frozen=True)
@@ -67,20 +73,15 @@ class CleaningOptions:
 DEFAULT_OPTIONS = CleaningOptions()
 
 
-def _is_dropped_char(char: str) -> bool:
-    # Control characters (category Cc) other than whitespace carry no meaning for a model.
-    return unicodedata.category(char) == "Cc" and not char.isspace()
-
-
 def _one_pass(text: str, options: CleaningOptions) -> str:
     text = html.unescape(text)
     text = unicodedata.normalize("NFC", text)
-    if any(_is_dropped_char(c) for c in text):
-        text = "".join(c for c in text if not _is_dropped_char(c))
+    text = _DROPPED_RE.sub("", text)
     text = URL_RE.sub(f" {options.url_token} " if options.url_token else " ", text)
     text = MENTION_RE.sub(f" {options.mention_token} " if options.mention_token else " ", text)
     left, right = options.emoji_delimiters
-    text = emoji.demojize(text, delimiters=(f" {left}", f"{right} "))
+    if _EMOJI_CHAR_RE.search(text):
+        text = emoji.demojize(text, delimiters=(f" {left}", f"{right} "))
     return WHITESPACE_RE.sub(" ", text).strip()
 
 
