@@ -190,8 +190,8 @@ def test_the_control_character_pattern_is_category_cc_less_whitespace():
 
 
 def test_every_emoji_has_a_character_the_emoji_pattern_finds():
-    assert all(cleaning._EMOJI_CHAR_RE.search(e) for e in emoji.EMOJI_DATA)
-    assert not cleaning._EMOJI_CHAR_RE.search("酒店很干净，服务也很周到 the vote")
+    assert all(not cleaning._EMOJI_CHARS.isdisjoint(e) for e in emoji.EMOJI_DATA)
+    assert cleaning._EMOJI_CHARS.isdisjoint("酒店很干净，服务也很周到 the vote")
 
 
 def test_common_posts_take_the_fast_path():

@@ -47,8 +47,7 @@ _NOT_PLAIN_RE = re.compile(r"[^\x20-\x25\x27-\x7e\t\n\r]")
 _DROPPED_RE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 # The non-ASCII characters of every emoji: a text without any of them has no emoji to demojize
 # (no emoji is ASCII alone), so most non-English text skips emoji.demojize's scan.
-_EMOJI_CHAR_RE = re.compile("[" + "".join(sorted({re.escape(c) for e in emoji.EMOJI_DATA for c in e if not c.isascii()}))
-                            + "]")
+_EMOJI_CHARS = frozenset(c for e in emoji.EMOJI_DATA for c in e if not c.isascii())
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def _one_pass(text: str, options: CleaningOptions) -> str:
     text = URL_RE.sub(f" {options.url_token} " if options.url_token else " ", text)
     text = MENTION_RE.sub(f" {options.mention_token} " if options.mention_token else " ", text)
     left, right = options.emoji_delimiters
-    if _EMOJI_CHAR_RE.search(text):
+    if not _EMOJI_CHARS.isdisjoint(text):
         text = emoji.demojize(text, delimiters=(f" {left}", f"{right} "))
     return WHITESPACE_RE.sub(" ", text).strip()
 
