@@ -185,11 +185,11 @@ def choose_checkpoints(args) -> dict[str, str]:
     unknown = sorted(set(refs) - set(SPECS))
     if unknown:
         raise UsageError(f"unknown classifier(s) {unknown}; known: {list(CLASSIFIER_NAMES)}")
-    only = _csv_list(args.only) or list(CLASSIFIER_NAMES)
+    only = _csv_list(args.only) or list(SPECS)
     bad = [name for name in only if name not in SPECS]
     if bad:
         raise UsageError(f"--only names unknown classifier(s) {bad}; known: {list(CLASSIFIER_NAMES)}")
-    return {name: refs[name] for name in CLASSIFIER_NAMES if name in only}
+    return {name: refs[name] for name in SPECS if name in only}
 
 
 def choose_languages(args, names) -> dict[str, frozenset[str] | None]:
