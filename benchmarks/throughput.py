@@ -201,7 +201,8 @@ def ours_flags(name: str) -> list[str]:
 
 
 def run_ours(spec: dict) -> dict:
-    from pipelines.label_corpus import counter_values, run
+    from pipelines.label_corpus import config_from_argv
+    from pipelines.labeling import counter_values, label
 
     argv = ["--input", spec["input"], "--output", spec["output"], "--models", spec["models_file"],
             "--device", spec["device"], "--batch-size", str(spec["batch_size"]), *ours_flags(spec["name"])]
@@ -212,7 +213,7 @@ def run_ours(spec: dict) -> dict:
     if spec.get("cpu_threads"):
         argv += ["--cpu-threads", str(spec["cpu_threads"])]
     argv += spec.get("pipeline_args", [])
-    counters = counter_values(run(argv))
+    counters = counter_values(label(config_from_argv(argv)))
     names = {key[0][len("classifier_"):] for key in counters if key[0].startswith("classifier_")}
     return {
         "real_tokens": sum(counters.get((f"classifier_{n}", "real_tokens"), 0) for n in names),
@@ -234,7 +235,7 @@ def _write_parquet(rows: list[dict], classifiers: dict, output: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.label_corpus import output_schema
+    from pipelines.labeling import output_schema
 
     schema = output_schema({}, classifiers)
     os.makedirs(output, exist_ok=True)
@@ -247,7 +248,7 @@ def run_hf_loop(spec: dict) -> dict:
     import numpy as np
     from transformers import pipeline
 
-    from pipelines.label_corpus import load_classifiers
+    from pipelines.labeling import load_classifiers
 
     rows = _read_and_clean(spec["input"])
     classifiers = load_classifiers(json.loads(Path(spec["models_file"]).read_text()))
@@ -311,7 +312,7 @@ def run_beam_hf(spec: dict) -> dict:
     import numpy as np
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-    from pipelines.label_corpus import load_classifiers, make_pipeline, output_schema
+    from pipelines.labeling import load_classifiers, make_pipeline, output_schema
     from transforms.cleaning import clean_text
 
     classifiers = load_classifiers(json.loads(Path(spec["models_file"]).read_text()))

@@ -27,8 +27,8 @@ CPU_MACHINE_TYPE = "n2-highmem-8"  # 8 SDK processes x ~3 GB of fp32 models each
 CPU_DISK_GB = 50
 DEFAULT_MAX_WORKERS = 10
 MODEL_SHARING = (
-    "TextClassifierHandler.share_model_across_processes() is true on CUDA: RunInference then "
-    "loads each model once per VM in a shared process that every SDK process of the VM calls, "
+    "ClassifiersHandler passes large_model=True to Beam's ModelHandler on CUDA: RunInference then "
+    "loads the classifiers once per VM in a shared process that every SDK process of the VM calls, "
     "instead of once per SDK process (8 copies of roberta-large would not fit next to each other "
     "on one L4). On CPU each SDK process loads its own copy."
 )

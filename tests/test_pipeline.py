@@ -303,3 +303,37 @@ def test_unreachable_default_checkpoints_stop_the_job_before_reading(tmp_path, m
     message = str(info.value)
     assert "YagiASAFAS/MyPoliBERT-ver02" in message and "fikriau/praktikum-ai-modul6-robertalargefocal" in message
     assert "--model politics=/path/to/checkpoint" in message
+
+
+def test_the_command_line_becomes_a_typed_config_and_the_library_labels_it(tmp_path, tiny_checkpoints):
+    from models.classifier import InferenceOptions
+    from pipelines.label_corpus import config_from_argv
+    from pipelines.labeling import LabelConfig, label
+    from transforms.cleaning import CleaningOptions
+    from transforms.records import FieldMap
+
+    config = config_from_argv([
+        "--input", str(tmp_path / "{date}.jsonl"), "--output", str(tmp_path / "out-{date}"), "--date", "2026-12-01",
+        "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--only", "sentiment", "--text-field", "body",
+        "--keep-fields", "user", "--languages", "sentiment=en,ms", "--device", "cpu", "--batch-size", "7",
+        "--max-items-per-batch", "3", "--no-sort", "--cpu-threads", "1", "--url-token", "http", "--no-wait",
+        "--runner", "DirectRunner"])
+    assert config == LabelConfig(
+        input=str(tmp_path / "2026-12-01.jsonl"), output=str(tmp_path / "out-2026-12-01"),
+        checkpoints={"sentiment": tiny_checkpoints["sentiment"]}, routes={"sentiment": frozenset({"en", "ms"})},
+        fields=FieldMap("id", "body", ("user",)),
+        inference=InferenceOptions(device="cpu", batch_size=7, max_items_per_batch=3, sort_by_length=False,
+                                   cpu_threads=1),
+        cleaning=CleaningOptions(url_token="http"), date="2026-12-01", wait=False, beam_args=("--runner", "DirectRunner"))
+
+    # The library, with a config built in code (no argv): the same run.
+    write_jsonl(tmp_path / "posts.jsonl", [{"id": f"p{i}", "body": f"post {i} http://t.co/x", "user": f"u{i}"}
+                                           for i in range(9)])
+    out = tmp_path / "library"
+    label(LabelConfig(input=str(tmp_path / "posts.jsonl"), output=str(out),
+                      checkpoints={"sentiment": tiny_checkpoints["sentiment"]}, routes={"sentiment": None},
+                      fields=FieldMap("id", "body", ("user",)), inference=InferenceOptions(device="cpu", batch_size=4),
+                      cleaning=CleaningOptions(url_token="http")))
+    rows = read_labels(out).to_pylist()
+    assert sorted(r["id"] for r in rows) == [f"p{i}" for i in range(9)]
+    assert all(r["clean_text"].endswith(" http") and r["user"] == "u" + r["id"][1:] and r["sentiment"] for r in rows)

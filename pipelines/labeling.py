@@ -1,0 +1,346 @@
+"""The labeling job as a library: a typed configuration (LabelConfig) and label(), which builds
+and runs the pipeline for one partition. pipelines/label_corpus.py turns a command line into a
+LabelConfig; the benchmarks and tests may build one directly.
+
+Wiring only: the logic lives in transforms/ and models/ (docs/architecture.md).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Mapping, Optional
+
+from pipelines import console  # first: it keeps Beam's import-time warnings off the terminal
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
+
+from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_dict, resolve, validate
+from models.classifier import InferenceOptions
+from models.handler import Classify, ClassifiersHandler
+from models.heads import Head
+from models.runtime import position_limit
+from transforms import language, partition
+from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
+                                ReadRecordsFn, ToTableFn, is_record_letter)
+from transforms.cleaning import CleaningOptions
+from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
+from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
+
+LOG = logging.getLogger("pipelines.label_corpus")
+BASE_FIELDS = (pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("lang", pa.string()))
+KEPT_TYPE_SAMPLE = 1000
+
+
+class UsageError(ValueError):
+    """A problem with the command line or the inputs, found before any data is labeled."""
+
+
+class SuspectRun(RuntimeError):
+    """The run finished and its partition was written and accounted, but its counts do not look
+    like success (transforms.outcome.run_problem); the message names the reason and the fix."""
+
+
+@dataclass(frozen=True)
+class Classifier:
+    checkpoint: ResolvedCheckpoint
+    head: Head
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """One labeling run (what label_corpus's command line becomes).
+
+    input / output: a file glob and the output directory ({date} already filled in);
+    checkpoints: classifier name -> checkpoint reference (local dir, gs://, s3://, hub id), in run
+    order; routes: classifier name -> the languages it runs on (None: every language);
+    fields: the input's id, text and kept fields; lang_field: the input's language field, if any;
+    inference / cleaning: how the models run and what they see; beam_args: Beam's own options."""
+
+    input: str
+    output: str
+    checkpoints: Mapping[str, str]
+    routes: Mapping[str, Optional[frozenset[str]]]
+    fields: FieldMap = field(default_factory=FieldMap)
+    lang_field: Optional[str] = None
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
+    cleaning: CleaningOptions = field(default_factory=CleaningOptions)
+    num_shards: int = 0
+    date: Optional[str] = None
+    skip_if_done: bool = False
+    wait: bool = True
+    cost_per_hour: Optional[float] = None
+    allow_empty: bool = False
+    max_dead_share: float = DEFAULT_MAX_DEAD_SHARE
+    beam_args: tuple[str, ...] = ()
+
+
+def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, forward: Optional[Callable] = None):
+    """Build and run the labeling pipeline for one partition; returns the PipelineResult, or None
+    when skip_if_done finds the partition complete with the same checkpoints and routing.
+    `forward` replaces every classifier's forward pass (tests inject faults with it)."""
+    classifiers = load_classifiers(dict(config.checkpoints))  # before any data is read
+    if config.skip_if_done:
+        done = partition.read_manifest(config.output)
+        if done is None:
+            LOG.info("--skip-if-done: %s has no complete run (no _SUCCESS): labeling it", config.output)
+        elif done.get("checkpoints") != checkpoint_ids(classifiers):
+            LOG.info("--skip-if-done: %s was labeled with other checkpoints: labeling it again", config.output)
+        elif done.get("routing", {name: "all languages" for name in config.routes}) != routing_manifest(config.routes):
+            LOG.info("--skip-if-done: %s was labeled with other language routing: labeling it again", config.output)
+        elif done.get("problem"):
+            LOG.info("--skip-if-done: %s was flagged (%s): labeling it again", config.output, done["problem"])
+        else:
+            LOG.info("skipped: %s is already complete (_SUCCESS at %s, %s rows) with the same checkpoints "
+                     "(--skip-if-done)", config.output, done.get("finished"), done.get("rows_written"))
+            return None
+    paths = match_inputs(config.input)
+    kept_types = kept_field_types(paths[0], list(config.fields.keep_fields))
+    schema = output_schema(kept_types, classifiers)
+    warn_on_cleaning_mismatch(classifiers, config.cleaning)
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+    run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
+    staging = partition.staging_dir(config.output, run_id)
+    base_run = partition.committed_run(config.output)  # another run committing after this is a race we lose
+    expected = expected_records(paths)
+    LOG.info("labeling %s (%s) -> %s with %s", config.input,
+             f"{len(paths)} file(s), about {expected:,} posts" if expected else f"{len(paths)} file(s)",
+             config.output, ", ".join(f"{n} [{language.describe(config.routes[n])}]" for n in classifiers))
+
+    pipeline = test_pipeline or make_pipeline(list(config.beam_args))
+    parsed = (
+        pipeline
+        | "MatchInput" >> fileio.MatchFiles(config.input)
+        | "OpenFiles" >> fileio.ReadMatches()
+        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, kept_types, config.lang_field))
+        .with_outputs(DEAD_LETTERS, main="records")
+    )
+    counts = [parsed.records | "CountRecords" >> CountAs("records_read"),
+              parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
+              | "CountRecordLetters" >> CountAs("records_read")]
+    # Reshuffle: the records of one large input file are spread over workers for inference
+    # instead of staying fused with the worker that read the file.
+    max_tokens = max(position_limit(load_config_dict(c.checkpoint.local_dir)) for c in classifiers.values())
+    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read")
+    rows = (parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
+            | "Spread" >> beam.Reshuffle())
+    handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, config.routes,
+                                 config.inference, forward)
+    labeled = rows | "Classify" >> Classify(handler)
+    rows = labeled.rows
+    counts.append(labeled[COUNTS])
+    dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS]]
+    tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
+    counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([("empty_text_rows", 0)])]
+    shards = (tables.tables | "Progress" >> beam.ParDo(ProgressFn(expected, workers_of(config.beam_args), batched=True))
+              | "WriteParquet" >> beam.io.WriteToParquetBatched(
+        partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy", file_name_suffix=".parquet",
+        num_shards=config.num_shards))
+    letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
+        partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
+    runner = type(pipeline.runner).__name__
+    totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
+    manifest = base_manifest(config, paths, classifiers, run_id, started.isoformat(), runner,
+                             cost_workers(config.beam_args), config.routes)
+    _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(
+        staging, config.output, manifest, base_run, config.routes,
+        outcome_limits={"allow_empty": config.allow_empty, "max_dead_share": config.max_dead_share})
+    result = pipeline.run()
+    if not config.wait:
+        LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
+        return result
+    try:
+        result.wait_until_finish()
+    except Exception as exc:
+        raise _our_error(exc) or exc
+    done = partition.read_manifest(config.output)
+    if done and done.get("run_id") == run_id:
+        for line in console.summary_lines(done, time.monotonic() - clock, console.label_lines(config.output)):
+            LOG.info("%s", line)
+        if done.get("problem"):
+            raise SuspectRun(f"{config.output} was written, but {done['problem']}")
+    return result
+
+
+def load_classifiers(refs: dict[str, str]) -> dict[str, Classifier]:
+    """Resolve and validate every checkpoint; all problems are reported together."""
+    classifiers, problems = {}, []
+    for name, ref in refs.items():
+        try:
+            checkpoint = resolve(name, ref)
+            classifiers[name] = Classifier(checkpoint, validate(checkpoint))
+        except CheckpointError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CheckpointError("\n".join(problems))
+    return classifiers
+
+
+def match_inputs(pattern: str) -> list[str]:
+    paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    if not paths:
+        raise UsageError(f"--input {pattern!r} matches no files")
+    for path in paths:
+        try:
+            input_format(path)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    return sorted(paths)
+
+
+def kept_field_types(first_path: str, keep_fields: list[str]) -> dict[str, pa.DataType]:
+    """Column types of kept fields: the Parquet schema's, or inferred from the first records."""
+    if not keep_fields:
+        return {}
+    if input_format(first_path) == "parquet":
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(first_path) as handle:
+            schema = pq.ParquetFile(handle).schema_arrow
+        return {name: (schema.field(name).type if name in schema.names else pa.string()) for name in keep_fields}
+    with FileSystems.open(first_path) as handle:
+        items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
+        sample = [item[1] for item in items if not isinstance(item, DeadLetter)]
+    return infer_kept_types(sample, keep_fields)
+
+
+def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Classifier]) -> pa.Schema:
+    fields = [*BASE_FIELDS]
+    fields += [pa.field(name, kept_types[name]) for name in kept_types]
+    fields.append(pa.field("clean_text", pa.string()))
+    for classifier in classifiers.values():
+        fields += classifier.head.fields
+    names = [f.name for f in fields]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        hint = " (for the input's language field: --lang-field lang)" if "lang" in clashes else ""
+        raise UsageError(f"--keep-fields {clashes} clash with output columns{hint}")
+    checkpoints = checkpoint_ids(classifiers)
+    metadata = {"label_corpus.checkpoints": json.dumps(checkpoints)}
+    for name, entry in checkpoints.items():
+        metadata[f"label_corpus.{name}.checkpoint"] = entry["checkpoint"]
+        metadata[f"label_corpus.{name}.revision"] = entry["revision"]
+    return pa.schema(fields, metadata=metadata)
+
+
+def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
+    """A Beam pipeline for the given options. The DirectRunner (the default) runs on Beam's
+    FnApiRunner, in memory or with --direct_num_workers processes; we skip its attempt to
+    download the Prism runner, which fails on machines without internet access."""
+    options = PipelineOptions(beam_args)
+    runner = options.view_as(StandardOptions).runner
+    if runner in (None, "DirectRunner", "direct"):
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return beam.Pipeline(runner=FnApiRunner(), options=options)
+    return beam.Pipeline(options=options)
+
+
+def fill_date(template: str, date: str | None) -> str:
+    if "{date}" in template and not date:
+        raise UsageError(f"{template!r} contains {{date}}: pass --date YYYY-MM-DD")
+    return template.replace("{date}", date) if date else template
+
+
+def checkpoint_ids(classifiers: dict[str, Classifier]) -> dict[str, dict]:
+    return {name: {"checkpoint": c.checkpoint.ref, "revision": c.checkpoint.revision}
+            for name, c in classifiers.items()}
+
+
+def warn_on_cleaning_mismatch(classifiers: dict[str, Classifier], cleaning: CleaningOptions) -> None:
+    """Checkpoints trained by pipelines.train store the cleaning options they were trained with."""
+    for name, classifier in classifiers.items():
+        trained = load_config_dict(classifier.checkpoint.local_dir).get("label_corpus_cleaning")
+        if trained is not None and CleaningOptions.from_dict(trained) != cleaning:
+            LOG.warning("classifier %s was trained on text cleaned with %s, but this run cleans with %s; "
+                        "pass --url-token/--mention-token to match", name, trained, cleaning.to_dict())
+
+
+def counter_values(result) -> dict[tuple[str, str], int]:
+    return {(c.key.metric.namespace, c.key.metric.name): c.committed
+            for c in result.metrics().query()["counters"]}
+
+
+def routing_manifest(routes) -> dict[str, str]:
+    return {name: language.describe(languages) for name, languages in routes.items()}
+
+
+def base_manifest(config: "LabelConfig", paths, classifiers, run_id, started, runner, workers, routes) -> dict:
+    """What the launcher knows; the commit step adds the counts, the times and the cost
+    (partition.finish_manifest)."""
+    return {
+        "run_id": run_id, "input": config.input, "input_paths": paths, "output": config.output, "date": config.date,
+        "checkpoints": checkpoint_ids(classifiers), "code_version": code_version(), "runner": runner,
+        "started": started, "cost_per_hour_usd": config.cost_per_hour, "cost_workers": workers,
+        "routing": routing_manifest(routes),
+    }
+
+
+def cost_workers(beam_args: list[str]) -> int:
+    """Workers the cost is charged for: Dataflow's --max_num_workers (an upper bound under
+    autoscaling) or --num_workers; one machine for the DirectRunner."""
+    options = PipelineOptions(beam_args)
+    if "Dataflow" not in str(options.view_as(StandardOptions).runner):
+        return 1
+    workers = options.view_as(WorkerOptions)
+    return workers.max_num_workers or workers.num_workers or 1
+
+
+def code_version() -> str:
+    try:
+        return importlib.metadata.version("social-corpus-labeling")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _our_error(exc: BaseException):
+    """The commit step's own error inside a runner's wrapping, so the CLI can report it plainly."""
+    ours = (partition.ReconciliationError, partition.ConcurrentRunError, partition.VerificationError)
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, ours):
+            return seen
+        for kind in ours:
+            if f"{kind.__name__}: " in str(seen):
+                return kind(str(seen).split(f"{kind.__name__}: ", 1)[1].split("\n")[0].strip(" '\""))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def workers_of(beam_args: list[str]) -> int:
+    """Worker processes the DirectRunner runs (for the progress estimate); 1 when not said."""
+    for i, arg in enumerate(beam_args):
+        if arg.startswith("--direct_num_workers"):
+            value = arg.partition("=")[2] or (beam_args[i + 1] if i + 1 < len(beam_args) else "1")
+            return max(int(value), 1) if value.isdigit() else 1
+    return 1
+
+
+def expected_records(paths: list[str], limit_bytes: int = 2 << 30) -> int | None:
+    """About how many records the inputs hold, for the progress estimate: Parquet footers, else
+    lines of local files up to limit_bytes in all; None where that would cost a read of remote data."""
+    import os
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in paths:
+        if input_format(path) == "parquet":
+            with FileSystems.open(path) as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+            continue
+        if "://" in path or os.path.getsize(path) > limit_bytes:
+            return None
+        with FileSystems.open(path) as handle:
+            lines = sum(1 for line in iter(handle.readline, b"") if line.strip())
+        total += lines - (input_format(path) == "csv")
+    return total
+
+
