@@ -13,8 +13,10 @@ import polars as pl
 import pytest
 
 from models.specs import POLITICS_CLASSES, POLITICS_TOPICS
-from models.training import (TrainingDataError, TrainingSetupError, binary_f1, compute_metrics, load_task_data,
-                             multiclass_f1, roc_auc, split_indices, tune_thresholds)
+from models.training import TrainingDataError, TrainingSetupError
+from models.training.data import load_task_data, split_indices
+from models.training.metrics import compute_metrics, flatten, tune_thresholds, unflatten
+from models.training.recipes import PUBLISHED_PRESETS, nearest_optimizer
 from pipelines import train
 from transforms.cleaning import CleaningOptions, clean_text
 
@@ -87,19 +89,30 @@ def test_threshold_tuning_finds_the_known_best_threshold():
     assert thresholds[1] == pytest.approx(0.16)
     # label 2: no positives in the eval split -> keep 0.5
     assert thresholds[2] == pytest.approx(0.5)
-    assert binary_f1(targets[:, 1], probs[:, 1] >= thresholds[1]) == 1.0
-    assert binary_f1(targets[:, 1], probs[:, 1] >= 0.5) == 0.0
 
 
-def test_metric_functions_against_hand_values():
-    assert binary_f1([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
-    assert binary_f1([0, 0], [0, 0]) == 0.0
-    # classes 0: f1 2/3 (support 2), 1: f1 2/3 (support 1) ... y_true [0,0,1,2], y_pred [0,1,1,2]
-    assert multiclass_f1([0, 0, 1, 2], [0, 1, 1, 2], "macro") == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
-    assert multiclass_f1([0, 0, 1, 2], [0, 1, 1, 2], "weighted") == pytest.approx((2 * 2 / 3 + 2 / 3 + 1) / 4)
-    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
-    assert roc_auc([0, 1, 1], [0.5, 0.5, 0.9]) == pytest.approx(0.75)  # a tie counts half
-    assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
+def _logit(p):
+    p = np.asarray(p, dtype=np.float64)
+    return np.log(p / (1 - p))
+
+
+def test_stars_and_sentiment_metrics_against_hand_values():
+    # sentiment: truth [0, 0, 1, 1], predicted [0, 1, 1, 1] -> accuracy 3/4; F1 negative 2/3, positive 4/5
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [-1.0, 1.0]])
+    metrics = compute_metrics("sentiment", logits, np.array([0, 0, 1, 1]), ["negative", "positive"])
+    assert metrics["metric"] == "accuracy" and metrics["score"] == pytest.approx(0.75)
+    assert metrics["per_label"]["negative"]["f1"] == pytest.approx(2 / 3)
+    assert metrics["per_label"]["positive"]["f1"] == pytest.approx(0.8)
+    assert metrics["overall"]["f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    # stars: the star is the arg-max of the sigmoids; ROC AUC per star, averaged over stars with both classes
+    probs = np.array([[0.9, 0.2, 0.1, 0.1, 0.1], [0.3, 0.8, 0.1, 0.1, 0.1], [0.1, 0.6, 0.7, 0.1, 0.1],
+                      [0.2, 0.1, 0.1, 0.1, 0.95]])
+    stars = compute_metrics("stars", _logit(probs), np.array([0, 1, 1, 4]), ["Star_1", "Star_2", "Star_3", "Star_4",
+                                                                           "Star_5"])
+    assert stars["overall"]["accuracy"] == pytest.approx(0.75)  # the third row is predicted 3 stars, not 2
+    # star 1: AUC 1; star 2: positives 0.8, 0.6 vs negatives 0.2, 0.1 -> 1; star 5: 1 -> mean 1
+    assert stars["overall"]["roc_auc"] == pytest.approx(1.0)
+    assert stars["per_label"]["Star_2"]["recall"] == pytest.approx(0.5)
 
 
 def test_politics_metrics_are_per_topic_and_their_mean():
@@ -114,23 +127,34 @@ def test_politics_metrics_are_per_topic_and_their_mean():
     metrics = compute_metrics("politics", logits, targets, POLITICS_TOPICS)
     assert metrics["metric"] == "overall_f1"
     assert metrics["per_label"]["democracy"]["accuracy"] == pytest.approx(0.75)
-    democracy_f1 = multiclass_f1([1, 2, 3, 0], [1, 2, 3, 3], "weighted")
+    # weighted F1 over the classes seen: 1, 2 right (F1 1, support 1 each), 3 (F1 2/3, support 1), 0 (F1 0, support 1)
+    democracy_f1 = (1 + 1 + 2 / 3 + 0) / 4
     assert metrics["per_label"]["democracy"]["f1"] == pytest.approx(democracy_f1)
     assert metrics["per_label"]["economy"]["f1"] == 1.0
     assert metrics["score"] == pytest.approx((democracy_f1 + 11) / 12)
     assert metrics["overall"]["overall_accuracy"] == pytest.approx((0.75 + 11) / 12)
-    democracy_macro = (1 + 1 + 2 / 3 + 0) / 4  # classes 1, 2 right; 3 once right once wrong; 0 never predicted
-    assert metrics["overall"]["overall_macro_f1"] == pytest.approx((democracy_macro + 11) / 12)
+    assert metrics["overall"]["overall_macro_f1"] == pytest.approx((democracy_f1 + 11) / 12)
 
 
 def test_emotion_metrics_use_the_thresholds():
-    logits = np.log(np.array([[0.3, 0.9], [0.2, 0.1]]) / (1 - np.array([[0.3, 0.9], [0.2, 0.1]])))
+    logits = _logit([[0.3, 0.9], [0.2, 0.1]])
     targets = np.array([[1, 1], [0, 0]])
     at_half = compute_metrics("emotion", logits, targets, ["joy", "anger"])
     tuned = compute_metrics("emotion", logits, targets, ["joy", "anger"], thresholds=np.array([0.25, 0.5]))
     assert at_half["score"] == pytest.approx(0.5)
     assert tuned["score"] == pytest.approx(1.0)
     assert tuned["thresholds"] == {"joy": 0.25, "anger": 0.5}
+    assert compute_metrics("emotion", logits, targets, ["joy", "anger"], tune=True)["score"] == pytest.approx(1.0)
+
+
+def test_flat_metrics_round_trip():
+    metrics = compute_metrics("emotion", _logit([[0.3, 0.9], [0.2, 0.1]]), np.array([[1, 1], [0, 0]]),
+                              ["joy", "anger"], thresholds=np.array([0.25, 0.5]))
+    flat = flatten(metrics)
+    assert all(isinstance(v, (int, float)) for v in flat.values())  # what trackers accept
+    back = unflatten({f"eval_{k}": v for k, v in flat.items()})
+    assert back["overall"] == metrics["overall"] and back["per_label"] == metrics["per_label"]
+    assert back["thresholds"] == metrics["thresholds"]
 
 
 def test_split_is_seeded_and_sized():
@@ -143,29 +167,69 @@ def test_split_is_seeded_and_sized():
 
 
 def test_presets_follow_the_cards_and_every_flag_overrides():
-    request = train.build_request(*train.parse_args(
-        ["--task", "emotion", "--train", "x.jsonl", "--output", "out"]))
-    hp = request.hyperparameters
-    assert (hp.learning_rate, hp.train_batch_size, hp.gradient_accumulation_steps, hp.lr_scheduler,
-            hp.num_epochs, hp.fp16, hp.focal_alpha, hp.focal_gamma, hp.max_length, hp.eval_fraction) == (
-        2e-5, 4, 8, "cosine", 3, True, 0.25, 2.0, 128, 0.1)
+    task_args, args = train.parse_args(["--task", "emotion", "--train", "x.jsonl", "--output", "out"])
+    request = train.build_request(task_args, args)
+    assert (args.learning_rate, args.per_device_train_batch_size, args.gradient_accumulation_steps,
+            str(args.lr_scheduler_type.value), args.num_train_epochs, request.focal_alpha, request.focal_gamma,
+            request.max_length, request.eval_fraction, args.metric_for_best_model) == (
+        2e-5, 4, 8, "cosine", 3, 0.25, 2.0, 128, 0.1, "macro_f1")
+    assert args.load_best_model_at_end and str(args.eval_strategy.value) == str(args.save_strategy.value) == "epoch"
+    assert args.output_dir == "out"  # train_classifier moves it to out/training_state
     assert request.base_model is None  # resolved to the published base (roberta-large) at training time
-    politics = train.build_request(*train.parse_args(["--task", "politics", "--train", "x", "--output", "o"]))
-    assert (politics.hyperparameters.learning_rate, politics.hyperparameters.train_batch_size,
-            politics.hyperparameters.gradient_accumulation_steps, politics.hyperparameters.num_epochs,
-            politics.hyperparameters.eval_fraction, politics.hyperparameters.seed) == (5e-5, 16, 2, 16, 0.2, 42)
-    custom = train.build_request(*train.parse_args([
-        "--task", "emotion", "--train", "x", "--output", "o", "--lr", "1e-3", "--head-lr", "1e-2", "--batch-size", "32",
-        "--grad-accum", "1", "--epochs", "7", "--scheduler", "linear", "--warmup-ratio", "0.1",
-        "--max-length", "64", "--seed", "3", "--fp16", "false", "--bf16", "--focal-alpha", "0.5",
-        "--focal-gamma", "1", "--eval-fraction", "0.3", "--url-token", "http", "--labels", "joy, anger"]))
-    hp = custom.hyperparameters
-    assert (hp.learning_rate, hp.train_batch_size, hp.gradient_accumulation_steps, hp.num_epochs, hp.lr_scheduler,
-            hp.warmup_ratio, hp.max_length, hp.seed, hp.fp16, hp.bf16, hp.focal_alpha, hp.focal_gamma,
-            hp.eval_fraction) == (1e-3, 32, 1, 7, "linear", 0.1, 64, 3, False, True, 0.5, 1.0, 0.3)
-    assert hp.head_learning_rate == 1e-2 and request.hyperparameters.head_learning_rate is None
-    assert custom.cleaning == CleaningOptions(url_token="http")
-    assert custom.labels == ["joy", "anger"]
+    _, politics = train.parse_args(["--task", "politics", "--train", "x", "--output", "o"])
+    assert (politics.learning_rate, politics.per_device_train_batch_size, politics.gradient_accumulation_steps,
+            politics.num_train_epochs, politics.seed, politics.metric_for_best_model) == (5e-5, 16, 2, 16, 42,
+                                                                                          "overall_f1")
+    # Trainer's own flags as they are, and the short spellings
+    task_args, custom = train.parse_args([
+        "--task", "emotion", "--train", "x", "--output_dir", "o", "--learning_rate", "1e-3", "--head-lr", "1e-2",
+        "--per_device_train_batch_size", "32", "--grad-accum", "1", "--epochs", "7", "--scheduler", "linear",
+        "--warmup_steps", "0.1", "--max-length", "64", "--seed", "3", "--fp16", "false", "--focal-alpha", "0.5",
+        "--focal_gamma", "1", "--eval-fraction", "0.3", "--url-token", "http", "--labels", "joy, anger",
+        "--report_to", "none", "--optim", "adamw_torch", "--weight_decay", "0.01", "--device", "cpu"])
+    request = train.build_request(task_args, custom)
+    assert (custom.learning_rate, custom.per_device_train_batch_size, custom.gradient_accumulation_steps,
+            custom.num_train_epochs, str(custom.lr_scheduler_type.value), custom.warmup_steps, custom.seed,
+            custom.fp16, custom.weight_decay, custom.use_cpu) == (1e-3, 32, 1, 7, "linear", 0.1, 3, False, 0.01, True)
+    assert (request.head_learning_rate, request.max_length, request.focal_alpha, request.focal_gamma,
+            request.eval_fraction, request.output) == (1e-2, 64, 0.5, 1.0, 0.3, "o")
+    assert request.cleaning == CleaningOptions(url_token="http")
+    assert request.labels == ["joy", "anger"]
+
+
+def test_emotion_optimizer_is_the_cards_where_it_can_run(monkeypatch, caplog):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    with caplog.at_level("WARNING"):
+        assert nearest_optimizer("adamw_8bit", cuda=True) == "adamw_torch"
+    assert "needs bitsandbytes" in caplog.text and "pip install '.[bnb]'" in caplog.text
+    assert nearest_optimizer("adafactor", cuda=False) == "adafactor"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes" else real(name, *a))
+    assert nearest_optimizer("adamw_8bit", cuda=True) == "adamw_8bit"
+    assert nearest_optimizer("adamw_8bit", cuda=False) == "adamw_torch"
+    assert PUBLISHED_PRESETS["emotion"]["optim"] == "adamw_8bit"
+
+
+def test_help_names_the_command_and_explains_the_switches():
+    text = train.make_parser().format_help()
+    assert text.startswith("usage: python -m pipelines.train")
+    assert "DESIGN.md" not in text and "docs/training.md" in text
+    squashed = " ".join(text.split())
+    assert "--no-progress [NO_PROGRESS] no progress bars" in squashed
+    assert "instead of tuning one per label" in squashed
+    for flag in ("--per_device_train_batch_size", "--gradient_accumulation_steps", "--optim", "--report_to", "--fp16"):
+        assert flag in text
+
+
+def test_an_uncached_hub_model_fails_at_once_when_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = write_jsonl(tmp_path / "s.jsonl", make_rows("sentiment", 10))
+    with pytest.raises(TrainingSetupError, match="HF_HUB_OFFLINE is set") as info:
+        train.run(["--task", "sentiment", "--train", data, "--output", str(tmp_path / "o"),
+                   "--base_model", "nobody-here/not-a-cached-model", "--device", "cpu"])
+    assert "local directory" in str(info.value)
 
 
 # ----------------------------------------------------------------------------- data formats and errors
