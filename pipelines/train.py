@@ -60,7 +60,8 @@ class TaskArguments:
     head_learning_rate: Optional[float] = field(default=None, metadata=_help(
         "learning rate of the new head and the pooler, a parameter group of its own (default: --learning_rate)"))
     max_length: Optional[int] = field(default=None, metadata=_help(
-        "tokens per text (default: emotion 128, others the model's limit, as the pipeline cuts them)"))
+        "tokens per training text (default: emotion 128, others the model's limit); evaluation, like the "
+        "pipeline, cuts texts at the model's limit"))
     focal_alpha: Optional[float] = field(default=None, metadata=_help("emotion focal loss alpha (preset 0.25)"))
     focal_gamma: Optional[float] = field(default=None, metadata=_help("emotion focal loss gamma (preset 2.0)"))
     url_token: Optional[str] = field(default=None, metadata=_help(

@@ -113,15 +113,18 @@ def train_classifier(request: TrainRequest) -> FitResult:
             model, tokenizer = load_saved_model(resume_from)  # the interrupted run's architecture and tokenizer
         else:
             model, tokenizer = build_model(space, base, train_data.texts, seed=args.seed)
-        length = max_tokens(model, tokenizer, request.max_length)
-        tokenizing = pipeline_classifier(model, tokenizer, request.task, space.names, length)
+        # training texts are cut at --max_length; evaluation cuts them where the pipeline will
+        pipeline_length = max_tokens(model, tokenizer, None)
+        train_tokens = pipeline_classifier(model, tokenizer, request.task, space.names,
+                                           max_tokens(model, tokenizer, request.max_length))
+        eval_tokens = pipeline_classifier(model, tokenizer, request.task, space.names, pipeline_length)
         trainer = TaskTrainer(
-            model=model, args=args, train_dataset=TaskDataset(train_data, tokenizing),
-            eval_dataset=TaskDataset(eval_data, tokenizing), processing_class=tokenizer,
+            model=model, args=args, train_dataset=TaskDataset(train_data, train_tokens),
+            eval_dataset=TaskDataset(eval_data, eval_tokens), processing_class=tokenizer,
             data_collator=PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
             compute_metrics=partial(trainer_metrics, request.task, space.names, request.tune_thresholds),
             callbacks=[EpochLogCallback(TASK_METRIC[request.task]), *request.callbacks],
-            task=request.task, space=space, max_length=length, head_learning_rate=request.head_learning_rate,
+            task=request.task, space=space, max_length=pipeline_length, head_learning_rate=request.head_learning_rate,
             focal_alpha=request.focal_alpha, focal_gamma=request.focal_gamma)
         trainer.train(resume_from_checkpoint=resume_from if request.resume else None)
         history = epoch_history(trainer.state.log_history)

@@ -7,8 +7,8 @@
   tokenization, length-sorted sub-batches, padding and forward pass, models.handler), the loss on
   those logits, and Trainer's compute_metrics (models.training.metrics.trainer_metrics: the head's
   columns) on them: the metrics a checkpoint reports are those of the labels the pipeline will write.
-Training batches are tokenized by the same LoadedClassifier.tokenize and padded by the same
-models.handler.pad_sub_batch.
+Training batches are tokenized by the same LoadedClassifier.tokenize (cut at --max_length) and
+padded by the same models.handler.pad_sub_batch; evaluation cuts texts where the pipeline does.
 """
 from __future__ import annotations
 
