@@ -41,7 +41,8 @@ def train_argv(task: str, examples: Path, output: Path, base: str, progress: boo
             "--output", str(output / "checkpoints" / task), "--learning_rate", str(lr),
             "--head_learning_rate", str(head_lr), "--num_train_epochs", str(epochs),
             "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1",
-            "--lr_scheduler_type", "linear", "--warmup_steps", "0.1", "--max_length", "64", "--device", "cpu"]
+            "--lr_scheduler_type", "linear", "--warmup_steps", "0.1", "--max_length", "64", "--device", "cpu",
+            "--save_only_model"]  # the demo never resumes: no optimizer state written each epoch
     if cpu_threads:
         argv += ["--cpu_threads", str(cpu_threads)]
     return argv if progress else argv + ["--no_progress"]

@@ -176,8 +176,9 @@ def make_report(request: TrainRequest, args, base: str, best: dict, history: lis
     hyperparameters["lr_scheduler_type"] = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
     hyperparameters.update(total_train_batch_size=args.per_device_train_batch_size * args.gradient_accumulation_steps
                            * max(1, args.world_size), head_learning_rate=request.head_learning_rate,
-                           max_length=request.max_length, focal_alpha=request.focal_alpha,
-                           focal_gamma=request.focal_gamma)
+                           max_length=request.max_length)
+    if request.task == "emotion":
+        hyperparameters.update(focal_alpha=request.focal_alpha, focal_gamma=request.focal_gamma)
     return {
         "task": request.task, "base_model": describe_base(base), "metric": metric,
         "score": best["overall"][metric], "best_epoch": best["epoch"], "best_step": best["step"],

@@ -59,8 +59,8 @@ def model_card(report: dict, history: list[dict]) -> ModelCard:
         f"This model is a fine-tuned version of {base} for the `{task}` classifier of the label_corpus pipeline "
         f"(the recipe of `{SPECS[task].published_checkpoint}`), trained on {report['train_rows']} rows and "
         f"evaluated on {report['eval_rows']}.",
-        f"It achieves the following results on the evaluation set (epoch {report['best_epoch']} of "
-        f"{report['epochs_trained']}, the best by {report['metric']}):",
+        f"It achieves the following results on the evaluation set (epoch {report['best_epoch']:g} of "
+        f"{report['epochs_trained']:g}, the best by {report['metric']}):",
         f"- Loss: {_fmt(best['eval_loss'])}",
     ]
     for name in names:
