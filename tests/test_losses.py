@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from models.losses import cross_entropy, focal_loss, grouped_cross_entropy, one_hot_bce, task_loss
+from models.training.losses import cross_entropy, focal_loss, grouped_cross_entropy, one_hot_bce, task_loss
 
 LOGITS_2x3 = [[0.0, 2.0, -1.0], [1.0, -2.0, 0.5]]
 TARGETS_2x3 = [[1, 0, 0], [0, 1, 1]]

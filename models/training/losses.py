@@ -61,7 +61,7 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
 
 def task_loss(task: str, logits: torch.Tensor, targets: torch.Tensor, *, focal_alpha: float = 0.25,
               focal_gamma: float = 2.0) -> torch.Tensor:
-    """The recipe's loss for a task. targets as models.training encodes them:
+    """The recipe's loss for a task. targets as models.training.data encodes them:
     politics [n, 12] class indices; stars [n] star index 0-4; sentiment [n] class index;
     emotion [n, labels] floats in {0, 1}."""
     logits = logits.float()
