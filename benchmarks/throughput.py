@@ -159,14 +159,14 @@ def token_profile(checkpoints: dict[str, str], scale: str, texts: list[str]) -> 
     """Per classifier: real token lengths (as the handler truncates), the useful FLOPs of an
     unpadded pass, what a corpus-order batch of 32 pads to, and tokenization time."""
     from models.checkpoints import load_config_dict, load_tokenizer
-    from models.runtime import position_limit
+    from models.runtime import token_limit
     from benchmarks.checkpoints import SHAPES, useful_flops
 
     profile = {}
     for name, path in checkpoints.items():
         config = load_config_dict(path)
         tokenizer = load_tokenizer(path)
-        max_length = min(int(tokenizer.model_max_length or 10**9), position_limit(config))
+        max_length = token_limit(tokenizer, config)
         started = time.perf_counter()
         ids = tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False)["input_ids"]
         seconds = time.perf_counter() - started

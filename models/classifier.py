@@ -30,8 +30,8 @@ from models.batching import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, DEFAULT_OVER
                              pad_sub_batch, plan_in_order, plan_sub_batches)
 from models.checkpoints import ResolvedCheckpoint, load_config_dict, load_tokenizer, resolve
 from models.heads import Head, build_head
-from models.runtime import (PinnedStaging, autocast_dtype_for, pick_device, position_limit,
-                            release_free_memory, worker_cores)
+from models.runtime import (PinnedStaging, autocast_dtype_for, pick_device, release_free_memory, token_limit,
+                            worker_cores)
 from models.specs import SPECS
 
 LOG = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ def load_classifier(checkpoint: ResolvedCheckpoint, options: InferenceOptions = 
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 module.to(autocast_dtype)
-    max_length = min(int(tokenizer.model_max_length or 10**9), position_limit(config))
+    max_length = token_limit(tokenizer, config)
     uses_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
     max_tokens = options.max_tokens_per_batch or DEFAULT_MAX_TOKENS[device]
     max_items = options.max_items_per_batch or DEFAULT_MAX_ITEMS[device]

@@ -77,6 +77,11 @@ def release_free_memory() -> None:
 _MALLOC_TRIM = None
 
 
+def token_limit(tokenizer, config: dict) -> int:
+    """Tokens per text a model takes: the tokenizer's limit and its position embeddings'."""
+    return min(int(tokenizer.model_max_length or 10**9), position_limit(config))
+
+
 def position_limit(config: dict) -> int:
     """How many tokens the model's position embeddings allow."""
     limit = int(config.get("max_position_embeddings") or 512)

@@ -4,11 +4,11 @@
 - TaskTrainer.create_optimizer: the optimizer --optim names (Trainer's own choice of class and
   arguments), with the new head and the pooler in parameter groups of their own learning rate;
 - TaskTrainer.evaluation_loop: the eval texts through the pipeline's LoadedClassifier (its
-  tokenization, length-sorted sub-batches, padding and forward pass, models.handler), the loss on
+  tokenization, length-sorted sub-batches, padding and forward pass, models.classifier), the loss on
   those logits, and Trainer's compute_metrics (models.training.metrics.trainer_metrics: the head's
   columns) on them: the metrics a checkpoint reports are those of the labels the pipeline will write.
 Training batches are tokenized by the same LoadedClassifier.tokenize (cut at --max_length) and
-padded by the same models.handler.pad_sub_batch; evaluation cuts texts where the pipeline does.
+padded by the same models.batching.pad_sub_batch; evaluation cuts texts where the pipeline does.
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ import torch
 from transformers import EvalPrediction, PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import EvalLoopOutput
 
-from models.handler import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, LoadedClassifier, PinnedStaging,
-                            autocast_dtype_for, pad_sub_batch, position_limit)
+from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, pad_sub_batch
+from models.classifier import LoadedClassifier
+from models.runtime import PinnedStaging, autocast_dtype_for, token_limit
 from models.heads import build_head
 from models.specs import SPECS
 from models.training.data import LabelSpace, TaskData
@@ -34,7 +35,7 @@ LOG = logging.getLogger(__name__)
 
 def max_tokens(model, tokenizer, requested: int | None) -> int:
     """Tokens per text: the pipeline's limit (the tokenizer's, the position embeddings'), or fewer."""
-    limit = min(int(tokenizer.model_max_length or 10 ** 9), position_limit(model.config.to_dict()))
+    limit = token_limit(tokenizer, model.config.to_dict())
     return min(limit, requested) if requested else limit
 
 
