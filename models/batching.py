@@ -83,38 +83,3 @@ def pad_sub_batch(ids, token_types, lengths, indices: list[int], pad_id: int) ->
         if token_types is not None:
             arrays["token_type_ids"][row, :n] = token_types[i]
     return arrays
-
-
-class PassCostModel:
-    """Learns what one forward pass costs beyond its tokens, in tokens, from the passes it has
-    timed: a least-squares line seconds = a + b x padded_tokens over recent passes (exponentially
-    weighted), overhead = a / b. That ratio depends on the model, the device and how busy the
-    machine is (on a CPU shared with other work, every pass also waits for its threads to be
-    scheduled), so the planner uses what it measures, starting from the device's default and
-    kept within [minimum, maximum]. It only moves the cuts between sub-batches: scores do not
-    depend on it."""
-
-    def __init__(self, prior: float, minimum: float = 16, maximum: float = 8192, decay: float = 0.97,
-                 warmup: int = 8):
-        self.prior, self.minimum, self.maximum = prior, minimum, maximum
-        self.decay, self.warmup = decay, warmup
-        self.count = 0
-        self.sums = np.zeros(5)  # weight, x, y, xx, xy
-
-    def observe(self, tokens: int, seconds: float) -> None:
-        self.sums *= self.decay
-        self.sums += (1.0, tokens, seconds, tokens * tokens, tokens * seconds)
-        self.count += 1
-
-    def overhead_tokens(self) -> float:
-        if self.count < self.warmup:
-            return self.prior
-        weight, x, y, xx, xy = self.sums
-        variance = xx / weight - (x / weight) ** 2
-        if variance <= (0.05 * x / weight) ** 2:  # passes of nearly one size: no slope to fit
-            return self.prior
-        slope = (xy / weight - (x / weight) * (y / weight)) / variance
-        if slope <= 0:
-            return self.prior
-        intercept = y / weight - slope * x / weight
-        return float(min(self.maximum, max(self.minimum, intercept / slope)))

@@ -26,8 +26,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from models.batching import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, DEFAULT_OVERHEAD_TOKENS, PassCostModel,
-                             pad_sub_batch, plan_in_order, plan_sub_batches)
+from models.batching import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, DEFAULT_OVERHEAD_TOKENS, pad_sub_batch,
+                             plan_in_order, plan_sub_batches)
 from models.checkpoints import ResolvedCheckpoint, load_config_dict, load_tokenizer, resolve
 from models.heads import Head, build_head
 from models.runtime import (PinnedStaging, autocast_dtype_for, pick_device, release_free_memory, token_limit,
@@ -96,7 +96,6 @@ class LoadedClassifier:
     max_items: int = DEFAULT_MAX_ITEMS["cpu"]
     sort_by_length: bool = True
     staging: Optional[PinnedStaging] = None  # CUDA only
-    pass_cost: Optional[PassCostModel] = None  # None: the device's fixed default overhead
     # oneDNN keeps a compiled primitive for every input shape it meets, and with a new padded
     # shape in almost every pass that cache grows with the corpus; fp32 on CPU runs as fast
     # without it (MKL), so it is switched off around those passes. bf16 needs it.
@@ -169,8 +168,7 @@ class LoadedClassifier:
         runnable = [i for i in range(len(ids)) if i not in failures]
         runnable_lengths = [lengths[i] for i in runnable]
         if self.sort_by_length:
-            overhead = (self.pass_cost.overhead_tokens() if self.pass_cost is not None
-                        else DEFAULT_OVERHEAD_TOKENS[self.device])
+            overhead = DEFAULT_OVERHEAD_TOKENS[self.device]
             planned = plan_sub_batches(runnable_lengths, self.max_tokens, self.max_items, overhead)
         else:
             planned = plan_in_order(runnable_lengths, self.max_tokens, self.max_items)
@@ -204,8 +202,6 @@ class LoadedClassifier:
                     pending += [indices[:half], indices[half:]]
                 continue
             seconds = time.perf_counter() - started
-            if self.pass_cost is not None:
-                self.pass_cost.observe(arrays["input_ids"].size, seconds)
             stats["inference_us"] += int(seconds * 1e6)
             stats["sub_batches"] += 1
             stats["real_tokens"] += sum(lengths[i] for i in indices)
@@ -308,7 +304,6 @@ def load_classifier(checkpoint: ResolvedCheckpoint, options: InferenceOptions = 
                             name=name, max_tokens=max_tokens, max_items=max_items,
                             sort_by_length=options.sort_by_length,
                             staging=PinnedStaging() if device == "cuda" else None,
-                            pass_cost=PassCostModel(DEFAULT_OVERHEAD_TOKENS[device]),
                             onednn=not (device == "cpu" and autocast_dtype is None and not options.quantize_int8),
                             forward=forward)
 

@@ -1,5 +1,5 @@
 """plan_sub_batches: every text once, budgets respected, similar lengths together, and the cheapest
-cut under its cost model; plan_in_order: the unsorted baseline keeps input order within budgets."""
+cut under its cost model (padded tokens plus a fixed cost per pass); plan_in_order: the unsorted baseline keeps input order within budgets."""
 import itertools
 
 from hypothesis import given, settings
@@ -74,21 +74,3 @@ def test_plan_in_order_keeps_order_within_budgets(lengths, max_tokens, max_items
     for batch in plan:
         assert 1 <= len(batch) <= max_items
         assert _padded(batch, lengths) <= max_tokens or len(batch) == 1
-
-
-def test_pass_cost_model_learns_the_overhead_of_a_pass():
-    from models.batching import PassCostModel
-
-    model = PassCostModel(prior=128)
-    assert model.overhead_tokens() == 128  # nothing measured yet
-    for tokens in [100, 4000, 800, 2500, 60, 7000, 1500, 300, 5000, 900] * 3:
-        model.observe(tokens, 0.3 + 1e-4 * tokens)  # 0.3 s per pass: worth 3,000 tokens
-    assert abs(model.overhead_tokens() - 3000) < 1
-    same_size = PassCostModel(prior=128)
-    for _ in range(20):
-        same_size.observe(1000, 0.5)
-    assert same_size.overhead_tokens() == 128  # no spread in sizes: no slope to fit
-    busy = PassCostModel(prior=128, maximum=8192)
-    for tokens in [100, 4000, 800, 2500, 60, 7000, 1500, 300, 5000, 900]:
-        busy.observe(tokens, 5.0 + 1e-5 * tokens)
-    assert busy.overhead_tokens() == 8192  # kept within its bounds
