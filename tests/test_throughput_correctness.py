@@ -201,3 +201,30 @@ def test_pipeline_with_length_buckets_and_without_sorting_labels_the_same_rows(t
         for row_id, row in outputs["default"].items():
             assert outputs[label][row_id]["sentiment"] == row["sentiment"]
             assert outputs[label][row_id]["sentiment_score"] == pytest.approx(row["sentiment_score"], abs=FP32_BOUND)
+
+
+def test_the_classifiers_shared_across_processes_label_through_beams_proxy(tiny_checkpoints):
+    """What large_model=True (on CUDA) turns on: RunInference loads the classifiers in one shared
+    process (MultiProcessShared) and run_inference calls classify_all through a proxy; forced here on
+    CPU, the rows come back labeled by all four classifiers."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that
+
+    from models.handler import Classify
+    from pipelines.labeling import make_pipeline
+
+    handler = ClassifiersHandler({name: resolve(name, path) for name, path in tiny_checkpoints.items()},
+                                 {name: None for name in tiny_checkpoints}, InferenceOptions(device="cpu", batch_size=8))
+    assert not handler.share_model_across_processes()  # on CPU each process loads its own
+    handler._share_across_processes = handler._large_model = True  # as ModelHandler.__init__(large_model=True) sets
+    rows = [{"id": str(i), "text": TEXTS[i], "clean_text": TEXTS[i], "lang": "en"} for i in range(20)]
+
+    def check(batches):
+        labeled = [row for batch in batches for row in batch]
+        assert sorted(row["id"] for row in labeled) == sorted(str(i) for i in range(20))
+        assert all(row["sentiment"] in ("negative", "positive") and row["stars"] in range(1, 6)
+                   and isinstance(row["emotions"], list) and row["politics_economy"] for row in labeled)
+
+    with make_pipeline([]) as pipeline:
+        labeled = pipeline | beam.Create(rows) | Classify(handler)
+        assert_that(labeled.rows, check)
