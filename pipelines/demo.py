@@ -110,7 +110,7 @@ def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base
 def run(argv=None) -> dict:
     """Train, label, summarize; returns {"metrics", "labels_dir", "seconds", "base"}."""
     from models.training import small_encoder_available
-    from pipelines import label_corpus, report, train
+    from pipelines import label_corpus, labeling, report, train
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,7 +148,7 @@ def run(argv=None) -> dict:
     for task, path in checkpoints.items():
         label_argv += ["--model", f"{task}={path}"]
     print(f"demo: python -m pipelines.label_corpus {' '.join(label_argv)}", flush=True)
-    label_corpus.run(label_argv)
+    labeling.label(label_corpus.config_from_argv(label_argv))
     table = read_labels(labels_dir)
     seconds = time.time() - started
     report.run([str(labels_dir)], out=io.StringIO())  # the charts; its tables are in the summary below
