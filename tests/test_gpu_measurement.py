@@ -1,0 +1,117 @@
+"""The GPU benchmark's pieces, checked on CPU: useful FLOPs from a config against torch's own
+FlopCounterMode, the sampler's parsing and its nvidia-smi path (a stand-in nvidia-smi on PATH), the
+bare loop's batching and its logits against a plain one-text-at-a-time forward pass."""
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks.gpu import (GpuSampler, bare_loop, flops_from_config, length_sorted_batches, parse_smi_line,
+                            target_lines)
+from models.checkpoints import load_config_dict
+from tests.test_pipeline import mixed_length_texts, reference_probabilities
+from transforms.cleaning import clean_text
+
+
+@pytest.mark.parametrize("name", ["politics", "stars", "sentiment", "emotion"])
+def test_useful_flops_from_the_config_equal_torch_flop_counter(tiny_checkpoints, name):
+    """FlopCounterMode counts every matmul torch runs (eager attention, so QK^T and AV are plain
+    matmuls); one text at a time there is no padding, so it must equal our count exactly."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = tiny_checkpoints[name]
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager").eval()
+    texts = ["a", "the vote and the economy today", "酒店 很好 " * 30, "x " * 400]
+    lengths = []
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        for text in texts:
+            encoded = tokenizer(text, truncation=True, max_length=256, return_tensors="pt")
+            lengths.append(encoded["input_ids"].shape[1])
+            model(**encoded)
+    assert len(set(lengths)) == len(texts)  # the n^2 attention term is exercised at several lengths
+    assert flops_from_config(load_config_dict(path), lengths) == counter.get_total_flops()
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("37, 1024\n", (37.0, 1024.0)), ("0, 0", (0.0, 0.0)), (" 100 ,  80511 ", (100.0, 80511.0)),
+    ("[N/A], 1024", None), ("", None), ("utilization.gpu, memory.used", None), ("101, 5", None),
+    ("5", None), ("5, 6, 7", None), ("-1, 5", None),
+])
+def test_nvidia_smi_lines_are_parsed_or_refused(line, expected):
+    assert parse_smi_line(line) == expected
+
+
+def test_sampler_reads_nvidia_smi_until_stopped(tmp_path, monkeypatch):
+    """Without pynvml, the sampler runs `nvidia-smi ... -lms` and reads its lines as they come."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails: the nvidia-smi path
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\n"
+                    "case \"$*\" in *utilization.gpu,memory.used*csv,noheader,nounits*-lms=50*) ;; "
+                    "*) echo bad args >&2; exit 2;; esac\n"
+                    "echo '[N/A], 10'\nfor u in 20 40 90; do echo \"$u, $((u * 10))\"; done\nsleep 30\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with GpuSampler(interval_ms=50) as sampler:
+        for _ in range(200):
+            if len(sampler.samples) == 3:
+                break
+            import time
+
+            time.sleep(0.05)
+    summary = sampler.summary()
+    assert summary["source"] == "nvidia-smi" and summary["samples"] == 3
+    assert summary["busy_share"] == pytest.approx(0.5) and summary["peak_memory_mib"] == 900
+    assert sampler._proc.poll() is not None  # stopped with the block, not left running
+
+
+def test_sampler_without_any_source_gives_no_figures(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setenv("PATH", "")
+    with GpuSampler() as sampler:
+        pass
+    assert sampler.summary() == {"source": None, "samples": 0, "busy_share": None, "peak_memory_mib": None}
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=st.lists(st.integers(1, 512), max_size=300), max_tokens=st.integers(1, 5000),
+       max_items=st.integers(1, 64))
+def test_length_sorted_batches_cover_every_text_once_within_the_budget(lengths, max_tokens, max_items):
+    batches = length_sorted_batches(lengths, max_tokens, max_items)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(lengths, reverse=True)
+    for batch in batches:
+        assert len(batch) <= max_items
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= max_tokens
+
+
+@pytest.mark.parametrize("name", ["stars", "emotion"])
+def test_bare_loop_logits_match_a_plain_forward_pass(tiny_checkpoints, name):
+    texts = [t for t in (clean_text(t) for t in mixed_length_texts(60, seed=11)) if t]
+    result = bare_loop(tiny_checkpoints[name], texts, "cpu", max_tokens=900, max_items=9)
+    assert result["passes"] > 5 and result["seconds"] > 0
+    assert result["real_tokens"] == sum(result["lengths"]) <= result["padded_tokens"]
+    np.testing.assert_allclose(result["logits"], reference_probabilities(tiny_checkpoints[name], texts),
+                               atol=1e-4, rtol=0)
+
+
+def test_targets_are_judged_on_the_best_rows():
+    rows = [{"contender": "bare", "classifier": "all four", "posts_per_s": 1000.0, "share_of_peak": 0.45},
+            {"contender": "ours w=1", "classifier": "all four", "posts_per_s": 700.0},
+            {"contender": "ours w=4", "classifier": "all four", "posts_per_s": 850.0},
+            {"contender": "ours w=4", "classifier": "emotion", "posts_per_s": 9000.0},
+            {"contender": "hf-loop", "classifier": "all four", "posts_per_s": 200.0}]
+    lines = target_lines(rows)
+    assert "45.0%" in lines[0] and lines[0].endswith("MET")
+    assert "ours w=4" in lines[1] and "0.85" in lines[1] and lines[1].endswith("MET")
+    assert "4.25" in lines[2] and lines[2].endswith("MISSED")
