@@ -187,17 +187,21 @@ class GpuSampler:
 
 # ---------------------------------------------------------------- the bare length-sorted loop
 
-def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_items: int) -> list[list[int]]:
-    """Indices sorted by token length (longest first), cut greedily so that each batch's rows x its
-    longest member stays within max_tokens (a longer text alone gets a batch of its own) and its
-    rows within max_items."""
+def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_items: int,
+                          min_fill: float = 0.8) -> list[list[int]]:
+    """Indices sorted by token length (longest first), cut greedily: a batch ends before the text
+    that would take its rows x longest member over max_tokens (a longer text alone gets a batch of
+    its own), its rows over max_items, or that is shorter than min_fill x its longest member (so
+    padding stays under 1 - min_fill of every batch's tokens)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches, current = [], []
     for i in order:
-        width = lengths[current[0]] if current else lengths[i]
-        if current and ((len(current) + 1) * width > max_tokens or len(current) >= max_items):
-            batches.append(current)
-            current = []
+        if current:
+            width = lengths[current[0]]
+            if ((len(current) + 1) * width > max_tokens or len(current) >= max_items
+                    or lengths[i] < min_fill * width):
+                batches.append(current)
+                current = []
         current.append(i)
     if current:
         batches.append(current)

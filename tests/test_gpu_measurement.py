@@ -91,8 +91,10 @@ def test_length_sorted_batches_cover_every_text_once_within_the_budget(lengths, 
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(lengths, reverse=True)
     for batch in batches:
+        width = max(lengths[i] for i in batch)
         assert len(batch) <= max_items
-        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= max_tokens
+        assert len(batch) == 1 or len(batch) * width <= max_tokens
+        assert min(lengths[i] for i in batch) >= 0.8 * width  # padding under 20% of the batch's tokens
 
 
 @pytest.mark.parametrize("name", ["stars", "emotion"])
