@@ -209,11 +209,12 @@ def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_items: in
 
 
 def bare_loop(checkpoint: str, texts: Sequence[str], device: str, max_tokens: int = 65_536,
-              max_items: int = 1024) -> dict:
+              max_items: int = 1024, min_seconds: float = 0.0) -> dict:
     """A plain transformers model over `texts` in length-sorted, budget-cut, padded batches placed
     on the device ahead of time; only the forward passes are timed (bf16 autocast on CUDA, fp32 on
-    CPU). Returns the seconds, the token counts, the peak memory the passes allocated (CUDA) and the
-    logits in input order."""
+    CPU): after a warm-up sweep (CUDA), sweeps over all texts until min_seconds have passed, and
+    the median sweep. Returns its seconds, the token counts, the peak memory the passes allocated
+    and the GPU's busy share during the sweeps (CUDA), and the logits in input order."""
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -247,17 +248,21 @@ def bare_loop(checkpoint: str, texts: Sequence[str], device: str, max_tokens: in
         passes()  # warm-up: kernels chosen, memory pool grown
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    outputs = passes()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
+    sweeps: list[float] = []
+    with GpuSampler() as sampler:  # over the timed sweeps only
+        while not sweeps or sum(sweeps) < min_seconds:
+            started = time.perf_counter()
+            outputs = passes()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            sweeps.append(time.perf_counter() - started)
     logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     for batch, out in zip(batches, outputs):
         logits[batch] = out.float().cpu().numpy()
-    return {"seconds": seconds, "lengths": lengths, "real_tokens": sum(lengths),
-            "padded_tokens": sum(len(b) * max(lengths[i] for i in b) for b in batches), "passes": len(batches),
-            "peak_memory_mib": torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else None,
+    peak_memory = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else None
+    return {"seconds": statistics.median(sweeps), "sweeps": len(sweeps), "lengths": lengths,
+            "real_tokens": sum(lengths), "padded_tokens": sum(len(b) * max(lengths[i] for i in b) for b in batches),
+            "passes": len(batches), "peak_memory_mib": peak_memory, "busy_share": sampler.summary()["busy_share"],
             "logits": logits}
 
 
@@ -335,6 +340,35 @@ def target_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+# Dense bf16 datasheet rates (FLOP/s), by a substring of torch.cuda.get_device_name(), first match wins.
+DATASHEET_BF16 = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("L4", 121e12), ("A100", 312e12))
+
+
+def datasheet_bf16(device_name: str) -> float | None:
+    return next((rate for key, rate in DATASHEET_BF16 if key in device_name), None)
+
+
+def l4_estimate(posts: int, wall_s: float, forward_s: float, measured_on: str, l4_vcpus: int = 8) -> dict | None:
+    """Posts/s one Dataflow worker (g2-standard-8, one L4) should reach, from ours in memory (w=1,
+    where forward passes and host work run one after the other) on another GPU: the slower of
+    - GPU-bound: the forward time scaled by the two datasheet bf16 rates (assumes the L4 reaches the
+      same share of its datasheet rate as the measured GPU did of its own), and
+    - host-bound: the posts/s of everything but the forward passes, times the worker's vCPUs (one
+      SDK process each, sharing the GPU). None when the measured GPU has no datasheet figure."""
+    rate_here, rate_l4 = datasheet_bf16(measured_on), datasheet_bf16("L4")
+    if rate_here is None or forward_s <= 0 or wall_s <= forward_s:
+        return None
+    gpu_bound = posts / (forward_s * rate_here / rate_l4)
+    host_bound = l4_vcpus * posts / (wall_s - forward_s)
+    return {"posts_per_s": min(gpu_bound, host_bound), "gpu_bound": gpu_bound, "host_bound": host_bound,
+            "bound_by": "gpu" if gpu_bound <= host_bound else "host", "measured_on": measured_on}
+
+
+def corpus_order_padded(lengths: Sequence[int], batch: int = 32) -> int:
+    """Tokens a corpus-order loop in batches of `batch` pads to (each batch to its longest)."""
+    return sum(len(lengths[i:i + batch]) * max(lengths[i:i + batch]) for i in range(0, len(lengths), batch))
+
+
 def print_table(rows: list[dict]) -> None:
     header = (f"{'contender':<14}{'classifier':<11}{'basis':<9}{'posts/s':>10}{'tokens/s':>12}{'TFLOP/s':>9}"
               f"{'%peak':>7}{'pad eff':>8}{'busy%':>6}{'GPU MiB':>9}")
@@ -362,20 +396,25 @@ def run_bare(checkpoints: dict, configs: dict, texts: list[str], device: str, pe
     profile: dict[str, dict] = {}
     totals = {"seconds": 0.0, "real": 0, "padded": 0, "flops": 0.0}
     for name, path in checkpoints.items():
-        with GpuSampler() as sampler:
-            result = bare_loop(path, texts, device, max_tokens, max_items)
+        result = bare_loop(path, texts, device, max_tokens, max_items, min_seconds=2.0 if device == "cuda" else 0)
+        if device == "cuda":  # the model and its inputs are gone with bare_loop's frame: hand their memory back
+            import torch
+
+            torch.cuda.empty_cache()
         flops = flops_from_config(configs[name], result["lengths"])
-        profile[name] = {"real_tokens": result["real_tokens"], "useful_flops": flops}
+        profile[name] = {"real_tokens": result["real_tokens"], "useful_flops": flops,
+                         "hf_loop_padded_tokens": corpus_order_padded(result["lengths"])}
         row = {"contender": "bare", "classifier": name, "basis": "forward",
                **figures(len(texts), result["seconds"], result["real_tokens"], result["padded_tokens"],
                          flops, peak),
-               "busy_share": sampler.summary()["busy_share"], "peak_memory_mib": result["peak_memory_mib"]}
+               "busy_share": result["busy_share"], "peak_memory_mib": result["peak_memory_mib"]}
         rows.append(row)
         totals["seconds"] += result["seconds"]
         totals["real"] += result["real_tokens"]
         totals["padded"] += result["padded_tokens"]
         totals["flops"] += flops
-        print(f"bare {name}: {result['seconds']:.2f}s over {result['passes']} passes", flush=True)
+        print(f"bare {name}: {result['seconds']:.2f}s a sweep of {result['passes']} passes (median of "
+              f"{result['sweeps']})", flush=True)
         del result
     rows.append({"contender": "bare", "classifier": "all four", "basis": "forward",
                  **figures(len(texts), totals["seconds"], totals["real"], totals["padded"], totals["flops"],
@@ -446,10 +485,22 @@ def main(argv=None) -> int:
     print(f"corpus: {corpus_note}; {len(present)} non-empty after cleaning", flush=True)
 
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    name_of_device = device_name(device)
+    extras: dict = {}
+
+    def save(rows):  # after every contender, so that a run cut short still leaves its figures
+        if args.json:
+            Path(args.json).write_text(json.dumps({
+                "n": len(posts), "with_text": len(present), "corpus": corpus_note, "scale": args.scale,
+                "device": device, "device_name": name_of_device, "peak": peak, "profile": profile, "rows": rows,
+                "targets": TARGETS, **extras, "torch": torch.__version__, "transformers": transformers.__version__,
+            }, indent=2, default=str))
+
     # The bare loop always runs: it is the limit the others are held against, and its tokenization
     # gives the token lengths and useful FLOPs of every row.
     rows, profile = run_bare(checkpoints, configs, present, device, peak["flops"], args.max_tokens_per_batch,
                              args.max_items_per_batch)
+    save(rows)
     all_real = sum(p["real_tokens"] for p in profile.values())
     all_flops = sum(p["useful_flops"] for p in profile.values())
 
@@ -477,6 +528,10 @@ def main(argv=None) -> int:
                          **figures(len(present), result["wall_s"], all_real, padded, all_flops, peak["flops"]),
                          **sampled})
             print(f"{label}: {result['wall_s']:.1f}s", flush=True)
+            if workers == 1 and device == "cuda":
+                forward = sum(c.get("inference_us", 0) for c in per.values()) / 1e6
+                extras["l4_estimate"] = l4_estimate(len(present), result["wall_s"], forward, name_of_device)
+            save(rows)
 
     if "hf-loop" in contenders:
         spec = {"name": "hf-loop", "input": str(input_path), "models_file": str(models_file), "device": device,
@@ -487,9 +542,11 @@ def main(argv=None) -> int:
             rows.append({"contender": "hf-loop", "classifier": "all four", "error": result["error"]})
         else:
             rows.append({"contender": "hf-loop", "classifier": "all four", "basis": "wall",
-                         **figures(len(present), result["wall_s"], all_real, None, all_flops, peak["flops"]),
+                         **figures(len(present), result["wall_s"], all_real,
+                                   sum(p["hf_loop_padded_tokens"] for p in profile.values()), all_flops, peak["flops"]),
                          **sampler.summary()})
             print(f"hf-loop: {result['wall_s']:.1f}s", flush=True)
+        save(rows)
 
     print()
     print(f"{len(posts)} posts ({len(present)} with text), scale {args.scale}, device {device}; basis 'forward': "
@@ -500,12 +557,13 @@ def main(argv=None) -> int:
     print("\ntargets (issue 11):")
     for line in target_lines(rows):
         print(line)
+    estimate = extras.get("l4_estimate")
+    if estimate:
+        print(f"\nL4 estimate (deploy/README.md): {estimate['posts_per_s']:.0f} posts/s per g2-standard-8 worker, "
+              f"{estimate['bound_by']}-bound (GPU-bound {estimate['gpu_bound']:.0f}, host-bound "
+              f"{estimate['host_bound']:.0f}; from ours w=1 on {estimate['measured_on']})")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "n": len(posts), "with_text": len(present), "corpus": corpus_note, "scale": args.scale, "device": device,
-            "device_name": device_name(device), "peak": peak, "profile": profile, "rows": rows,
-            "targets": TARGETS, "torch": torch.__version__, "transformers": transformers.__version__,
-        }, indent=2, default=str))
+        save(rows)
         print(f"wrote {args.json}")
     return 0
 

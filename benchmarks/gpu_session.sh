@@ -46,7 +46,7 @@ fi
 if [ "$stage" = all ] || [ "$stage" = bench ]; then
   [ -f "$corpus" ] || echo "WARNING: $corpus is missing (carry .corpus): the benchmark falls back to generated posts"
   echo "== benchmark (python3 -m benchmarks.gpu --scale ${SCALE:-real} --n ${N:-50000})"
-  budget=$([ "$stage" = all ] && echo 330 || echo 560)
+  budget=$(( 575 - SECONDS ))  # what the device run's 600 s leave after the tests
   timeout "$budget" python3 -m benchmarks.gpu --scale "${SCALE:-real}" --n "${N:-50000}" --corpus "$corpus" \
       --workers "${WORKERS:-1,4}" --contenders "${CONTENDERS:-ours,hf-loop}" --workdir /tmp/gpu-bench \
       --json "$OUT/gpu.json" 2>&1 | tee "$OUT/gpu-bench.log"

@@ -124,8 +124,9 @@ def test_rows_agree_within_the_tolerance_and_not_beyond():
 # ---------------------------------------------------------------- a real CUDA out-of-memory
 
 def _label_long_posts(tmp_path, tiny_models_file, name, budget_args):
-    posts = [{"id": f"p{i}", "text": f"post {i}: " + "the vote and the economy today " * (20 + i % 80)}
-             for i in range(256)]
+    # Every post is cut to the model's longest input: equal lengths, so the oversized budget puts all
+    # 256 x ~510 tokens in one pass (no padding for the planner to avoid by cutting).
+    posts = [{"id": f"p{i}", "text": f"post {i}: " + "the vote and the economy today " * 150} for i in range(256)]
     write_jsonl(tmp_path / "long.jsonl", posts)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -139,8 +140,8 @@ def _label_long_posts(tmp_path, tiny_models_file, name, budget_args):
 @needs_cuda
 def test_a_real_cuda_out_of_memory_is_halved_and_retried(tmp_path, tiny_models_file):
     """In memory, the shared model lives in this process, so capping this process's allocator caps
-    it. First measure what a small sub-batch (8 posts) and an oversized one (all 256 posts of up to
-    ~500 tokens in one pass) need, then cap the allocator halfway between and run the oversized
+    it. First measure what a small sub-batch (8 posts) and an oversized one (all 256 posts of ~510
+    tokens in one pass) need, then cap the allocator halfway between and run the oversized
     budget again: it must run out of memory for real, halve, and label every post."""
     small, n, small_peak = _label_long_posts(tmp_path, tiny_models_file, "small", ["--max-items-per-batch", "8"])
     _, _, big_peak = _label_long_posts(tmp_path, tiny_models_file, "big",

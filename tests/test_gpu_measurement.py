@@ -13,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.gpu import (GpuSampler, bare_loop, flops_from_config, length_sorted_batches, parse_smi_line,
-                            target_lines)
+from benchmarks.gpu import (GpuSampler, bare_loop, corpus_order_padded, datasheet_bf16, flops_from_config,
+                            l4_estimate, length_sorted_batches, parse_smi_line, target_lines)
 from models.checkpoints import load_config_dict
 from tests.test_pipeline import mixed_length_texts, reference_probabilities
 from transforms.cleaning import clean_text
@@ -117,3 +117,26 @@ def test_targets_are_judged_on_the_best_rows():
     assert "45.0%" in lines[0] and lines[0].endswith("MET")
     assert "ours w=4" in lines[1] and "0.85" in lines[1] and lines[1].endswith("MET")
     assert "4.25" in lines[2] and lines[2].endswith("MISSED")
+
+
+def test_l4_estimate_is_the_slower_of_the_gpu_and_the_host_limits():
+    # 50,000 posts; 100 s end to end of which 10 s forward passes, on an H100 SXM (989 TFLOP/s bf16).
+    gpu_bound = l4_estimate(50_000, 100.0, 10.0, "NVIDIA H100 80GB HBM3")
+    # On the L4 (121 TFLOP/s) the passes take 10 x 989 / 121 = 81.7 s; host work 90 s over 8 vCPUs.
+    assert gpu_bound["gpu_bound"] == pytest.approx(50_000 / (10 * 989 / 121))
+    assert gpu_bound["host_bound"] == pytest.approx(8 * 50_000 / 90)
+    assert gpu_bound["bound_by"] == "gpu" and gpu_bound["posts_per_s"] == gpu_bound["gpu_bound"]
+    host_bound = l4_estimate(50_000, 1000.0, 10.0, "NVIDIA H200")
+    assert host_bound["bound_by"] == "host" and host_bound["posts_per_s"] == host_bound["host_bound"]
+    assert l4_estimate(50_000, 100.0, 10.0, "Some other GPU") is None
+    assert l4_estimate(50_000, 10.0, 10.0, "NVIDIA H200") is None  # no host time left: not a w=1 run
+    assert datasheet_bf16("NVIDIA H100 PCIe") == 756e12 and datasheet_bf16("NVIDIA L4") == 121e12
+
+
+@given(lengths=st.lists(st.integers(1, 512), min_size=1, max_size=200), batch=st.integers(1, 64))
+@settings(max_examples=50, deadline=None)
+def test_corpus_order_padding_pads_each_batch_to_its_longest(lengths, batch):
+    padded = corpus_order_padded(lengths, batch)
+    assert sum(lengths) <= padded <= len(lengths) * max(lengths)
+    assert corpus_order_padded(lengths, 1) == sum(lengths)
+    assert corpus_order_padded(lengths, len(lengths)) == len(lengths) * max(lengths)
