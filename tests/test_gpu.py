@@ -99,8 +99,6 @@ def test_scores_match_an_fp32_cpu_forward_pass_within_the_bound(labeled_on, tiny
     expected = expected_scores(name, tiny_checkpoints[name], [by_id[i]["clean_text"] for i in ids])
     gap = largest_score_gap(by_id, ids, expected)
     assert gap <= SCORE_BOUND[device], f"{name} on {device}: largest score difference {gap:.2e}"
-    if device == "cuda":  # bf16 autocast did run: rounding operands to 8 bits moves scores by ~1e-3,
-        assert gap > SCORE_BOUND["cpu"]  # far more than fp32's summation order does
 
 
 def test_the_gap_helper_sees_a_wrong_score_and_a_missing_one(tiny_checkpoints):

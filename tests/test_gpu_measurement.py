@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -58,20 +59,19 @@ def test_sampler_reads_nvidia_smi_until_stopped(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\n"
                     "case \"$*\" in *utilization.gpu,memory.used*csv,noheader,nounits*-lms=50*) ;; "
                     "*) echo bad args >&2; exit 2;; esac\n"
-                    "echo '[N/A], 10'\nfor u in 20 40 90; do echo \"$u, $((u * 10))\"; done\nsleep 30\n")
+                    "echo '[N/A], 10'\nfor u in 20 40 90; do echo \"$u, $((u * 10))\"; done\nexec sleep 30\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     with GpuSampler(interval_ms=50) as sampler:
-        for _ in range(200):
-            if len(sampler.samples) == 3:
-                break
-            import time
-
+        deadline = time.monotonic() + 10
+        while len(sampler.samples) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
+        started = time.monotonic()
     summary = sampler.summary()
     assert summary["source"] == "nvidia-smi" and summary["samples"] == 3
     assert summary["busy_share"] == pytest.approx(0.5) and summary["peak_memory_mib"] == 900
     assert sampler._proc.poll() is not None  # stopped with the block, not left running
+    assert time.monotonic() - started < 5  # and promptly
 
 
 def test_sampler_without_any_source_gives_no_figures(monkeypatch):
