@@ -124,7 +124,7 @@ def parse_smi_line(line: str) -> tuple[float, float] | None:
 
 class GpuSampler:
     """Samples the GPU's utilization and used memory every interval while in a `with` block:
-    through pynvml when it imports, else `nvidia-smi ... -lms` in a subprocess. Without either,
+    through pynvml when it imports, else `nvidia-smi ... --loop-ms` in a subprocess. Without either,
     summary() says so and gives no figures. Memory is the whole GPU's (every process's), so a model
     served from another process counts too."""
 
@@ -149,7 +149,7 @@ class GpuSampler:
                 self.source = "nvidia-smi"
                 self._proc = subprocess.Popen(
                     [self.smi, "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-                     f"-lms={self.interval_ms}", f"--id={self.index}"],
+                     f"--loop-ms={self.interval_ms}", f"--id={self.index}"],
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                 self._thread = threading.Thread(target=self._read_smi, daemon=True)
         if self._thread is not None:

@@ -57,7 +57,7 @@ def test_sampler_reads_nvidia_smi_until_stopped(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails: the nvidia-smi path
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\n"
-                    "case \"$*\" in *utilization.gpu,memory.used*csv,noheader,nounits*-lms=50*) ;; "
+                    "case \"$*\" in *utilization.gpu,memory.used*csv,noheader,nounits*--loop-ms=50*--id=0*) ;; "
                     "*) echo bad args >&2; exit 2;; esac\n"
                     "echo '[N/A], 10'\nfor u in 20 40 90; do echo \"$u, $((u * 10))\"; done\nexec sleep 30\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
