@@ -3,6 +3,7 @@ FlopCounterMode, the sampler's parsing and its nvidia-smi path (a stand-in nvidi
 bare loop's batching and its logits against a plain one-text-at-a-time forward pass."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import sys
@@ -140,3 +141,26 @@ def test_corpus_order_padding_pads_each_batch_to_its_longest(lengths, batch):
     assert sum(lengths) <= padded <= len(lengths) * max(lengths)
     assert corpus_order_padded(lengths, 1) == sum(lengths)
     assert corpus_order_padded(lengths, len(lengths)) == len(lengths) * max(lengths)
+
+
+def test_real_shapes_read_back_from_transformers_configs_cost_about_1_gflop_a_token():
+    """The benchmark's real shapes written as transformers configs read back as the same shapes,
+    and cost what the issue says the four classifiers cost: about 1 GFLOP per token."""
+    from transformers import BertConfig, DistilBertConfig, RobertaConfig
+
+    from benchmarks.checkpoints import SHAPES
+    from benchmarks.gpu import shape_from_config
+
+    total = 0.0
+    for name, shape in SHAPES["real"].items():
+        if shape.arch == "distilbert":
+            config = DistilBertConfig(vocab_size=shape.vocab, dim=shape.hidden, n_layers=shape.layers,
+                                      n_heads=shape.heads, hidden_dim=shape.ffn)
+        else:
+            config = (RobertaConfig if shape.arch == "roberta" else BertConfig)(
+                vocab_size=shape.vocab, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+                num_attention_heads=shape.heads, intermediate_size=shape.ffn)
+        as_dict = {**config.to_dict(), "id2label": {i: str(i) for i in range(5)}}
+        assert dataclasses.replace(shape_from_config(as_dict), lowercase=shape.lowercase) == shape  # (tokenizer's)
+        total += flops_from_config(as_dict, [30] * 1000) / 30_000
+    assert 1.0e9 <= total <= 1.1e9
