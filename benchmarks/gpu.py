@@ -423,6 +423,25 @@ def run_bare(checkpoints: dict, configs: dict, texts: list[str], device: str, pe
     return rows, profile
 
 
+def report(data: dict) -> None:
+    """The table, the targets and the L4 estimate from a run's figures (its JSON)."""
+    peak = data["peak"]
+    print()
+    print(f"{data['n']} posts ({data['with_text']} with text), scale {data['scale']}, device {data['device']}; "
+          "basis 'forward': over the summed forward-pass time, 'wall': over the whole run; %peak against the "
+          f"measured {peak['dtype']} peak {peak['flops'] / 1e12:.1f} TFLOP/s; busy: sampled GPU utilization; "
+          "GPU MiB: peak allocated by the passes (bare) or the GPU's peak used memory, sampled (wall rows)")
+    print_table(data["rows"])
+    print("\ntargets (issue 11):")
+    for line in target_lines(data["rows"]):
+        print(line)
+    estimate = data.get("l4_estimate")
+    if estimate:
+        print(f"\nL4 estimate (deploy/README.md): {estimate['posts_per_s']:.0f} posts/s per g2-standard-8 worker, "
+              f"{estimate['bound_by']}-bound (GPU-bound {estimate['gpu_bound']:.0f}, host-bound "
+              f"{estimate['host_bound']:.0f}; from ours w=1 on {estimate['measured_on']})")
+
+
 # ---------------------------------------------------------------- the run
 
 def parse_args(argv):
@@ -442,6 +461,7 @@ def parse_args(argv):
     parser.add_argument("--cache", default=None, help="checkpoint cache (default ~/.cache/label_corpus_bench)")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", default=None, help="write every figure here")
+    parser.add_argument("--report", metavar="JSON", help="print the table and targets of an earlier run's --json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -450,6 +470,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
         run_ours_child(args.child)
+        return 0
+    if args.report:
+        report(json.loads(Path(args.report).read_text()))
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -504,36 +527,35 @@ def main(argv=None) -> int:
     all_real = sum(p["real_tokens"] for p in profile.values())
     all_flops = sum(p["useful_flops"] for p in profile.values())
 
-    if "ours" in contenders:
-        for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
-            label = f"ours w={workers}"
-            with GpuSampler() as sampler:
-                result = ours(str(input_path), str(models_file), str(workdir / f"out-ours-{workers}"), device,
-                              workers, workdir, args.ours_args.split())
-            if "error" in result:
-                rows.append({"contender": label, "classifier": "all four", "error": result["error"]})
-                continue
-            sampled = sampler.summary()
-            per = result["per_classifier"]
-            for name in checkpoints:
-                counters = per.get(name, {})
-                seconds = counters.get("inference_us", 0) / 1e6
-                if seconds:
-                    rows.append({"contender": label, "classifier": name, "basis": "forward",
-                                 **figures(len(present), seconds, counters.get("real_tokens", 0),
-                                           counters.get("padded_tokens"), profile[name]["useful_flops"], peak["flops"]),
-                                 "oom_splits": counters.get("oom_splits", 0)})
-            padded = sum(c.get("padded_tokens", 0) for c in per.values())
-            rows.append({"contender": label, "classifier": "all four", "basis": "wall",
-                         **figures(len(present), result["wall_s"], all_real, padded, all_flops, peak["flops"]),
-                         **sampled})
-            print(f"{label}: {result['wall_s']:.1f}s", flush=True)
-            if workers == 1 and device == "cuda":
-                forward = sum(c.get("inference_us", 0) for c in per.values()) / 1e6
-                extras["l4_estimate"] = l4_estimate(len(present), result["wall_s"], forward, name_of_device)
-            save(rows)
+    def run_ours(workers: int) -> None:
+        label = f"ours w={workers}"
+        with GpuSampler() as sampler:
+            result = ours(str(input_path), str(models_file), str(workdir / f"out-ours-{workers}"), device,
+                          workers, workdir, args.ours_args.split())
+        if "error" in result:
+            rows.append({"contender": label, "classifier": "all four", "error": result["error"]})
+            return
+        sampled = sampler.summary()
+        per = result["per_classifier"]
+        for name in checkpoints:
+            counters = per.get(name, {})
+            seconds = counters.get("inference_us", 0) / 1e6
+            if seconds:
+                rows.append({"contender": label, "classifier": name, "basis": "forward",
+                             **figures(len(present), seconds, counters.get("real_tokens", 0),
+                                       counters.get("padded_tokens"), profile[name]["useful_flops"], peak["flops"]),
+                             "oom_splits": counters.get("oom_splits", 0)})
+        padded = sum(c.get("padded_tokens", 0) for c in per.values())
+        rows.append({"contender": label, "classifier": "all four", "basis": "wall",
+                     **figures(len(present), result["wall_s"], all_real, padded, all_flops, peak["flops"]),
+                     **sampled})
+        print(f"{label}: {result['wall_s']:.1f}s", flush=True)
+        if workers == 1 and device == "cuda":
+            forward = sum(c.get("inference_us", 0) for c in per.values()) / 1e6
+            extras["l4_estimate"] = l4_estimate(len(present), result["wall_s"], forward, name_of_device)
+        save(rows)
 
-    if "hf-loop" in contenders:
+    def run_hf_loop() -> None:
         spec = {"name": "hf-loop", "input": str(input_path), "models_file": str(models_file), "device": device,
                 "n": args.n, "output": str(workdir / "out-hf-loop"), "cpu_threads": None}
         with GpuSampler() as sampler:
@@ -548,22 +570,21 @@ def main(argv=None) -> int:
             print(f"hf-loop: {result['wall_s']:.1f}s", flush=True)
         save(rows)
 
-    print()
-    print(f"{len(posts)} posts ({len(present)} with text), scale {args.scale}, device {device}; basis 'forward': "
-          "over the summed forward-pass time, 'wall': over the whole run; %peak against the measured "
-          f"{peak_dtype} peak {peak['flops'] / 1e12:.1f} TFLOP/s; busy: sampled GPU utilization; GPU MiB: "
-          "peak allocated by the passes (bare) or the GPU's peak used memory, sampled (wall rows)")
-    print_table(rows)
-    print("\ntargets (issue 11):")
-    for line in target_lines(rows):
-        print(line)
-    estimate = extras.get("l4_estimate")
-    if estimate:
-        print(f"\nL4 estimate (deploy/README.md): {estimate['posts_per_s']:.0f} posts/s per g2-standard-8 worker, "
-              f"{estimate['bound_by']}-bound (GPU-bound {estimate['gpu_bound']:.0f}, host-bound "
-              f"{estimate['host_bound']:.0f}; from ours w=1 on {estimate['measured_on']})")
+    # The first worker count, then hf-loop, then the other worker counts: a run cut short by the
+    # device's time limit still has the three figures the targets need.
+    worker_counts = [int(w) for w in args.workers.split(",") if w.strip()] if "ours" in contenders else []
+    for workers in worker_counts[:1]:
+        run_ours(workers)
+    if "hf-loop" in contenders:
+        run_hf_loop()
+    for workers in worker_counts[1:]:
+        run_ours(workers)
+
+    save(rows)
+    report(json.loads(Path(args.json).read_text()) if args.json else {
+        "n": len(posts), "with_text": len(present), "scale": args.scale, "device": device, "peak": peak,
+        "rows": rows, **extras})
     if args.json:
-        save(rows)
         print(f"wrote {args.json}")
     return 0
 
