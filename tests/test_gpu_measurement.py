@@ -164,3 +164,27 @@ def test_real_shapes_read_back_from_transformers_configs_cost_about_1_gflop_a_to
         assert dataclasses.replace(shape_from_config(as_dict), lowercase=shape.lowercase) == shape  # (tokenizer's)
         total += flops_from_config(as_dict, [30] * 1000) / 30_000
     assert 1.0e9 <= total <= 1.1e9
+
+
+def test_the_benchmark_runs_end_to_end_and_reports_what_it_saved(tmp_path, capsys):
+    """benchmarks.gpu's own command line on CPU (toy shapes, generated posts, the bare loop only):
+    every classifier gets a row, the rows agree with the token profile, and --report prints the
+    saved run's table and targets."""
+    import json
+
+    from benchmarks.gpu import main
+
+    out = tmp_path / "gpu.json"
+    assert main(["--scale", "tiny", "--n", "60", "--corpus", str(tmp_path / "absent.jsonl"), "--contenders", "",
+                 "--cache", str(tmp_path / "cache"), "--workdir", str(tmp_path / "work"), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rows = {row["classifier"]: row for row in data["rows"]}
+    assert set(rows) == {"politics", "stars", "sentiment", "emotion", "all four"}
+    for name, profile in data["profile"].items():
+        assert rows[name]["tokens_per_s"] * rows[name]["seconds"] == pytest.approx(profile["real_tokens"])
+        assert 0 < rows[name]["padding_efficiency"] <= 1 and rows[name]["share_of_peak"] > 0
+    assert rows["all four"]["seconds"] == pytest.approx(sum(rows[n]["seconds"] for n in data["profile"]))
+    capsys.readouterr()
+    assert main(["--report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "bare loop: useful FLOPs / measured peak" in printed and "all four" in printed
