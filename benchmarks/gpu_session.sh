@@ -48,7 +48,7 @@ if [ "$stage" = all ] || [ "$stage" = bench ]; then
   echo "== benchmark (python3 -m benchmarks.gpu --scale ${SCALE:-real} --n ${N:-50000})"
   budget=$(( 575 - SECONDS ))  # what the device run's 600 s leave after the tests
   timeout "$budget" python3 -m benchmarks.gpu --scale "${SCALE:-real}" --n "${N:-50000}" --corpus "$corpus" \
-      --workers "${WORKERS:-1,4}" --contenders "${CONTENDERS:-ours,hf-loop}" --workdir /tmp/gpu-bench \
+      --workers "${WORKERS:-1,4}" --contenders "${CONTENDERS:-ours,hf-loop}" \
       --json "$OUT/gpu.json" 2>&1 | tee "$OUT/gpu-bench.log"
   bench=${PIPESTATUS[0]}
   if [ "$bench" = 124 ]; then
