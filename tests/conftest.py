@@ -20,3 +20,8 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_models_file(tiny_checkpoints) -> str:
     return os.path.join(os.path.dirname(next(iter(tiny_checkpoints.values()))), "models.json")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one); run with `-m gpu` on the GPU "
+                                       "machine (benchmarks/gpu_session.sh)")
