@@ -219,12 +219,12 @@ def bare_loop(checkpoint: str, texts: Sequence[str], device: str, max_tokens: in
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from models.handler import position_limit
+    from models.runtime import token_limit
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint, attn_implementation="sdpa")
     model = model.eval().to(device)
-    max_length = min(int(tokenizer.model_max_length or 10 ** 9), position_limit(model.config.to_dict()))
+    max_length = token_limit(tokenizer, model.config.to_dict())
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     lengths = [len(x) for x in encoded["input_ids"]]
     batches = length_sorted_batches(lengths, max_tokens, max_items)
@@ -274,7 +274,8 @@ def run_ours_child(spec_path: str) -> None:
 
     spec = json.loads(Path(spec_path).read_text())
     started = time.perf_counter()  # Beam's import counts, as in benchmarks.throughput
-    from pipelines.label_corpus import counter_values, run
+    from pipelines.label_corpus import run
+    from pipelines.labeling import counter_values
 
     counters = counter_values(run(spec["argv"]))
     wall = time.perf_counter() - started

@@ -205,7 +205,8 @@ def run_ours(spec: dict) -> dict:
     from pipelines.labeling import counter_values, label
 
     argv = ["--input", spec["input"], "--output", spec["output"], "--models", spec["models_file"],
-            "--device", spec["device"], "--batch-size", str(spec["batch_size"]), *ours_flags(spec["name"])]
+            "--device", spec["device"], "--batch-size", str(spec["batch_size"]), *ours_flags(spec["name"]),
+            "--all-languages"]  # every classifier on every post, as the other contenders do
     if spec.get("max_tokens"):
         argv += ["--max-tokens-per-batch", str(spec["max_tokens"])]
     if spec.get("max_items"):

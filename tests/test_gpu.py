@@ -21,7 +21,8 @@ import torch
 
 from models.specs import POLITICS_TOPICS
 from models.tiny_checkpoints import EMOTION_LABELS
-from pipelines.label_corpus import counter_values, run
+from pipelines.labeling import counter_values
+from pipelines.label_corpus import run
 from tests.test_multiworker import WORKER_LOG_RELAY, read_rows, sample_posts
 from tests.test_pipeline import mixed_length_texts, read_dead_letters, read_labels, reference_probabilities, write_jsonl
 from transforms.cleaning import clean_text
