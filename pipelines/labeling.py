@@ -330,14 +330,15 @@ def expected_records(paths: list[str], limit_bytes: int = 2 << 30) -> int | None
     import os
     import pyarrow.parquet as pq
 
+    text_paths = [path for path in paths if input_format(path) != "parquet"]
+    if any("://" in path for path in text_paths) or sum(map(os.path.getsize, text_paths)) > limit_bytes:
+        return None
     total = 0
     for path in paths:
         if input_format(path) == "parquet":
             with FileSystems.open(path) as handle:
                 total += pq.ParquetFile(handle).metadata.num_rows
             continue
-        if "://" in path or os.path.getsize(path) > limit_bytes:
-            return None
         with FileSystems.open(path) as handle:
             lines = sum(1 for line in iter(handle.readline, b"") if line.strip())
         total += lines - (input_format(path) == "csv")

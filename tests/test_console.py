@@ -65,3 +65,16 @@ def test_skip_if_done_says_it_skipped(tmp_path, tiny_checkpoints, caplog):
         caplog.clear()
         assert run([*argv, "--all-languages"]) is not None  # other routing: labeled again
         assert "other language routing" in caplog.text
+
+
+def test_the_progress_estimate_reads_local_text_inputs_only_within_its_byte_budget_in_all(tmp_path):
+    from pipelines.labeling import expected_records
+
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"part{i}.jsonl"
+        path.write_text('{"id": "a", "text": "x"}\n' * 100)
+        paths.append(str(path))
+    one_file = os.path.getsize(paths[0])
+    assert expected_records(paths, limit_bytes=3 * one_file) == 300
+    assert expected_records(paths, limit_bytes=2 * one_file) is None  # each file fits, all three do not

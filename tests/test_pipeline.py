@@ -37,7 +37,7 @@ def read_dead_letters(out_dir) -> list[dict]:
 
 
 def expected_fields(kept: dict[str, pa.DataType]) -> dict[str, pa.DataType]:
-    """DESIGN.md's output table, written out independently of the code under test."""
+    """The output table of docs/output-schema.md, written out independently of the code under test."""
     fields = {"id": pa.string(), **kept, "text": pa.string(), "lang": pa.string(), "clean_text": pa.string()}
     for topic in POLITICS_TOPICS:
         fields[f"politics_{topic}"] = pa.string()
