@@ -31,7 +31,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -475,30 +474,17 @@ def main(argv=None) -> int:
     if args.report:
         report(json.loads(Path(args.report).read_text()))
         return 0
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    from benchmarks.checkpoints import build_all
-    from benchmarks.throughput import TOKENIZER_SAMPLE, device_name, load_posts, run_child, write_jsonl
+    from benchmarks.throughput import (device_name, prepare_checkpoints, prepare_posts,
+                                       quiet_offline_transformers, run_child)
     from models.checkpoints import load_config_dict
-    from transforms.cleaning import clean_text
 
+    quiet_offline_transformers()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gpu-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    posts, corpus_note = load_posts(args.corpus, args.n)
-    input_path = workdir / f"posts-{args.n}.jsonl"
-    write_jsonl(posts, input_path)
-    present = [t for t in (clean_text(p["text"]) for p in posts) if t]
-    sample = posts if len(posts) >= TOKENIZER_SAMPLE else load_posts(args.corpus, TOKENIZER_SAMPLE)[0]
-    training = [t for t in (clean_text(p["text"]) for p in sample[:TOKENIZER_SAMPLE]) if t]
-    checkpoints = build_all(args.scale, training, Path(args.cache) if args.cache else None)
-    models_file = workdir / "models.json"
-    models_file.write_text(json.dumps(checkpoints))
+    workdir, posts, corpus_note, input_path, present = prepare_posts(args, "gpu-bench-")
+    checkpoints, models_file = prepare_checkpoints(args, posts, workdir)
     configs = {name: load_config_dict(path) for name, path in checkpoints.items()}
 
     peak_dtype = "bf16" if device == "cuda" else "fp32"

@@ -561,40 +561,60 @@ def stage_times(input_path: Path, checkpoints: dict[str, str]) -> dict[str, floa
     return times
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.child:
-        child_main(args.child)
-        return 0
+def quiet_offline_transformers() -> None:
+    """No hub, no tokenizer thread pools fighting the contenders, no transformers chatter."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    from benchmarks.checkpoints import build_all
-    from models.runtime import worker_cores
+
+
+def prepare_posts(args, workdir_prefix: str) -> tuple[Path, list[dict], str, Path, list[str]]:
+    """The run's work directory, the --n posts, what they are, their JSONL input file, and the
+    texts that are not empty after cleaning."""
     from transforms.cleaning import clean_text
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch.set_num_threads(args.cpu_threads or worker_cores())
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="throughput-"))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix=workdir_prefix))
     workdir.mkdir(parents=True, exist_ok=True)
     posts, corpus_note = load_posts(args.corpus, args.n)
     input_path = workdir / f"posts-{args.n}.jsonl"
     write_jsonl(posts, input_path)
-    cleaned = [clean_text(p["text"]) for p in posts]
-    present = [t for t in cleaned if t]
+    present = [t for t in (clean_text(p["text"]) for p in posts) if t]
+    return workdir, posts, corpus_note, input_path, present
 
-    started = time.perf_counter()
-    # Tokenizers are trained on a fixed sample (the first TOKENIZER_SAMPLE posts), whatever --n is,
-    # so that every run at a scale shares the same checkpoints.
+
+def prepare_checkpoints(args, posts: list[dict], workdir: Path) -> tuple[dict[str, str], Path]:
+    """The benchmark checkpoints at --scale (built or cached) and the models.json naming them.
+    Tokenizers are trained on a fixed sample (the first TOKENIZER_SAMPLE posts), whatever --n is,
+    so that every run at a scale shares the same checkpoints."""
+    from benchmarks.checkpoints import build_all
+    from transforms.cleaning import clean_text
+
     sample = posts if len(posts) >= TOKENIZER_SAMPLE else load_posts(args.corpus, TOKENIZER_SAMPLE)[0]
     training = [t for t in (clean_text(p["text"]) for p in sample[:TOKENIZER_SAMPLE]) if t]
     checkpoints = build_all(args.scale, training, Path(args.cache) if args.cache else None)
     models_file = workdir / "models.json"
     models_file.write_text(json.dumps(checkpoints))
+    return checkpoints, models_file
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        child_main(args.child)
+        return 0
+    import torch
+
+    from models.runtime import worker_cores
+
+    quiet_offline_transformers()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(args.cpu_threads or worker_cores())
+    workdir, posts, corpus_note, input_path, present = prepare_posts(args, "throughput-")
+    started = time.perf_counter()
+    checkpoints, models_file = prepare_checkpoints(args, posts, workdir)
     print(f"checkpoints ({args.scale}): {Path(next(iter(checkpoints.values()))).parent} "
           f"[{time.perf_counter() - started:.0f}s]", flush=True)
     profile = token_profile(checkpoints, args.scale, present)
