@@ -529,9 +529,3 @@ def commit(staging: str, directory: str, manifest: dict, *, base_run: str | None
             f"that partition stands and this run's rows were discarded")
     _finish(directory, journal, storage)
     delete_abandoned_staging(directory, now, storage)
-
-
-def mark_incomplete(directory: str, storage: Storage | None = None) -> None:
-    storage = storage or Storage()
-    storage.delete(join(directory, SUCCESS))
-    storage.delete(join(directory, MANIFEST))
