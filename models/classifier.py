@@ -42,6 +42,9 @@ STATS = ("real_tokens", "padded_tokens", "sub_batches", "oom_splits", "failure_s
 # cleaning leaves between words (WordPiece makes a longer word one [UNK]), so the first
 # max_length x this many characters hold every character the first max_length tokens come from.
 CHARS_PER_TOKEN_BOUND = 128
+# What LoadedClassifier.tokenize_each gives: token ids per text, token type ids (or None), and
+# {index: reason} for the texts the tokenizer failed on.
+Tokenized = tuple[list[list[int]], Optional[list[list[int]]], dict[int, str]]
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,12 @@ class LoadedClassifier:
         if self.forward is None:
             self.forward = run_forward
 
-    def classify(self, texts: Sequence[str]) -> tuple[list[dict | InferenceFailure], dict[str, int]]:
+    def classify(self, texts: Sequence[str], tokenized: Optional[Tokenized] = None
+                 ) -> tuple[list[dict | InferenceFailure], dict[str, int]]:
         """Columns for non-empty texts, in input order (an InferenceFailure where a text could not
-        be run), and counts for the metrics (STATS)."""
-        logits, failures, stats = self.logits(texts)
+        be run), and counts for the metrics (STATS). `tokenized`: what tokenize_each(texts) gives,
+        when it was done ahead (LoadedClassifiers.classify_all tokenizes on a thread of its own)."""
+        logits, failures, stats = self.logits(texts, tokenized)
         rows: list[dict | InferenceFailure] = list(self.head.to_columns(logits))
         for position, reason in failures.items():
             rows[position] = InferenceFailure(reason)
@@ -127,7 +132,9 @@ class LoadedClassifier:
         backend.no_padding()
         backend.enable_truncation(self.max_length, stride=0, strategy="longest_first",
                                   direction=getattr(self.tokenizer, "truncation_side", "right"))
-        encodings = backend.encode_batch([text[:self.max_chars()] for text in texts], add_special_tokens=True)
+        # encode_batch_fast skips the character offsets, which we do not use (tokenizers 0.21+)
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        encodings = encode([text[:self.max_chars()] for text in texts], add_special_tokens=True)
         ids = [encoding.ids for encoding in encodings]
         return ids, ([encoding.type_ids for encoding in encodings] if self.uses_token_types else None)
 
@@ -136,7 +143,7 @@ class LoadedClassifier:
         cover (see transforms.cleaning.clean_for_models, which already bounds what arrives)."""
         return self.max_length * CHARS_PER_TOKEN_BOUND
 
-    def tokenize_each(self, texts: Sequence[str]) -> tuple[list, Optional[list], dict[int, str]]:
+    def tokenize_each(self, texts: Sequence[str]) -> Tokenized:
         """tokenize(), falling back to one text at a time when the batch fails: the texts that
         fail alone get empty ids and a reason in the returned {index: reason}."""
         try:
@@ -158,12 +165,14 @@ class LoadedClassifier:
                     token_types.append([])
         return ids, token_types, failures
 
-    def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[int, str], dict[str, int]]:
+    def logits(self, texts: Sequence[str], tokenized: Optional[Tokenized] = None
+               ) -> tuple[np.ndarray, dict[int, str], dict[str, int]]:
         """Logits as float32 [len(texts), num_labels] in input order, {index: reason} for texts
         that could not be run (their rows are NaN), and counts (STATS)."""
         import torch
 
-        ids, token_types, failures = self.tokenize_each(texts)
+        ids, token_types, failures = self.tokenize_each(texts) if tokenized is None else tokenized
+        failures = dict(failures)
         lengths = [len(x) for x in ids]
         runnable = [i for i in range(len(ids)) if i not in failures]
         runnable_lengths = [lengths[i] for i in runnable]

@@ -20,6 +20,7 @@ the process boundary (LoadedClassifiers.classify_all runs where the models live)
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -59,10 +60,20 @@ class LoadedClassifiers:
 
     def __init__(self, classifiers: Mapping[str, LoadedClassifier]):
         self.classifiers = dict(classifiers)
+        self.tokenizer_thread = None  # created on first use: an executor is not picklable
 
     def classify_all(self, texts: Mapping[str, Sequence[str]]) -> dict[str, tuple[list, dict[str, int]]]:
-        """name -> (columns or InferenceFailure per text, stats) for each classifier's texts."""
-        return {name: self.classifiers[name].classify(batch) for name, batch in texts.items() if batch}
+        """name -> (columns or InferenceFailure per text, stats) for each classifier's texts.
+        Every classifier's texts are tokenized in order on a thread of its own while the models run
+        on this one: the Rust tokenizers and torch both release the GIL, so the next classifier's
+        tokenization overlaps this one's forward passes."""
+        if self.tokenizer_thread is None:
+            self.tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        batches = {name: batch for name, batch in texts.items() if batch}
+        tokenized = {name: self.tokenizer_thread.submit(self.classifiers[name].tokenize_each, batch)
+                     for name, batch in batches.items()}
+        return {name: self.classifiers[name].classify(batch, tokenized[name].result())
+                for name, batch in batches.items()}
 
 
 def clean_text_length(row: dict) -> int:

@@ -68,6 +68,11 @@ class FailingBackend:
             raise Exception("Unk token `[UNK]` not found in the vocabulary")  # what tokenizers raises
         return self.backend.encode_batch(texts, **kwargs)
 
+    def encode_batch_fast(self, texts, **kwargs):
+        if any(POISON in t for t in texts):
+            raise Exception("Unk token `[UNK]` not found in the vocabulary")
+        return self.backend.encode_batch_fast(texts, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self.backend, name)
 
@@ -91,3 +96,30 @@ def test_a_tokenizer_failure_costs_only_the_texts_it_fails_on(loaded):
     assert [r["sentiment_score"] for i, r in enumerate(rows) if i != 2] == pytest.approx(
         [r["sentiment_score"] for i, r in enumerate(expected) if i != 2], abs=1e-6)
     assert np.isfinite([r["sentiment_score"] for i, r in enumerate(rows) if i != 2]).all()
+
+
+def test_tokenizing_on_the_tokenizer_thread_gives_the_same_rows_and_failures(loaded, tiny_checkpoints):
+    """classify_all tokenizes every classifier's texts on a thread of its own, ahead of the models:
+    the rows, the failures and the counts are those of tokenizing in line."""
+    from models.handler import LoadedClassifiers
+
+    other = load_classifier(resolve("emotion", tiny_checkpoints["emotion"]), InferenceOptions(device="cpu"))
+    poisoned = replace(loaded, tokenizer=FailingTokenizer(loaded.tokenizer))
+    texts = TEXTS[:12]
+    texts[4] = POISON
+    expected = {"sentiment": poisoned.classify(texts), "emotion": other.classify(TEXTS)}
+    results = LoadedClassifiers({"sentiment": poisoned, "emotion": other}).classify_all(
+        {"sentiment": texts, "emotion": TEXTS, "politics": []})
+    assert set(results) == {"sentiment", "emotion"}  # a classifier without texts is not run
+    for name, (rows, stats) in results.items():
+        want_rows, want_stats = expected[name]
+        assert {k: v for k, v in stats.items() if k != "inference_us"} == \
+            {k: v for k, v in want_stats.items() if k != "inference_us"}
+        for row, want in zip(rows, want_rows, strict=True):
+            if isinstance(want, InferenceFailure):
+                assert row == want
+            else:  # the same labels; scores equal to float rounding
+                assert row.keys() == want.keys()
+                for key, value in want.items():
+                    assert row[key] == (pytest.approx(value, abs=1e-6) if isinstance(value, float) else value), key
+    assert isinstance(results["sentiment"][0][4], InferenceFailure)
