@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import uuid
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from models.heads import CheckpointMismatch, Head, build_head
 from models.specs import SPECS
+
+LOG = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -141,8 +144,14 @@ def load_config_dict(local_dir: str) -> dict:
 PROBE_TEXT = "probe: a short post about the vote \u2603 \U0001d518 \u6f22\u5b57 \u0b95 12345 !?"
 
 
-def validate(checkpoint: ResolvedCheckpoint) -> Head:
-    """Check a resolved checkpoint against its classifier; return its head or raise CheckpointError."""
+# Tokenizers and models that validate(keep=True) loaded, for the run's own worker when it runs in
+# this process (take_validated): the DirectRunner then loads each checkpoint once, not twice.
+_VALIDATED: dict[str, tuple] = {}
+
+
+def validate(checkpoint: ResolvedCheckpoint, keep: bool = False) -> Head:
+    """Check a resolved checkpoint against its classifier; return its head or raise CheckpointError.
+    keep: hold the tokenizer and model it loaded for take_validated (an in-process worker)."""
     name, where = checkpoint.name, checkpoint.ref
     local = Path(checkpoint.local_dir)
     try:
@@ -159,10 +168,22 @@ def validate(checkpoint: ResolvedCheckpoint) -> Head:
             raise CheckpointMismatch(f"its tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
                                      f"only {config['vocab_size']}: they do not belong together")
         check_pickled_weights(local)
-        probe(local, tokenizer, head, config)
+        model = probe(local, tokenizer, head, config)
     except (CheckpointMismatch, OSError, ValueError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"classifier {name!r}: checkpoint {where!r} is refused: {exc}") from exc
+    if keep:
+        _VALIDATED[str(local)] = (tokenizer, model)
     return head
+
+
+def take_validated(local_dir: str) -> tuple | None:
+    """(tokenizer, model) that validate(keep=True) loaded from local_dir, once; else None."""
+    return _VALIDATED.pop(str(Path(local_dir)), None)
+
+
+def forget_validated() -> None:
+    """Drop what validate(keep=True) held and no worker took."""
+    _VALIDATED.clear()
 
 
 def check_pickled_weights(local: Path) -> None:
@@ -179,20 +200,19 @@ def check_pickled_weights(local: Path) -> None:
                                      f"{_first_line(exc)})") from exc
 
 
-def probe(local: Path, tokenizer, head: Head, config: dict) -> None:
-    """PROBE_TEXT through the tokenizer, the model (CPU, fp32) and the head."""
+def probe(local: Path, tokenizer, head: Head, config: dict):
+    """PROBE_TEXT through the tokenizer, the model (CPU, fp32, loaded as load_weights loads it)
+    and the head; returns the model."""
     import inspect
 
     import numpy as np
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     step = "tokenizer"
     try:
         encoded = tokenizer([PROBE_TEXT], truncation=True, max_length=64, return_tensors="pt")
         step = "model"
-        model = AutoModelForSequenceClassification.from_pretrained(str(local), dtype=torch.float32,
-                                                                   trust_remote_code=False)
+        model = load_weights(str(local))
         accepted = inspect.signature(model.forward).parameters
         with torch.inference_mode():
             logits = model.eval()(**{k: v for k, v in encoded.items() if k in accepted}).logits.float().numpy()
@@ -202,11 +222,31 @@ def probe(local: Path, tokenizer, head: Head, config: dict) -> None:
                              f"for one text and {labels} labels")
         step = "head"
         head.to_columns(logits)
+        return model
     except CheckpointMismatch:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever breaks, the message says where
         raise CheckpointMismatch(f"a probe text fails in its {step} ({type(exc).__name__}: "
                                  f"{_first_line(exc)})") from exc
+
+
+def load_weights(local_dir: str, attn_implementation: str | None = None):
+    """The checkpoint's model in fp32 on the CPU, in eval mode, with SDPA attention unless
+    attn_implementation names another (an architecture without SDPA gets its default)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    attention = attn_implementation or "sdpa"
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            local_dir, dtype=torch.float32, trust_remote_code=False, attn_implementation=attention)
+    except (ValueError, ImportError) as exc:  # an architecture without SDPA support
+        if attn_implementation:
+            raise
+        LOG.info("%s: %s attention unavailable (%s); using the default", local_dir, attention, exc)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            local_dir, dtype=torch.float32, trust_remote_code=False)
+    return model.eval()
 
 
 def _first_line(exc: BaseException) -> str:

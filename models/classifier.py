@@ -28,7 +28,8 @@ import numpy as np
 
 from models.batching import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, DEFAULT_OVERHEAD_TOKENS, pad_sub_batch,
                              plan_in_order, plan_sub_batches)
-from models.checkpoints import ResolvedCheckpoint, load_config_dict, load_tokenizer, resolve
+from models.checkpoints import (ResolvedCheckpoint, load_config_dict, load_tokenizer, load_weights, resolve,
+                                take_validated)
 from models.heads import Head, build_head
 from models.runtime import (PinnedStaging, autocast_dtype_for, pick_device, release_free_memory, token_limit,
                             worker_cores)
@@ -253,22 +254,6 @@ def local_dir_of(checkpoint: ResolvedCheckpoint) -> str:
     return resolve(checkpoint.name, checkpoint.ref, revision=pinned).local_dir
 
 
-def _load_weights(name: str, local_dir: str, attn_implementation: str | None):
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    attention = attn_implementation or "sdpa"
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            local_dir, dtype=torch.float32, trust_remote_code=False, attn_implementation=attention)
-    except (ValueError, ImportError) as exc:  # an architecture without SDPA support
-        if attn_implementation:
-            raise
-        LOG.info("%s: %s attention unavailable (%s); using the default", name, attention, exc)
-        return AutoModelForSequenceClassification.from_pretrained(
-            local_dir, dtype=torch.float32, trust_remote_code=False)
-
-
 def load_classifier(checkpoint: ResolvedCheckpoint, options: InferenceOptions = InferenceOptions(),
                     forward: Callable | None = None) -> LoadedClassifier:
     """The checkpoint's model, tokenizer and head, loaded on the options' device."""
@@ -282,10 +267,10 @@ def load_classifier(checkpoint: ResolvedCheckpoint, options: InferenceOptions = 
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
     config = load_config_dict(local_dir)
-    tokenizer = load_tokenizer(local_dir)
+    validated = take_validated(local_dir) if options.attn_implementation is None else None
+    tokenizer, model = validated or (load_tokenizer(local_dir), load_weights(local_dir, options.attn_implementation))
     if not getattr(tokenizer, "is_fast", False):
         raise RuntimeError(f"{name}: {local_dir} has no fast tokenizer (tokenizer.json)")
-    model = _load_weights(checkpoint.name, local_dir, options.attn_implementation)
     model.to(device).eval()
     autocast_dtype = autocast_dtype_for(device, options.cpu_dtype)
     if device == "cpu" and options.quantize_int8:

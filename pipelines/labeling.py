@@ -21,9 +21,10 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 
-from models.checkpoints import CheckpointError, ResolvedCheckpoint, load_config_dict, resolve, validate
+from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_validated, load_config_dict, resolve,
+                                validate)
 from models.classifier import InferenceOptions
 from models.handler import Classify, ClassifiersHandler
 from models.heads import Head
@@ -87,7 +88,15 @@ def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, fo
     """Build and run the labeling pipeline for one partition; returns the PipelineResult, or None
     when skip_if_done finds the partition complete with the same checkpoints and routing.
     `forward` replaces every classifier's forward pass (tests inject faults with it)."""
-    classifiers = load_classifiers(dict(config.checkpoints))  # before any data is read
+    try:
+        return _label(config, test_pipeline, forward)
+    finally:
+        forget_validated()
+
+
+def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable]):
+    # Before any data is read. A worker in this process takes the models validation loaded.
+    classifiers = load_classifiers(dict(config.checkpoints), keep_models=runs_in_this_process(config.beam_args))
     if config.skip_if_done:
         done = partition.read_manifest(config.output)
         if done is None:
@@ -170,13 +179,14 @@ def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, fo
     return result
 
 
-def load_classifiers(refs: dict[str, str]) -> dict[str, Classifier]:
-    """Resolve and validate every checkpoint; all problems are reported together."""
+def load_classifiers(refs: dict[str, str], keep_models: bool = False) -> dict[str, Classifier]:
+    """Resolve and validate every checkpoint; all problems are reported together. keep_models:
+    hold the models validation loaded for a worker in this process (models.checkpoints.take_validated)."""
     classifiers, problems = {}, []
     for name, ref in refs.items():
         try:
             checkpoint = resolve(name, ref)
-            classifiers[name] = Classifier(checkpoint, validate(checkpoint))
+            classifiers[name] = Classifier(checkpoint, validate(checkpoint, keep=keep_models))
         except CheckpointError as exc:
             problems.append(str(exc))
     if problems:
@@ -229,6 +239,14 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
         metadata[f"label_corpus.{name}.checkpoint"] = entry["checkpoint"]
         metadata[f"label_corpus.{name}.revision"] = entry["revision"]
     return pa.schema(fields, metadata=metadata)
+
+
+def runs_in_this_process(beam_args) -> bool:
+    """Whether make_pipeline's pipeline runs its workers in this process (the DirectRunner, in
+    memory or multi-threaded), so that they can take the models validation loaded."""
+    options = PipelineOptions(list(beam_args))
+    return (options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
+            and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
 
 
 def make_pipeline(beam_args: list[str]) -> beam.Pipeline:

@@ -67,3 +67,32 @@ def test_remote_prefix_copy_reproduces_the_checkpoint(tmp_path, tiny_checkpoints
     assert files_digest(tmp_path / "cache") == files_digest(pathlib.Path(tiny_checkpoints["stars"]))
     copied = ResolvedCheckpoint("stars", "gs://bucket/stars", str(tmp_path / "cache"), "x")
     assert [f.name for f in validate(copied).fields] == ["stars", "stars_score"]
+
+
+def test_a_worker_in_this_process_takes_the_models_validation_loaded(tmp_path, tiny_models_file, monkeypatch):
+    """On the in-process DirectRunner each checkpoint's weights are loaded once (by validation)
+    and handed to the worker; nothing stays held after the run."""
+    import json
+
+    from models import classifier
+    from pipelines.label_corpus import run
+    from pipelines.labeling import runs_in_this_process
+
+    loads = []
+    real = checkpoints.load_weights
+
+    def counted(local_dir, *args, **kwargs):
+        loads.append(local_dir)
+        return real(local_dir, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "load_weights", counted)
+    monkeypatch.setattr(classifier, "load_weights", counted)
+    (tmp_path / "posts.jsonl").write_text("".join(json.dumps({"id": str(i), "text": f"post {i} on the vote"}) + "\n"
+                                                  for i in range(5)))
+    run(["--input", str(tmp_path / "posts.jsonl"), "--output", str(tmp_path / "out"), "--models", tiny_models_file,
+         "--device", "cpu", "--all-languages"])
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == 4  # once per classifier
+    assert checkpoints._VALIDATED == {}
+    assert runs_in_this_process([]) and runs_in_this_process(["--direct_running_mode=multi_threading"])
+    assert not runs_in_this_process(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert not runs_in_this_process(["--runner=DataflowRunner"])
