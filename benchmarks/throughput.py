@@ -112,6 +112,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread, user and system."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def matmul_peak(device: str, dtype_name: str, seconds: float = 1.5) -> float:
     """The best FLOP/s of large matrix multiplies on this device and dtype."""
     import torch
@@ -374,9 +382,11 @@ def child_main(spec_path: str) -> None:
     torch.set_num_threads(spec.get("cpu_threads") or worker_cores())
     rss_before = peak_rss_mib()
     runner = {"hf-loop": run_hf_loop, "beam-hf": run_beam_hf}.get(spec["name"], run_ours)
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     result = runner(spec)
     result["wall_s"] = time.perf_counter() - started
+    result["cpu_s"] = cpu_seconds() - cpu_before
     result["peak_rss_mib"] = peak_rss_mib()
     result["rss_after_imports_mib"] = rss_before
     Path(spec["result"]).write_text(json.dumps(result))
@@ -699,6 +709,10 @@ def main(argv=None) -> int:
         stages = {**stage_times(input_path, checkpoints), "model (in the pipeline)": ours["inference_s"]}
         print(f"overhead mode: ours labels {len(posts):,} posts in {wall:.1f}s = {len(posts) / wall:,.0f} posts/s end "
               f"to end ({threads} torch thread(s))")
+        if "cpu_s" in ours:
+            print(f"CPU time, all threads: {ours['cpu_s']:.1f}s = {1e6 * ours['cpu_s'] / len(posts):,.0f} us/post "
+                  f"({ours['cpu_s'] / wall:.2f} cores busy on average); outside the forward passes "
+                  f"{1e6 * (ours['cpu_s'] - ours['inference_s']) / len(posts):,.0f} us/post")
         print("stage (alone, no Beam)   seconds   us/post")
         for stage, seconds in stages.items():
             print(f"  {stage:<22} {seconds:7.2f}  {1e6 * seconds / len(posts):8.0f}")
