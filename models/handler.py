@@ -30,6 +30,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from models.checkpoints import ResolvedCheckpoint
 from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifier, load_classifier
+from models.runtime import worker_cores
 from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, language_counts
 from transforms.language import runs_on
 from transforms.records import DeadLetter, classifier_source
@@ -64,16 +65,28 @@ class LoadedClassifiers:
 
     def classify_all(self, texts: Mapping[str, Sequence[str]]) -> dict[str, tuple[list, dict[str, int]]]:
         """name -> (columns or InferenceFailure per text, stats) for each classifier's texts.
-        Every classifier's texts are tokenized in order on a thread of its own while the models run
-        on this one: the Rust tokenizers and torch both release the GIL, so the next classifier's
-        tokenization overlaps this one's forward passes."""
+        Where a core is spare (tokenize_ahead), every classifier's texts are tokenized in order on
+        a thread of its own while the models run on this one: the Rust tokenizers and torch both
+        release the GIL, so the next classifier's tokenization overlaps this one's forward passes."""
+        batches = {name: batch for name, batch in texts.items() if batch}
+        if not tokenize_ahead(self.classifiers.values()):
+            return {name: self.classifiers[name].classify(batch) for name, batch in batches.items()}
         if self.tokenizer_thread is None:
             self.tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
-        batches = {name: batch for name, batch in texts.items() if batch}
         tokenized = {name: self.tokenizer_thread.submit(self.classifiers[name].tokenize_each, batch)
                      for name, batch in batches.items()}
         return {name: self.classifiers[name].classify(batch, tokenized[name].result())
                 for name, batch in batches.items()}
+
+
+def tokenize_ahead(classifiers: Iterable[LoadedClassifier]) -> bool:
+    """Whether tokenizing on a thread of its own pays: the models run on a GPU, or torch's CPU
+    threads leave a core of this process free (--cpu-threads below the cores). When torch's
+    threads take every core, a tokenizer thread only takes turns with them (measured: the
+    small-shape benchmark's forward passes ran 15% slower with it)."""
+    import torch
+
+    return any(c.device == "cuda" for c in classifiers) or torch.get_num_threads() < worker_cores()
 
 
 def clean_text_length(row: dict) -> int:

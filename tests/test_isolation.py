@@ -98,10 +98,15 @@ def test_a_tokenizer_failure_costs_only_the_texts_it_fails_on(loaded):
     assert np.isfinite([r["sentiment_score"] for i, r in enumerate(rows) if i != 2]).all()
 
 
-def test_tokenizing_on_the_tokenizer_thread_gives_the_same_rows_and_failures(loaded, tiny_checkpoints):
-    """classify_all tokenizes every classifier's texts on a thread of its own, ahead of the models:
-    the rows, the failures and the counts are those of tokenizing in line."""
+@pytest.mark.parametrize("ahead", [True, False], ids=["tokenizer-thread", "in-line"])
+def test_tokenizing_on_the_tokenizer_thread_gives_the_same_rows_and_failures(loaded, tiny_checkpoints, monkeypatch,
+                                                                           ahead):
+    """classify_all tokenizes every classifier's texts on a thread of its own, ahead of the models,
+    when a core is spare: the rows, the failures and the counts are those of tokenizing in line."""
+    from models import handler
     from models.handler import LoadedClassifiers
+
+    monkeypatch.setattr(handler, "tokenize_ahead", lambda classifiers: ahead)
 
     other = load_classifier(resolve("emotion", tiny_checkpoints["emotion"]), InferenceOptions(device="cpu"))
     poisoned = replace(loaded, tokenizer=FailingTokenizer(loaded.tokenizer))
@@ -123,3 +128,19 @@ def test_tokenizing_on_the_tokenizer_thread_gives_the_same_rows_and_failures(loa
                 for key, value in want.items():
                     assert row[key] == (pytest.approx(value, abs=1e-6) if isinstance(value, float) else value), key
     assert isinstance(results["sentiment"][0][4], InferenceFailure)
+    model = LoadedClassifiers({"sentiment": loaded})
+    model.classify_all({"sentiment": TEXTS[:3]})
+    assert (model.tokenizer_thread is not None) == ahead
+
+
+def test_tokenizing_ahead_only_where_a_core_is_spare_or_the_models_are_on_a_gpu(loaded, monkeypatch):
+    import torch
+
+    from models import handler
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(handler, "worker_cores", lambda: threads + 1)
+    assert handler.tokenize_ahead([loaded])
+    monkeypatch.setattr(handler, "worker_cores", lambda: threads)
+    assert not handler.tokenize_ahead([loaded])
+    assert handler.tokenize_ahead([loaded, replace(loaded, device="cuda")])
