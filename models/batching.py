@@ -6,6 +6,7 @@ each sub-batch is padded only to its own longest member.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import numpy as np
@@ -33,9 +34,9 @@ def plan_sub_batches(lengths: Sequence[int], max_tokens: int, max_items: int,
     run of equal lengths at a time, with a few numpy operations per run rather than per item.
     Within a run (items a..b-1, all of length L) a sub-batch ending at j either starts at or
     before a (the least best[s] - s x L over the reachable s <= a: suffix minima of one array),
-    or inside the run, where the earliest reachable start is the cheapest (the least cost per
-    item is non-decreasing along a run, which needs overhead >= 0): that gives every best[j] of
-    the run at once, including runs longer than `size`, whose tail repeats in full sub-batches.
+    or inside the run, where the earliest reachable start is the cheapest (best[s] - s x L never
+    decreases along a run, since overhead >= 0): that gives every best[j] of the run at once,
+    including runs longer than `size`, whose tail repeats in full sub-batches of `size` items.
     The cuts are then read back from the end, taking at each cut the first minimum of the same
     costs (the largest sub-batch among equals), as the item-by-item program does."""
     overhead = DEFAULT_OVERHEAD_TOKENS["cpu"] if overhead_tokens is None else overhead_tokens
@@ -70,7 +71,7 @@ def plan_sub_batches(lengths: Sequence[int], max_tokens: int, max_items: int,
             continue
         # least best[s] - s x L over the starts s <= a still reachable from the run's j-th end
         from_before = np.minimum.accumulate(before[::-1])[::-1][:b - a]
-        least = np.minimum(from_before, overhead + from_before[0])  # or start just after a
+        least = np.minimum(from_before, overhead + from_before[0])  # or start at a + 1, in the run
         if b - a > size:  # beyond `size` items into the run: one more full sub-batch per `size` items
             step = np.arange(b - a)
             least = (step // size) * overhead + least[step % size]
@@ -105,17 +106,16 @@ def plan_in_order(lengths: Sequence[int], max_tokens: int, max_items: int) -> li
 
 
 def pad_sub_batch(ids, token_types, lengths, indices: list[int], pad_id: int) -> dict[str, np.ndarray]:
-    """The sub-batch's inputs padded to its longest member, as int64 numpy arrays."""
-    width = max(lengths[i] for i in indices)
-    rows = len(indices)
-    arrays = {"input_ids": np.full((rows, width), pad_id, dtype=np.int64),
-              "attention_mask": np.zeros((rows, width), dtype=np.int64)}
+    """The sub-batch's inputs padded to its longest member, as int64 numpy arrays (lengths[i] is
+    len(ids[i])): the tokens of all rows are written in one assignment through the attention mask,
+    which selects the real-token cells in row order."""
+    sizes = np.array([lengths[i] for i in indices], dtype=np.int64)
+    mask = np.arange(sizes.max()) < sizes[:, None]
+    arrays = {"input_ids": np.full(mask.shape, pad_id, dtype=np.int64),
+              "attention_mask": mask.astype(np.int64)}
+    arrays["input_ids"][mask] = np.fromiter(itertools.chain.from_iterable(ids[i] for i in indices), dtype=np.int64)
     if token_types is not None:
-        arrays["token_type_ids"] = np.zeros((rows, width), dtype=np.int64)
-    for row, i in enumerate(indices):
-        n = lengths[i]
-        arrays["input_ids"][row, :n] = ids[i]
-        arrays["attention_mask"][row, :n] = 1
-        if token_types is not None:
-            arrays["token_type_ids"][row, :n] = token_types[i]
+        arrays["token_type_ids"] = np.zeros(mask.shape, dtype=np.int64)
+        arrays["token_type_ids"][mask] = np.fromiter(itertools.chain.from_iterable(token_types[i] for i in indices),
+                                                     dtype=np.int64)
     return arrays

@@ -1,6 +1,7 @@
 """plan_sub_batches: every text once, budgets respected, similar lengths together, and the cheapest
 cut under its cost model (padded tokens plus a fixed cost per pass), the same plan as the plain
-item-by-item dynamic program; plan_in_order: the unsorted baseline keeps input order within budgets."""
+item-by-item dynamic program; plan_in_order: the unsorted baseline keeps input order within budgets;
+pad_sub_batch: each row its text's tokens, then padding."""
 import itertools
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.batching import plan_in_order, plan_sub_batches
+from models.batching import pad_sub_batch, plan_in_order, plan_sub_batches
 
 
 def _padded(batch, lengths):
@@ -136,3 +137,22 @@ def test_plan_is_the_item_by_item_programs_plan(lengths, max_tokens, max_items, 
 def test_negative_overhead_is_refused():
     with pytest.raises(ValueError, match="overhead_tokens"):
         plan_sub_batches([3, 4, 5], 100, 10, overhead_tokens=-1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 50_000), max_size=40), min_size=1, max_size=30), st.data(),
+       st.booleans(), st.integers(0, 3))
+def test_pad_sub_batch_rows_are_the_texts_then_padding(ids, data, with_types, pad_id):
+    indices = data.draw(st.lists(st.sampled_from(range(len(ids))), min_size=1, max_size=12, unique=True))
+    types = [[(i + j) % 2 for j in range(len(x))] for i, x in enumerate(ids)] if with_types else None
+    arrays = pad_sub_batch(ids, types, [len(x) for x in ids], indices, pad_id)
+    width = max(len(ids[i]) for i in indices)
+    assert sorted(arrays) == sorted(["input_ids", "attention_mask"] + (["token_type_ids"] if with_types else []))
+    for name, array in arrays.items():
+        assert array.dtype == np.int64 and array.shape == (len(indices), width)
+    for row, i in enumerate(indices):
+        n = len(ids[i])
+        assert arrays["input_ids"][row].tolist() == ids[i] + [pad_id] * (width - n)
+        assert arrays["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)
+        if with_types:
+            assert arrays["token_type_ids"][row].tolist() == types[i] + [0] * (width - n)
