@@ -1,11 +1,15 @@
 """plan_sub_batches: every text once, budgets respected, similar lengths together, and the cheapest
-cut under its cost model (padded tokens plus a fixed cost per pass); plan_in_order: the unsorted baseline keeps input order within budgets."""
+cut under its cost model (padded tokens plus a fixed cost per pass), the same plan as the plain
+item-by-item dynamic program; plan_in_order: the unsorted baseline keeps input order within budgets;
+pad_sub_batch: each row its text's tokens, then padding."""
 import itertools
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.batching import plan_in_order, plan_sub_batches
+from models.batching import pad_sub_batch, plan_in_order, plan_sub_batches
 
 
 def _padded(batch, lengths):
@@ -74,3 +78,81 @@ def test_plan_in_order_keeps_order_within_budgets(lengths, max_tokens, max_items
     for batch in plan:
         assert 1 <= len(batch) <= max_items
         assert _padded(batch, lengths) <= max_tokens or len(batch) == 1
+
+
+def reference_plan(lengths, max_tokens, max_items, overhead):
+    """The planner before it stepped a run of equal lengths at a time: the dynamic program item by
+    item, each step a numpy argmin over every start the budgets allow (first minimum)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    count = len(order)
+    if count == 0:
+        return []
+    ordered = np.array([lengths[i] for i in order], dtype=np.int64)
+    best = np.zeros(count + 1, dtype=np.float64)
+    start = np.zeros(count + 1, dtype=np.int64)
+    for end in range(1, count + 1):
+        longest = max(int(ordered[end - 1]), 1)
+        size = max(1, min(max_items, max_tokens // longest))
+        first = max(0, end - size)
+        starts = np.arange(first, end)
+        costs = best[first:end] + overhead + (end - starts) * longest
+        pick = int(np.argmin(costs))
+        best[end] = costs[pick]
+        start[end] = first + pick
+    batches = []
+    end = count
+    while end > 0:
+        batches.append(order[int(start[end]):end])
+        end = int(start[end])
+    batches.reverse()
+    return batches
+
+
+@st.composite
+def _token_lengths(draw):
+    """Up to 600 lengths of 0..600 tokens drawn from a few distinct values (a batch of posts
+    repeats its lengths a lot), sometimes with a tail of lengths drawn freely."""
+    distinct = draw(st.lists(st.integers(0, 600), min_size=1, max_size=120))
+    count = draw(st.integers(0, 600))
+    repeated = draw(st.lists(st.sampled_from(distinct), min_size=count, max_size=count))
+    return repeated + draw(st.lists(st.integers(0, 600), max_size=draw(st.sampled_from([0, 0, 30, 200]))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_token_lengths(), st.one_of(st.integers(1, 2000), st.integers(2000, 70_000)),
+       st.one_of(st.integers(1, 16), st.integers(16, 1100)), st.one_of(st.just(0), st.integers(0, 3000)))
+def test_plan_is_the_item_by_item_programs_plan(lengths, max_tokens, max_items, overhead):
+    plan = plan_sub_batches(lengths, max_tokens, max_items, overhead)
+    reference = reference_plan(lengths, max_tokens, max_items, overhead)
+    cost = sum(overhead + len(batch) * max(1, *(lengths[i] for i in batch)) for batch in plan)
+    assert cost == sum(overhead + len(batch) * max(1, *(lengths[i] for i in batch)) for batch in reference)
+    assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
+    for batch in plan:
+        assert 1 <= len(batch) <= max_items
+        assert _padded(batch, lengths) <= max_tokens or len(batch) == 1
+    assert [i for batch in plan for i in batch] == sorted(range(len(lengths)), key=lambda i: lengths[i])
+    assert plan == reference  # the same tie-breaking: the largest sub-batch among equally cheap ones
+
+
+def test_negative_overhead_is_refused():
+    with pytest.raises(ValueError, match="overhead_tokens"):
+        plan_sub_batches([3, 4, 5], 100, 10, overhead_tokens=-1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 50_000), max_size=40), min_size=1, max_size=30), st.data(),
+       st.booleans(), st.integers(0, 3))
+def test_pad_sub_batch_rows_are_the_texts_then_padding(ids, data, with_types, pad_id):
+    indices = data.draw(st.lists(st.sampled_from(range(len(ids))), min_size=1, max_size=12, unique=True))
+    types = [[(i + j) % 2 for j in range(len(x))] for i, x in enumerate(ids)] if with_types else None
+    arrays = pad_sub_batch(ids, types, [len(x) for x in ids], indices, pad_id)
+    width = max(len(ids[i]) for i in indices)
+    assert sorted(arrays) == sorted(["input_ids", "attention_mask"] + (["token_type_ids"] if with_types else []))
+    for name, array in arrays.items():
+        assert array.dtype == np.int64 and array.shape == (len(indices), width)
+    for row, i in enumerate(indices):
+        n = len(ids[i])
+        assert arrays["input_ids"][row].tolist() == ids[i] + [pad_id] * (width - n)
+        assert arrays["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)
+        if with_types:
+            assert arrays["token_type_ids"][row].tolist() == types[i] + [0] * (width - n)
