@@ -86,11 +86,11 @@ def main_script_shares(texts: Sequence[str], chunk: int = 1 << 20) -> list[float
     """[main_script_share(text) for text in texts], counted for all texts at once (`chunk`
     characters at a time, so one huge text costs no more memory than that)."""
     table, ends = _letter_scripts(), np.cumsum([len(text) for text in texts])
-    letters = np.zeros((len(texts), 4), dtype=np.int64)
+    letters = np.zeros((len(texts), 4), dtype=np.intp)
     joined = "".join(texts)
     for start in range(0, len(joined), chunk):
-        scripts = table[_code_points(joined[start:start + chunk])]
-        owner = np.searchsorted(ends, np.arange(start, start + len(scripts)), side="right")
+        scripts = table.take(_code_points(joined[start:start + chunk]))
+        owner = _owners(ends, start, start + len(scripts))
         letters += np.bincount(owner * 4 + scripts, minlength=4 * len(texts)).reshape(-1, 4)
     return [_share(row) for row in letters[:, 1:].tolist()]
 
@@ -132,22 +132,27 @@ _CHUNK_POSITIONS = 1 << 18  # byte positions walked together: bounds the DFA's a
 
 
 @lru_cache(maxsize=1)
-def _automaton():
-    """py3langid's DFA as numpy arrays: (next state per row*256 + byte, row of each state << 8,
-    feature each state outputs or -1, WINDOW)."""
+def _model():
+    """py3langid's model as numpy arrays: next state per (row of a state << 8) + byte (a view of
+    py3langid's own array), row of each state << 8, feature each state outputs (-1: none), the
+    features' class weights (nb_ptc as float32, the type py3langid's product computes in, one
+    opaque item per feature: gathering rows is then one copy each), and WINDOW."""
     identifier = _identifier()
-    next_state = np.frombuffer(identifier.tk_nextmove, dtype=np.uint32).astype(np.int64)
-    row_base = np.asarray(identifier.tk_row, dtype=np.int64) << 8
-    feature = np.asarray(identifier.tk_output, dtype=np.int64)
-    window, depth, frontier = 0, np.full(len(feature), -1), np.array([0])
+    next_state = np.frombuffer(identifier.tk_nextmove, dtype=np.uint32)
+    row_base = np.asarray(identifier.tk_row, dtype=np.intp) << 8
+    output = np.asarray(identifier.tk_output, dtype=np.intp)
+    window, depth, frontier = 0, np.full(len(output), -1), np.array([0])
     depth[0] = 0
     while len(frontier):  # breadth first from the start state: a state's depth is its n-gram's length
-        reached = np.zeros(len(feature), dtype=np.bool_)
-        reached[next_state[(row_base[frontier, None] + np.arange(256)).ravel()]] = True
+        reached = np.zeros(len(output), dtype=np.bool_)
+        for part in range(0, len(frontier), 4096):
+            reached[next_state.take((row_base[frontier[part:part + 4096], None] + np.arange(256)).ravel())] = True
         frontier = np.flatnonzero(reached & (depth < 0))
         window += bool(len(frontier))
         depth[frontier] = window
-    return next_state, row_base, feature, window
+    class_weights = np.ascontiguousarray(identifier.nb_ptc, dtype=np.float32)
+    rows = class_weights.view(np.dtype((np.void, class_weights.strides[0]))).ravel()
+    return next_state, row_base, output, rows, window
 
 
 def classify_many(texts: Sequence[str]) -> tuple[list[str], list[float]]:
@@ -170,15 +175,17 @@ def classify_many(texts: Sequence[str]) -> tuple[list[str], list[float]]:
 
 def _probabilities(encoded: list[bytes]) -> np.ndarray:
     """py3langid's normalized class probabilities (LanguageIdentifier._decide) of each text."""
-    identifier = _identifier()
-    lengths = np.array([len(data) for data in encoded], dtype=np.int64)
+    identifier, class_weights = _identifier(), _model()[3]
+    classes = len(identifier.nb_classes)
+    lengths = np.array([len(data) for data in encoded], dtype=np.intp)
     text, feature, count = _visited_features(b"".join(encoded), lengths)
-    scores = np.zeros((len(encoded), len(identifier.nb_classes)), dtype=np.float32)
-    weights, rows = np.log1p(count.astype(np.float32)), identifier.nb_ptc[feature].astype(np.float32)
+    scores = np.zeros((len(encoded), classes), dtype=np.float32)
+    weights = np.log1p(count.astype(np.float32))
+    rows = class_weights[feature].view(np.float32).reshape(-1, classes)
     bounds = np.searchsorted(text, np.arange(len(encoded) + 1)).tolist()
     for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
         if end > start:  # no feature: py3langid's fill, 0.0
-            scores[i] = weights[start:end] @ rows[start:end]
+            np.matmul(weights[start:end], rows[start:end], out=scores[i])  # py3langid's product
     scores[np.diff(bounds) > 0] += identifier.nb_pc
     scores *= (1.0 / np.sqrt(np.maximum(lengths, 1).astype(np.float64))).astype(np.float32)[:, None]
     np.exp(scores - scores.max(axis=1, keepdims=True), out=scores)
@@ -189,40 +196,46 @@ def _probabilities(encoded: list[bytes]) -> np.ndarray:
     return scores
 
 
+def _owners(ends: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """For items laid end to end (`ends`: where each one ends), the item each of the positions
+    start..stop-1 belongs to."""
+    first, last = np.searchsorted(ends, [start, stop - 1], side="right").tolist()
+    cuts = np.concatenate([[start], np.minimum(ends[first:last], stop), [stop]])
+    return np.repeat(np.arange(first, last + 1), np.diff(cuts))
+
+
 def _visited_features(data: bytes, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For texts laid end to end in `data` (byte lengths `lengths`): each text's distinct visited
     features with their counts, as three arrays (text, feature, count) ordered by text and, within
     a text, by first visit (py3langid's Counter order)."""
-    next_state, row_base, output, window = _automaton()
+    next_state, row_base, output, _, window = _model()
     padded = np.frombuffer(bytes(window) + data, dtype=np.uint8)
-    starts = np.concatenate([[0], np.cumsum(lengths)])
-    keys, firsts, counts = [], [], []
-    width = len(output)
-    for chunk in range(0, len(data), _CHUNK_POSITIONS):
-        positions = np.arange(chunk, min(chunk + _CHUNK_POSITIONS, len(data)))
-        owner = np.searchsorted(starts, positions, side="right") - 1
-        offset = positions - starts[owner]
-        state = np.zeros(len(positions), dtype=np.int64)
+    ends = np.cumsum(lengths)
+    width, merged = len(output), None
+    for start in range(0, len(data), _CHUNK_POSITIONS):
+        positions = np.arange(start, min(start + _CHUNK_POSITIONS, len(data)))
+        owner = _owners(ends, start, start + len(positions))
+        offset = positions - (ends - lengths)[owner]
+        state = np.zeros(len(positions), dtype=np.intp)
         for back in range(window - 1, -1, -1):  # the state at p: the DFA from the start over bytes p-back..p
-            state = next_state[row_base[state] + padded[positions + window - back]]
+            state = next_state.take(row_base.take(state) + padded[start + window - back:][:len(positions)])
             state[offset < back] = 0  # before the text's first byte: still at the start
-        feature = output[state]
+        feature = output.take(state)
         seen = feature >= 0
-        grouped = _group(owner[seen] * width + feature[seen], positions[seen], np.ones(int(seen.sum()), np.int64))
-        for part, values in zip((keys, firsts, counts), grouped):
-            part.append(values)
-    if not keys:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    key, first, count = _group(*(np.concatenate(part) for part in (keys, firsts, counts)))
+        visits = _group(owner[seen] * width + feature[seen], positions[seen], np.ones(int(seen.sum()), np.intp))
+        merged = visits if merged is None else _group(*map(np.concatenate, zip(merged, visits)))
+    if merged is None:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.intp)
+    key, first, count = merged
     order = np.argsort(first)  # by text (texts lie in order), then by first visit
     return key[order] // width, key[order] % width, count[order]
 
 
 def _group(keys: np.ndarray, firsts: np.ndarray, counts: np.ndarray):
     """Equal keys merged: the distinct keys, each one's smallest `firsts`, its summed `counts`."""
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)
     keys, firsts, counts = keys[order], firsts[order], counts[order]
-    heads = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    heads = np.flatnonzero(np.concatenate([keys[:1] == keys[:1], keys[1:] != keys[:-1]]))  # [] when none
     return keys[heads], np.minimum.reduceat(firsts, heads), np.add.reduceat(counts, heads)
 
 
