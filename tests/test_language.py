@@ -229,6 +229,11 @@ def test_post_languages_is_post_language_per_post(posts):
     assert post_languages(texts) == [post_language(t) for t in texts]
 
 
+def test_detect_many_takes_lone_surrogates_and_control_characters_as_detect_does():
+    texts = ["\ud800abc", "hello \udfff world, this is plain english text", "\x00\x00", "ÉCOLE FERMÉE À PARIS"]
+    assert detect_many(texts) == [detect(t) for t in texts]
+
+
 def test_post_languages_wants_one_given_value_per_text():
     with pytest.raises(ValueError):
         post_languages(["a", "b"], ["en"])

@@ -1,12 +1,19 @@
 """A post's language, and which classifiers run on it: pure functions.
 
 Detection is offline with py3langid (BSD; a naive Bayes model over byte n-grams that ships inside
-the package; ~0.03 ms a post on one core), restricted to DETECTED (the languages common on social
-media; over all 97 of its languages, short English tweets come out as Pidgin, Aragonese or Xhosa
-far too often). A post gets `und` (undetermined) rather than a guess when detection is unsure:
-nothing left once URLs, @mentions and #hashtags are set aside, letters of several scripts with
-none clearly dominant, or a detector probability under MIN_PROBABILITY.
+the package), restricted to DETECTED (the languages common on social media; over all 97 of its
+languages, short English tweets come out as Pidgin, Aragonese or Xhosa far too often). A post gets
+`und` (undetermined) rather than a guess when detection is unsure: nothing left once URLs,
+@mentions and #hashtags are set aside, letters of several scripts with none clearly dominant, or a
+detector probability under MIN_PROBABILITY.
 An `und` post runs every classifier: routing may skip a classifier only when it is sure.
+
+Two forms, same answers: `detect` / `post_language` for one post (the reference; ~0.05 ms a post
+on one core, mostly py3langid's Python loop over the post's bytes) and `detect_many` /
+`post_languages` for a batch (~0.013 ms a post in batches of 1024: py3langid's automaton walked
+over every byte of the batch at once with numpy, see "py3langid's classify for many texts" below).
+Memory stays linear in the batch's bytes whatever its longest post. Figures:
+`python -m benchmarks.language_routing`.
 See docs/output-schema.md (the `lang` column) and docs/architecture.md (routing).
 """
 from __future__ import annotations
@@ -85,7 +92,7 @@ def main_script_share(text: str) -> float:
 def main_script_shares(texts: Sequence[str], chunk: int = 1 << 20) -> list[float]:
     """[main_script_share(text) for text in texts], counted for all texts at once (`chunk`
     characters at a time, so one huge text costs no more memory than that)."""
-    table, ends = _letter_scripts(), np.cumsum([len(text) for text in texts])
+    table, ends = _letter_scripts(), np.cumsum([len(text) for text in texts], dtype=np.intp)
     letters = np.zeros((len(texts), 4), dtype=np.intp)
     joined = "".join(texts)
     for start in range(0, len(joined), chunk):
@@ -106,7 +113,8 @@ def detect(text: str | None) -> str:
 
 
 def detect_many(texts: Sequence[str | None]) -> list[str]:
-    """[detect(text) for text in texts], computed for the whole list at once (same results)."""
+    """[detect(text) for text in texts], computed for the whole list at once (same results,
+    several times cheaper a post on batches of hundreds)."""
     bodies = [_SET_ASIDE.sub(" ", text or "") for text in texts]
     langs = [UNDETERMINED] * len(texts)
     lettered = [i for i, share in enumerate(main_script_shares(bodies)) if share >= MIN_SCRIPT_SHARE]
@@ -138,6 +146,7 @@ def _model():
     features' class weights (nb_ptc as float32, the type py3langid's product computes in, one
     opaque item per feature: gathering rows is then one copy each), and WINDOW."""
     identifier = _identifier()
+    assert not identifier._alias_pairs, "py3langid merges aliased columns (srl/sr); none are among DETECTED"
     next_state = np.frombuffer(identifier.tk_nextmove, dtype=np.uint32)
     row_base = np.asarray(identifier.tk_row, dtype=np.intp) << 8
     output = np.asarray(identifier.tk_output, dtype=np.intp)
@@ -190,9 +199,6 @@ def _probabilities(encoded: list[bytes]) -> np.ndarray:
     scores *= (1.0 / np.sqrt(np.maximum(lengths, 1).astype(np.float64))).astype(np.float32)[:, None]
     np.exp(scores - scores.max(axis=1, keepdims=True), out=scores)
     scores /= scores.sum(axis=1, keepdims=True)
-    for i, j in identifier._alias_pairs:  # none among DETECTED; kept for the same numbers whatever the set
-        scores[:, i] += scores[:, j]
-        scores[:, j] = 0.0
     return scores
 
 
