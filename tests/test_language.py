@@ -24,10 +24,9 @@ from hypothesis import strategies as st
 from models.specs import SPECS
 from pipelines.label_corpus import run
 from transforms import language
-from transforms.language import script
 from transforms.language import (DETECTED, UNDETERMINED, classify_many, detect, detect_many, main_script_share,
                                  main_script_shares, normalize, parse_languages, post_language, post_languages,
-                                 routing_counts, runs_on)
+                                 routing_counts, runs_on, script)
 
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "social_posts.jsonl.gz")
 if not os.path.exists(CORPUS):
