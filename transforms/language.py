@@ -222,13 +222,14 @@ def _visited_features(data: bytes, lengths: np.ndarray) -> tuple[np.ndarray, np.
         positions = np.arange(start, min(start + _CHUNK_POSITIONS, len(data)))
         owner = _owners(ends, start, start + len(positions))
         offset = positions - (ends - lengths)[owner]
+        near_start = np.flatnonzero(offset < window - 1)  # a text's first bytes: fewer than WINDOW before them
         state = np.zeros(len(positions), dtype=np.intp)
         for back in range(window - 1, -1, -1):  # the state at p: the DFA from the start over bytes p-back..p
             state = next_state.take(row_base.take(state) + padded[start + window - back:][:len(positions)])
-            state[offset < back] = 0  # before the text's first byte: still at the start
+            state[near_start[offset[near_start] < back]] = 0  # before the text's first byte: still at the start
         feature = output.take(state)
-        seen = feature >= 0
-        visits = _group(owner[seen] * width + feature[seen], positions[seen], np.ones(int(seen.sum()), np.intp))
+        seen = np.flatnonzero(feature >= 0)
+        visits = _group((owner * width + feature)[seen], positions[seen], np.ones(len(seen), np.intp))
         merged = visits if merged is None else _group(*map(np.concatenate, zip(merged, visits)))
     if merged is None:
         return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.intp)
