@@ -1,7 +1,8 @@
 """Language detection and routing: the pure functions (properties), the detector against the shared
-corpus's own `lang` field (a reference nobody here wrote), and whole runs where rows outside a
-classifier's languages get nulls and no model time while the others keep the labels of a run
-that routes nothing (--all-languages)."""
+corpus's own `lang` field (a reference nobody here wrote), the batch detector against the one-by-one
+one and against py3langid itself, and whole runs where rows outside a classifier's languages get
+nulls and no model time while the others keep the labels of a run that routes nothing
+(--all-languages)."""
 from __future__ import annotations
 
 import glob
@@ -9,8 +10,11 @@ import gzip
 import itertools
 import json
 import os
+import tracemalloc
 from collections import Counter
+from unittest import mock
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +23,10 @@ from hypothesis import strategies as st
 
 from models.specs import SPECS
 from pipelines.label_corpus import run
-from transforms.language import UNDETERMINED, detect, normalize, parse_languages, post_language, routing_counts, runs_on
+from transforms import language
+from transforms.language import (DETECTED, UNDETERMINED, classify_many, detect, detect_many, main_script_share,
+                                 main_script_shares, normalize, parse_languages, post_language, post_languages,
+                                 routing_counts, runs_on, script)
 
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "social_posts.jsonl.gz")
 if not os.path.exists(CORPUS):
@@ -147,8 +154,6 @@ def _models_file(tmp_path, checkpoints, name):
 
 
 def letters_share_one_char_at_a_time(text: str) -> float:
-    from transforms.language import script
-
     counts = Counter(script(c) for c in text if c.isalpha())
     return max(counts.values()) / sum(counts.values()) if counts else 0.0
 
@@ -156,6 +161,121 @@ def letters_share_one_char_at_a_time(text: str) -> float:
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40) | st.text(max_size=40))
 def test_the_ascii_shortcut_of_the_script_share_agrees_with_counting_each_letter(text):
-    from transforms.language import main_script_share
-
     assert main_script_share(text) == letters_share_one_char_at_a_time(text)
+
+
+# ---- detection for a whole batch at once: the same answers as one post at a time
+
+SENTENCES = ENGLISH + CHINESE + [
+    "Saya sangat suka makanan di kedai ini, harganya murah dan sedap", "Das Essen war kalt und der Service langsam",
+    "El servicio fue excelente y la comida muy rica", "Это был лучший фильм, который я видел в этом году",
+    "今日はとても良い天気ですね、散歩に行きましょう", "الخدمة كانت ممتازة والطعام لذيذ جدا", "오늘 날씨가 정말 좋네요"]
+NOISE = st.sampled_from(["@user", "https://t.co/x", "#tbt", "😂", "👍👍", "!!!", "12", "www.x.com/a", "\n"])
+POST = st.one_of(
+    st.none(), st.just(""), st.text(max_size=60),  # any code points but surrogates
+    st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), max_size=30),  # CJK
+    st.sampled_from(SENTENCES), st.sampled_from(SENTENCES).map(str.upper),  # py3langid lowercases all-caps text
+    st.lists(st.one_of(st.sampled_from(SENTENCES), NOISE), max_size=6).map(" ".join),
+    st.builds(lambda part, times: part * times, st.one_of(st.sampled_from(SENTENCES), st.text(max_size=8)),
+              st.integers(1, 300)))  # long: up to ~20 KB
+# (chunk positions, group bytes): the defaults, and sizes small enough that texts span chunks and groups
+SIZES = st.sampled_from([(language._CHUNK_POSITIONS, language._GROUP_BYTES), (7, 50), (1, 1)])
+
+
+def _sizes(chunk_positions, group_bytes):
+    return mock.patch.multiple(language, _CHUNK_POSITIONS=chunk_positions, _GROUP_BYTES=group_bytes)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(POST, max_size=12), SIZES)
+def test_detect_many_is_detect_one_post_at_a_time(texts, sizes):
+    with _sizes(*sizes):
+        assert detect_many(texts) == [detect(text) for text in texts]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=8), SIZES)
+def test_visited_features_are_py3langids_own_counts_in_its_order(data, sizes):
+    """The DFA walked over all byte positions at once visits what py3langid's byte loop visits:
+    the same features, counts and first-visit order (the order its float32 product sums in)."""
+    from py3langid.langid import visit_counts
+
+    identifier = language._identifier()
+    row_base = [row << 8 for row in identifier.tk_row]
+    with _sizes(*sizes):
+        text, feature, count = language._visited_features(b"".join(data), np.array([len(d) for d in data]))
+    for i, item in enumerate(data):
+        expected = visit_counts(identifier.tk_nextmove, row_base, identifier.tk_output, item) or {}
+        assert list(zip(feature[text == i].tolist(), count[text == i].tolist())) == list(expected.items())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40), POST.filter(lambda t: t is not None)), max_size=10),
+       st.sampled_from([5, 1 << 20]))
+def test_script_shares_of_a_batch_are_each_posts_share(texts, chunk):
+    assert main_script_shares(texts, chunk) == [main_script_share(t) for t in texts] == \
+           [letters_share_one_char_at_a_time(t) for t in texts]
+
+
+GIVEN = st.sampled_from([None, "", "en", "EN", "zh_Hant", "pt-BR", 3, "??"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(POST, GIVEN), max_size=10))
+def test_post_languages_is_post_language_per_post(posts):
+    texts, given_values = [t for t, _ in posts], [g for _, g in posts]
+    assert post_languages(texts, given_values) == [post_language(t, g) for t, g in posts]
+    assert post_languages(texts) == [post_language(t) for t in texts]
+
+
+def test_detect_many_takes_lone_surrogates_and_control_characters_as_detect_does():
+    texts = ["\ud800abc", "hello \udfff world, this is plain english text", "\x00\x00", "ÉCOLE FERMÉE À PARIS"]
+    assert detect_many(texts) == [detect(t) for t in texts]
+
+
+def test_post_languages_wants_one_given_value_per_text():
+    with pytest.raises(ValueError):
+        post_languages(["a", "b"], ["en"])
+
+
+def _corpus_sample(step):
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line in itertools.islice(handle, 0, None, step)]
+
+
+@pytest.mark.skipif(not os.path.exists(CORPUS), reason="shared corpus not present")
+def test_detect_many_on_real_posts_is_detect_and_py3langids_classify():
+    """Every 50th post of the shared corpus (~2,900), in the pipeline's batches of 1024: the batch
+    answers are the one-by-one ones, and the probabilities are py3langid's own (a fresh identifier
+    built from its shipped model, restricted to DETECTED) to 1e-9."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    texts = _corpus_sample(50)
+    assert sum(detect_many(texts[i:i + 1024]) == [detect(t) for t in texts[i:i + 1024]]
+               for i in range(0, len(texts), 1024)) == -(-len(texts) // 1024)
+    reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    reference.set_languages(DETECTED)
+    bodies = [language._SET_ASIDE.sub(" ", t) for t in texts]
+    codes, probabilities = classify_many(bodies)
+    expected = [reference.classify(body) for body in bodies]
+    assert codes == [code for code, _ in expected]
+    assert max(abs(p - q) for p, (_, q) in zip(probabilities, expected)) <= 1e-9
+    assert len(set(codes)) >= 2 and min(probabilities) < 0.5 < max(probabilities)  # not one trivial answer
+
+
+def test_a_huge_post_in_a_batch_costs_memory_linear_in_it():
+    """A ~3 MB post among short ones: the same answers as one by one, and the memory the batch
+    takes stays a few copies of that post plus fixed-size chunks (walking the batch padded to its
+    longest post, or all its bytes at once, would take tens of times more)."""
+    huge = " ".join(SENTENCES[:3] + ["@user https://t.co/x 👍"]) * 15_000
+    texts = ENGLISH + [huge] + CHINESE + [None]
+    detect_many(texts[:2])  # the model's arrays, loaded once per process, are not the batch's
+    tracemalloc.start()
+    try:
+        langs = detect_many(texts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert langs == [detect(t) for t in texts]
+    size = len(huge.encode("utf-8"))
+    assert size > 2 * language._CHUNK_POSITIONS * 4 and peak < 12 * size + (64 << 20), (size, peak)

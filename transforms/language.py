@@ -1,19 +1,29 @@
 """A post's language, and which classifiers run on it: pure functions.
 
 Detection is offline with py3langid (BSD; a naive Bayes model over byte n-grams that ships inside
-the package; ~0.03 ms a post on one core), restricted to DETECTED (the languages common on social
-media; over all 97 of its languages, short English tweets come out as Pidgin, Aragonese or Xhosa
-far too often). A post gets `und` (undetermined) rather than a guess when detection is unsure:
-nothing left once URLs, @mentions and #hashtags are set aside, letters of several scripts with
-none clearly dominant, or a detector probability under MIN_PROBABILITY.
+the package), restricted to DETECTED (the languages common on social media; over all 97 of its
+languages, short English tweets come out as Pidgin, Aragonese or Xhosa far too often). A post gets
+`und` (undetermined) rather than a guess when detection is unsure: nothing left once URLs,
+@mentions and #hashtags are set aside, letters of several scripts with none clearly dominant, or a
+detector probability under MIN_PROBABILITY.
 An `und` post runs every classifier: routing may skip a classifier only when it is sure.
+
+Two forms, same answers: `detect` / `post_language` for one post (the reference; ~0.05 ms a post
+on one core, mostly py3langid's Python loop over the post's bytes) and `detect_many` /
+`post_languages` for a batch (~0.013 ms a post in batches of 1024: py3langid's automaton walked
+over every byte of the batch at once with numpy, see "py3langid's classify for many texts" below).
+Memory stays linear in the batch's bytes whatever its longest post. Figures:
+`python -m benchmarks.language_routing`.
 See docs/output-schema.md (the `lang` column) and docs/architecture.md (routing).
 """
 from __future__ import annotations
 
 import re
+import sys
 from functools import lru_cache
-from typing import Mapping
+from typing import Mapping, Sequence
+
+import numpy as np
 
 UNDETERMINED = "und"
 MIN_PROBABILITY = 0.5  # below this the detector's answer counts as unsure (benchmarks/language_routing.py)
@@ -33,37 +43,207 @@ def _identifier():
     return identifier
 
 
+# The coarse scripts of letters, one home for their ranges (inclusive): `script` reads them one
+# letter at a time, `_letter_scripts` turns them into a table over every code point.
+_CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+_LATIN_RANGES = ((0x0000, 0x024F), (0x1E00, 0x1EFF))
+_SCRIPTS = ("cjk", "latin", "other")  # the table's codes 1, 2, 3 (0: not a letter)
+
+
 def script(char: str) -> str:
     """A coarse script name for a letter: 'cjk' (Han, kana, hangul), 'latin' or 'other'."""
     code = ord(char)
-    if 0x3040 <= code <= 0x30FF or 0x3400 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF \
-            or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x2FA1F:
+    if any(low <= code <= high for low, high in _CJK_RANGES):
         return "cjk"
-    if code < 0x250 or 0x1E00 <= code <= 0x1EFF:
+    if any(low <= code <= high for low, high in _LATIN_RANGES):
         return "latin"
     return "other"
+
+
+@lru_cache(maxsize=1)
+def _letter_scripts() -> np.ndarray:
+    """Per code point: 0 when it is not a letter (str.isalpha), else 1 + its index in _SCRIPTS.
+    1.1 MB, built once per process in ~0.1 s."""
+    table = np.full(sys.maxunicode + 1, 1 + _SCRIPTS.index("other"), dtype=np.uint8)
+    for name, ranges in (("latin", _LATIN_RANGES), ("cjk", _CJK_RANGES)):
+        for low, high in ranges:
+            table[low:high + 1] = 1 + _SCRIPTS.index(name)
+    letters = np.frombuffer(bytes(map(str.isalpha, map(chr, range(sys.maxunicode + 1)))), dtype=np.bool_)
+    table[~letters] = 0
+    return table
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _share(letters_per_script) -> float:
+    total = int(sum(letters_per_script))
+    return int(max(letters_per_script)) / total if total else 0.0
 
 
 def main_script_share(text: str) -> float:
     """The share of the text's letters that are in its most common script (0.0 without letters)."""
     if text.isascii():  # every ASCII letter is Latin
         return 1.0 if _ASCII_LETTER.search(text) else 0.0
-    counts: dict[str, int] = {}
-    for char in text:
-        if char.isalpha():
-            name = script(char)
-            counts[name] = counts.get(name, 0) + 1
-    total = sum(counts.values())
-    return max(counts.values()) / total if total else 0.0
+    return _share(np.bincount(_letter_scripts()[_code_points(text)], minlength=4)[1:])
+
+
+def main_script_shares(texts: Sequence[str], chunk: int = 1 << 20) -> list[float]:
+    """[main_script_share(text) for text in texts], counted for all texts at once (`chunk`
+    characters at a time, so one huge text costs no more memory than that)."""
+    table, ends = _letter_scripts(), np.cumsum([len(text) for text in texts], dtype=np.intp)
+    letters = np.zeros((len(texts), 4), dtype=np.intp)
+    joined = "".join(texts)
+    for start in range(0, len(joined), chunk):
+        scripts = table.take(_code_points(joined[start:start + chunk]))
+        owner = _owners(ends, start, start + len(scripts))
+        letters += np.bincount(owner * 4 + scripts, minlength=4 * len(texts)).reshape(-1, 4)
+    return [_share(row) for row in letters[:, 1:].tolist()]
 
 
 def detect(text: str | None) -> str:
-    """The ISO 639-1 code of the text's language, or UNDETERMINED where detection is unsure."""
+    """The ISO 639-1 code of the text's language, or UNDETERMINED where detection is unsure.
+    The per-text reference for `detect_many`."""
     body = _SET_ASIDE.sub(" ", text or "")
     if main_script_share(body) < MIN_SCRIPT_SHARE:  # no letters at all, or mixed scripts
         return UNDETERMINED
     code, probability = _identifier().classify(body)
     return code if probability >= MIN_PROBABILITY else UNDETERMINED
+
+
+def detect_many(texts: Sequence[str | None]) -> list[str]:
+    """[detect(text) for text in texts], computed for the whole list at once (same results,
+    several times cheaper a post on batches of hundreds)."""
+    bodies = [_SET_ASIDE.sub(" ", text or "") for text in texts]
+    langs = [UNDETERMINED] * len(texts)
+    lettered = [i for i, share in enumerate(main_script_shares(bodies)) if share >= MIN_SCRIPT_SHARE]
+    codes, probabilities = classify_many([bodies[i] for i in lettered])
+    for i, code, probability in zip(lettered, codes, probabilities):
+        if probability >= MIN_PROBABILITY:
+            langs[i] = code
+    return langs
+
+
+# ---- py3langid's classify for many texts at once
+# py3langid walks a DFA over each text's UTF-8 bytes in a Python loop, counts the feature each
+# visited state outputs, and scores log1p(count) @ nb_ptc[feature] + nb_pc, then normalizes. The
+# DFA is an Aho-Corasick automaton over byte n-grams: a state is the longest suffix of what was
+# read that starts some n-gram, so the state at a byte depends on the last WINDOW bytes alone
+# (WINDOW: the deepest state). `_visited_features` therefore walks every byte position of many
+# texts at once, WINDOW numpy steps per chunk of positions, whatever the texts' lengths. The
+# counts are then scored with the same numpy calls as py3langid, text by text (a float32
+# matrix product's rounding depends on its operands' order and shape, so the probabilities are
+# py3langid's to the bit), and normalized for all texts at once.
+_GROUP_BYTES = 1 << 18  # texts scored together: bounds the gathered nb_ptc rows (~140 bytes per feature)
+_CHUNK_POSITIONS = 1 << 18  # byte positions walked together: bounds the DFA's arrays
+
+
+@lru_cache(maxsize=1)
+def _model():
+    """py3langid's model as numpy arrays: next state per (row of a state << 8) + byte (a view of
+    py3langid's own array), row of each state << 8, feature each state outputs (-1: none), the
+    features' class weights (nb_ptc as float32, the type py3langid's product computes in, one
+    opaque item per feature: gathering rows is then one copy each), and WINDOW."""
+    identifier = _identifier()
+    assert not identifier._alias_pairs, "py3langid merges aliased columns (srl/sr); none are among DETECTED"
+    next_state = np.frombuffer(identifier.tk_nextmove, dtype=np.uint32)
+    row_base = np.asarray(identifier.tk_row, dtype=np.intp) << 8
+    output = np.asarray(identifier.tk_output, dtype=np.intp)
+    window, depth, frontier = 0, np.full(len(output), -1), np.array([0])
+    depth[0] = 0
+    while len(frontier):  # breadth first from the start state: a state's depth is its n-gram's length
+        reached = np.zeros(len(output), dtype=np.bool_)
+        for part in range(0, len(frontier), 4096):
+            reached[next_state.take((row_base[frontier[part:part + 4096], None] + np.arange(256)).ravel())] = True
+        frontier = np.flatnonzero(reached & (depth < 0))
+        window += bool(len(frontier))
+        depth[frontier] = window
+    class_weights = np.ascontiguousarray(identifier.nb_ptc, dtype=np.float32)
+    rows = class_weights.view(np.dtype((np.void, class_weights.strides[0]))).ravel()
+    return next_state, row_base, output, rows, window
+
+
+def classify_many(texts: Sequence[str]) -> tuple[list[str], list[float]]:
+    """Each text's (language, probability) as `_identifier().classify(text)` gives it (same
+    numbers), for all texts at once: the codes and the probabilities, in the texts' order."""
+    identifier = _identifier()
+    encoded = [identifier._encode(text) for text in texts]  # py3langid's own: NFC, UTF-8, lowercase if all caps
+    probabilities = np.zeros((len(texts), len(identifier.nb_classes)), dtype=np.float32)
+    group, size = [], 0
+    for i, data in enumerate(encoded + [None]):
+        if group and (data is None or size + len(data) > _GROUP_BYTES):
+            probabilities[group] = _probabilities([encoded[j] for j in group])
+            group, size = [], 0
+        if data is not None:
+            group.append(i)
+            size += len(data)
+    best = probabilities.argmax(axis=1)
+    return [identifier.nb_classes[i] for i in best], probabilities[np.arange(len(texts)), best].tolist()
+
+
+def _probabilities(encoded: list[bytes]) -> np.ndarray:
+    """py3langid's normalized class probabilities (LanguageIdentifier._decide) of each text."""
+    identifier, class_weights = _identifier(), _model()[3]
+    classes = len(identifier.nb_classes)
+    lengths = np.array([len(data) for data in encoded], dtype=np.intp)
+    text, feature, count = _visited_features(b"".join(encoded), lengths)
+    scores = np.zeros((len(encoded), classes), dtype=np.float32)
+    weights = np.log1p(count.astype(np.float32))
+    rows = class_weights[feature].view(np.float32).reshape(-1, classes)
+    bounds = np.searchsorted(text, np.arange(len(encoded) + 1)).tolist()
+    for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        if end > start:  # no feature: py3langid's fill, 0.0
+            np.matmul(weights[start:end], rows[start:end], out=scores[i])  # py3langid's product
+    scores[np.diff(bounds) > 0] += identifier.nb_pc
+    scores *= (1.0 / np.sqrt(np.maximum(lengths, 1).astype(np.float64))).astype(np.float32)[:, None]
+    np.exp(scores - scores.max(axis=1, keepdims=True), out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
+
+
+def _owners(ends: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """For items laid end to end (`ends`: where each one ends), the item each of the positions
+    start..stop-1 belongs to."""
+    first, last = np.searchsorted(ends, [start, stop - 1], side="right").tolist()
+    cuts = np.concatenate([[start], np.minimum(ends[first:last], stop), [stop]])
+    return np.repeat(np.arange(first, last + 1), np.diff(cuts))
+
+
+def _visited_features(data: bytes, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For texts laid end to end in `data` (byte lengths `lengths`): each text's distinct visited
+    features with their counts, as three arrays (text, feature, count) ordered by text and, within
+    a text, by first visit (py3langid's Counter order)."""
+    next_state, row_base, output, _, window = _model()
+    padded = np.frombuffer(bytes(window) + data, dtype=np.uint8)
+    ends = np.cumsum(lengths)
+    width, merged = len(output), None
+    for start in range(0, len(data), _CHUNK_POSITIONS):
+        positions = np.arange(start, min(start + _CHUNK_POSITIONS, len(data)))
+        owner = _owners(ends, start, start + len(positions))
+        offset = positions - (ends - lengths)[owner]
+        near_start = np.flatnonzero(offset < window - 1)  # a text's first bytes: fewer than WINDOW before them
+        state = np.zeros(len(positions), dtype=np.intp)
+        for back in range(window - 1, -1, -1):  # the state at p: the DFA from the start over bytes p-back..p
+            state = next_state.take(row_base.take(state) + padded[start + window - back:][:len(positions)])
+            state[near_start[offset[near_start] < back]] = 0  # before the text's first byte: still at the start
+        feature = output.take(state)
+        seen = np.flatnonzero(feature >= 0)
+        visits = _group((owner * width + feature)[seen], positions[seen], np.ones(len(seen), np.intp))
+        merged = visits if merged is None else _group(*map(np.concatenate, zip(merged, visits)))
+    if merged is None:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.intp)
+    key, first, count = merged
+    order = np.argsort(first)  # by text (texts lie in order), then by first visit
+    return key[order] // width, key[order] % width, count[order]
+
+
+def _group(keys: np.ndarray, firsts: np.ndarray, counts: np.ndarray):
+    """Equal keys merged: the distinct keys, each one's smallest `firsts`, its summed `counts`."""
+    order = np.argsort(keys)
+    keys, firsts, counts = keys[order], firsts[order], counts[order]
+    heads = np.flatnonzero(np.concatenate([keys[:1] == keys[:1], keys[1:] != keys[:-1]]))  # [] when none
+    return keys[heads], np.minimum.reduceat(firsts, heads), np.add.reduceat(counts, heads)
 
 
 def normalize(value) -> str | None:
@@ -78,6 +258,18 @@ def normalize(value) -> str | None:
 def post_language(text: str | None, given=None) -> str:
     """The post's `lang`: the input's value when it has a usable one, else detected."""
     return normalize(given) or detect(text)
+
+
+def post_languages(texts: Sequence[str | None], given: Sequence | None = None) -> list[str]:
+    """[post_language(text, value) for text, value in zip(texts, given)] for a batch: the posts
+    without a usable given value are detected together (detect_many). `given` None: none given."""
+    langs = [normalize(value) for value in given] if given is not None else [None] * len(texts)
+    if len(langs) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(langs)} given languages")
+    missing = [i for i, lang in enumerate(langs) if lang is None]
+    for i, lang in zip(missing, detect_many([texts[i] for i in missing])):
+        langs[i] = lang
+    return langs
 
 
 def runs_on(lang: str, languages: frozenset[str] | None) -> bool:
