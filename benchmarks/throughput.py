@@ -537,7 +537,7 @@ def stage_times(input_path: Path, checkpoints: dict[str, str]) -> dict[str, floa
 
     from models.checkpoints import load_config_dict, load_tokenizer
     from transforms.cleaning import CleaningOptions, clean_for_models
-    from transforms.language import post_language
+    from transforms.language import post_languages
     from transforms.records import DeadLetter, FieldMap, iter_file_records, to_record
 
     times: dict[str, float] = {}
@@ -552,8 +552,10 @@ def stage_times(input_path: Path, checkpoints: dict[str, str]) -> dict[str, floa
         row["clean_text"] = clean_for_models(row["text"], 512, options)
     times["clean"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    for row in rows:
-        row["lang"] = post_language(row["text"], None)
+    for start in range(0, len(rows), 1024):  # as the pipeline detects: a RunInference batch at once
+        batch = rows[start:start + 1024]
+        for row, lang in zip(batch, post_languages([row["text"] for row in batch])):
+            row["lang"] = lang
     times["language"] = time.perf_counter() - clock
     texts = [row["clean_text"] for row in rows if row["clean_text"]]
     times["tokenize"] = 0.0

@@ -1,8 +1,10 @@
 """Our RunInference ModelHandler: one for all the classifiers of a run.
 
 Its model is the set of loaded classifiers (models.classifier.LoadedClassifier). Each element is
-a row (a dict with `clean_text` and `lang`); for each batch RunInference hands us, every
-classifier gets the cleaned texts of the rows in its languages (transforms.language.runs_on),
+a row (a dict with `text`, `clean_text` and the input's `lang`, if any); for each batch
+RunInference hands us, the rows get their languages (transforms.beam_io.add_languages: detected
+for the batch at once), then every classifier gets the cleaned texts of the rows in its
+languages (transforms.language.runs_on),
 runs them in length-sorted sub-batches, and its columns go into the rows. So each post crosses
 Beam's inference machinery once, whatever the number of classifiers, and a classifier's empty or
 out-of-language rows cost nothing (their columns stay absent: null in the output).
@@ -31,7 +33,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from models.checkpoints import ResolvedCheckpoint
 from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifier, load_classifier
 from models.runtime import worker_cores
-from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, language_counts
+from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, add_languages, language_counts
 from transforms.language import runs_on
 from transforms.records import DeadLetter, classifier_source
 
@@ -130,6 +132,7 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
 
     def run_inference(self, batch: Sequence[dict], model: LoadedClassifiers,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[LabeledBatch]:
+        add_languages(batch)
         positions = {name: [i for i, row in enumerate(batch) if row.get("clean_text") and runs_on(row.get("lang"), languages)]
                      for name, languages in self.routes.items()}
         results = model.classify_all({name: [batch[i]["clean_text"] for i in present]

@@ -13,7 +13,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 
 from transforms.cleaning import CleaningOptions, clean_for_models
-from transforms.language import post_language, routing_counts
+from transforms.language import post_languages, routing_counts
 from transforms.outcome import run_problem
 from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, input_format, iter_file_records,
                                 to_record)
@@ -81,10 +81,17 @@ class ReadRecordsFn(beam.DoFn):
 
 def prepare_row(record: dict, options: CleaningOptions, max_tokens: int) -> dict:
     """The record as the classifiers get it: with clean_text (what models reading at most
-    max_tokens tokens see) and lang (the input's value when usable, else detected)."""
+    max_tokens tokens see). Its `lang` (the input's value, if any) becomes the post's language in
+    the inference step, for a whole batch at once (add_languages)."""
     record["clean_text"] = clean_for_models(record["text"], max_tokens, options)
-    record["lang"] = post_language(record["text"], record.get("lang"))
     return record
+
+
+def add_languages(rows: Sequence[dict]) -> None:
+    """Each row's `lang`: the input's value when usable, else detected, for the rows together
+    (transforms.language.post_languages: several times cheaper a post than one by one)."""
+    for row, lang in zip(rows, post_languages([row.get("text") for row in rows], [row.get("lang") for row in rows])):
+        row["lang"] = lang
 
 
 class PrepareFn(beam.DoFn):
