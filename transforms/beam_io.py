@@ -13,7 +13,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 
 from transforms.cleaning import CleaningOptions, clean_for_models
-from transforms.language import post_languages, routing_counts
+from transforms.language import UNDETERMINED, post_language, post_languages, routing_counts
 from transforms.outcome import run_problem
 from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, input_format, iter_file_records,
                                 to_record)
@@ -89,9 +89,24 @@ def prepare_row(record: dict, options: CleaningOptions, max_tokens: int) -> dict
 
 def add_languages(rows: Sequence[dict]) -> None:
     """Each row's `lang`: the input's value when usable, else detected, for the rows together
-    (transforms.language.post_languages: several times cheaper a post than one by one)."""
-    for row, lang in zip(rows, post_languages([row.get("text") for row in rows], [row.get("lang") for row in rows])):
+    (transforms.language.post_languages: several times cheaper a post than one by one). Should the
+    batch call ever fail, each row is detected alone, and a row whose detection fails is `und`
+    (it then runs every classifier): one odd text never costs the batch its labels."""
+    texts, given = [row.get("text") for row in rows], [row.get("lang") for row in rows]
+    try:
+        langs = post_languages(texts, given)
+    except Exception:  # noqa: BLE001 - isolate the text that breaks detection
+        langs = [_language_alone(text, value) for text, value in zip(texts, given)]
+    for row, lang in zip(rows, langs):
         row["lang"] = lang
+
+
+def _language_alone(text, given) -> str:
+    try:
+        return post_language(text, given)
+    except Exception:  # noqa: BLE001
+        LOG.warning("language detection failed on a post; its lang is %r", UNDETERMINED, exc_info=True)
+        return UNDETERMINED
 
 
 class PrepareFn(beam.DoFn):
