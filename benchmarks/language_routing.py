@@ -1,7 +1,9 @@
 """Language routing on the shared corpus: the cost of detection (one post at a time, and in the
 pipeline's batches of 1024), the detector's confusion against the corpus's own `lang` field, the
-share of posts that keep the classifiers of their language, and the model work routing saves.
-Prints the figures.
+share of posts that keep the classifiers of their language, the posts that reach a classifier
+of another language (routing by language and script: transforms.language.runs_on), the Han
+share of the letters that the script rule's threshold sits between, and the model work routing
+saves. Prints the figures.
 
     PYTHONPATH=$PWD python -m benchmarks.language_routing [--corpus ../shared/corpora/social_posts.jsonl.gz]
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from models.specs import SPECS
 from transforms.cleaning import clean_text
-from transforms.language import UNDETERMINED, detect, detect_many, runs_on
+from transforms.language import MIN_SCRIPT_SHARE_FIT, UNDETERMINED, detect, detect_many, runs_on, script_shares
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "social_posts.jsonl.gz"
 BATCH = 1024  # the pipeline's inference batch, which the batch detector is meant to run on
@@ -59,22 +61,41 @@ def main(argv=None) -> None:
         other = sum(n for (t, c), n in confusion.items() if t == truth and c not in columns)
         print(f"{truth:>6}" + "".join(f"{n:>9,}" for n in row) + f"{other:>9,}")
 
-    print("\nposts that keep the classifiers of their language (routing runs the classifier on them)")
+    cleaned = [clean_text(text) for text in texts]
+    shares = [share for start in range(0, len(cleaned), BATCH) for share in script_shares(cleaned[start:start + BATCH])]
+    routed = [{name: runs_on(lang, spec.languages, share) for name, spec in SPECS.items()}
+              for lang, share in zip(detected, shares)]
+    print("\nposts that keep the classifiers of their language (routing runs the classifier on them; "
+          "a post whose cleaned text is empty counts as not kept)")
     for truth in truths:
-        group = [lang for post, lang in zip(posts, detected) if post["lang"] == truth]
+        group = [(lang, runs) for post, lang, runs in zip(posts, detected, routed) if post["lang"] == truth]
         for name, spec in SPECS.items():
             if truth in spec.languages:
-                kept = sum(runs_on(lang, spec.languages) for lang in group)
+                kept = sum(runs[name] for _, runs in group)
                 print(f"  {truth} posts keeping {name:<10} {kept:>7,} of {len(group):>7,} = {100 * kept / len(group):.3f}%")
-        unsure = sum(lang == UNDETERMINED for lang in group)
-        print(f"  {truth} posts detected as '{UNDETERMINED}' (every classifier runs): {unsure:,}")
+        unsure = sum(lang == UNDETERMINED for lang, _ in group)
+        print(f"  {truth} posts detected as '{UNDETERMINED}' (the classifiers their script fits run): {unsure:,}")
 
-    chars = [len(clean_text(post["text"])) for post in posts]
+    print("\nposts that reach a classifier of another language")
+    for truth in truths:
+        group = [runs for post, runs in zip(posts, routed) if post["lang"] == truth]
+        for name, spec in SPECS.items():
+            if truth not in spec.languages:
+                reached = sum(runs[name] for runs in group)
+                print(f"  {truth} posts reaching {name:<10} {reached:>7,} of {len(group):>7,} = "
+                      f"{100 * reached / len(group):.3f}%")
+    stars_by_language = SPECS["stars"].languages | {UNDETERMINED}  # what the language rule alone leaves to stars
+    han = {truth: [share.get("Han", 0.0) for post, lang, share in zip(posts, detected, shares)
+                   if post["lang"] == truth and lang in stars_by_language] for truth in ("en", "zh")}
+    print(f"\nHan share of the letters (script_shares) of the posts the language rule alone leaves to stars "
+          f"(zh or und; stars needs {MIN_SCRIPT_SHARE_FIT}): English posts at most {max(han['en'], default=0):.3f} "
+          f"(of {len(han['en']):,}), Chinese posts at least {min(han['zh'], default=0):.3f} (of {len(han['zh']):,})")
+
+    chars = [len(text) for text in cleaned]
     runs_all = len(posts) * len(SPECS)
-    runs_routed = sum(runs_on(lang, spec.languages) for lang in detected for spec in SPECS.values())
+    runs_routed = sum(sum(runs.values()) for runs in routed)
     chars_all = sum(chars) * len(SPECS)
-    chars_routed = sum(n * sum(runs_on(lang, spec.languages) for spec in SPECS.values())
-                       for n, lang in zip(chars, detected))
+    chars_routed = sum(n * sum(runs.values()) for n, runs in zip(chars, routed))
     print(f"\ncompute saved against --all-languages: classifier runs {runs_routed:,} of {runs_all:,} "
           f"({100 * (1 - runs_routed / runs_all):.1f}% saved); cleaned characters through the models "
           f"{chars_routed:,} of {chars_all:,} ({100 * (1 - chars_routed / chars_all):.1f}% saved)")

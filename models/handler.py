@@ -4,15 +4,14 @@ Its model is the set of loaded classifiers (models.classifier.LoadedClassifier).
 a row (a dict with `text`, `clean_text` and the input's `lang`, if any); for each batch
 RunInference hands us, the rows get their languages (transforms.beam_io.add_languages: detected
 for the batch at once), then every classifier gets the cleaned texts of the rows in its
-languages (transforms.language.runs_on),
-runs them in length-sorted sub-batches, and its columns go into the rows. So each post crosses
+languages and script (transforms.language.runs_on), runs them in length-sorted sub-batches, and its columns go into the rows. So each post crosses
 Beam's inference machinery once, whatever the number of classifiers, and a classifier's empty or
 out-of-language rows cost nothing (their columns stay absent: null in the output).
 
 run_inference returns one LabeledBatch per batch: the rows with their columns, the FailedRows
 where a classifier could not run a text (their records go to the dead letters), and the rows and
-tokens each classifier ran, for the in-pipeline counts of the manifest (the tokens the models
-actually ran on: nothing is tokenized twice). One element per batch, not per row: what follows
+tokens each classifier ran, and the rows it labeled and skipped, for the in-pipeline counts of
+the manifest (what the models actually ran on: nothing is tokenized twice). One element per batch, not per row: what follows
 inference (dead letters, counts, the Arrow table written to Parquet) works on whole batches.
 
 On CUDA the classifiers are shared by the worker processes of a machine (`large_model`, and
@@ -34,7 +33,7 @@ from models.checkpoints import ResolvedCheckpoint
 from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifier, load_classifier
 from models.runtime import worker_cores
 from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, add_languages, language_counts
-from transforms.language import runs_on
+from transforms.language import runs_on, script_shares
 from transforms.records import DeadLetter, classifier_source
 
 
@@ -49,13 +48,18 @@ class FailedRow:
 
 @dataclass(frozen=True)
 class LabeledBatch:
-    """A batch after inference: its labeled rows, its failed ones, and per classifier the rows it
-    was given (inferences) and the tokens its model ran on."""
+    """A batch after inference: its labeled rows, its failed ones, and per classifier the texts
+    its model ran on (inferences, failed ones included) and their tokens, and of the rows kept
+    (`rows`) those that carry its labels (labeled) and those with a text that routing kept from
+    it (skipped_language: outside its languages or script). Per classifier, labeled +
+    skipped_language + the kept rows with an empty text = len(rows)."""
 
     rows: list[dict]
     failed: list[FailedRow]
     inferences: dict[str, int]
     tokens: dict[str, int]
+    labeled: dict[str, int]
+    skipped_language: dict[str, int]
 
 
 class LoadedClassifiers:
@@ -133,7 +137,9 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
     def run_inference(self, batch: Sequence[dict], model: LoadedClassifiers,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[LabeledBatch]:
         add_languages(batch)
-        positions = {name: [i for i, row in enumerate(batch) if row.get("clean_text") and runs_on(row.get("lang"), languages)]
+        shares = script_shares([row.get("clean_text") for row in batch])
+        positions = {name: [i for i, row in enumerate(batch)
+                            if row.get("clean_text") and runs_on(row.get("lang"), languages, shares[i])]
                      for name, languages in self.routes.items()}
         results = model.classify_all({name: [batch[i]["clean_text"] for i in present]
                                       for name, present in positions.items()})
@@ -153,8 +159,12 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
         for name, present in positions.items():
             Metrics.counter(self.metrics_namespace(name), "texts").inc(len(present))
             Metrics.counter(self.metrics_namespace(name), "empty_texts").inc(len(batch) - len(present))
-        rows = [row for i, row in enumerate(batch) if i not in failed] if failed else list(batch)
-        return [LabeledBatch(rows, list(failed.values()), dict.fromkeys(self.checkpoints, len(batch)), tokens)]
+        kept = [i for i in range(len(batch)) if i not in failed]
+        with_text = sum(1 for i in kept if batch[i].get("clean_text"))
+        labeled = {name: sum(1 for i in present if i not in failed) for name, present in positions.items()}
+        return [LabeledBatch([batch[i] for i in kept], list(failed.values()),
+                             {name: len(present) for name, present in positions.items()}, tokens, labeled,
+                             {name: with_text - n for name, n in labeled.items()})]
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
         return sum(len(row["clean_text"].encode("utf-8")) for row in batch if row.get("clean_text"))
@@ -170,8 +180,8 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
 
 class SplitResultsFn(beam.DoFn):
     """LabeledBatch -> its labeled rows as one list (main output), the dead letters of its failed
-    rows (DEAD_LETTERS) and its in-pipeline counts (COUNTS: inferences_<name>, tokens_<name>, and
-    posts per language, failed ones included)."""
+    rows (DEAD_LETTERS) and its in-pipeline counts (COUNTS: inferences_<name>, tokens_<name>,
+    labeled_<name>, skipped_language_<name>, and posts per language, failed ones included)."""
 
     def __init__(self):
         self.dead = Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
@@ -186,6 +196,9 @@ class SplitResultsFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(COUNTS, (f"inferences_{name}", count))
         for name, count in result.tokens.items():
             yield beam.pvalue.TaggedOutput(COUNTS, (f"tokens_{name}", count))
+        for name in result.labeled:
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"labeled_{name}", result.labeled[name]))
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"skipped_language_{name}", result.skipped_language[name]))
         for pair in language_counts([*result.rows, *(failed.row for failed in result.failed)]):
             yield beam.pvalue.TaggedOutput(COUNTS, pair)
         if result.rows:

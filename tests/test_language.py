@@ -1,8 +1,10 @@
 """Language detection and routing: the pure functions (properties), the detector against the shared
 corpus's own `lang` field (a reference nobody here wrote), the batch detector against the one-by-one
-one and against py3langid itself, and whole runs where rows outside a classifier's languages get
-nulls and no model time while the others keep the labels of a run that routes nothing
-(--all-languages)."""
+one and against py3langid itself, routing by script (against the `regex` module's Unicode script
+property and the shared corpus: no English post reaches stars), and whole runs where rows outside
+a classifier's languages or script get nulls and no model time while the others keep the labels
+of a run that routes nothing (--all-languages), with the manifest's counts recounted from the
+written Parquet."""
 from __future__ import annotations
 
 import glob
@@ -10,6 +12,7 @@ import gzip
 import itertools
 import json
 import os
+import re
 import tracemalloc
 from collections import Counter
 from unittest import mock
@@ -18,15 +21,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.specs import SPECS
 from pipelines.label_corpus import run
 from transforms import language
-from transforms.language import (DETECTED, UNDETERMINED, classify_many, detect, detect_many, main_script_share,
-                                 main_script_shares, normalize, parse_languages, post_language, post_languages,
-                                 routing_counts, runs_on, script)
+from transforms.cleaning import clean_text
+from transforms.language import (DETECTED, MIN_SCRIPT_SHARE_FIT, UNDETERMINED, classify_many, detect, detect_many,
+                                 main_script_share, main_script_shares, normalize, parse_languages, post_language,
+                                 post_languages, runs_on, script, script_shares)
 
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "social_posts.jsonl.gz")
 if not os.path.exists(CORPUS):
@@ -35,15 +40,40 @@ CODES = st.sampled_from(["en", "zh", "ms", "de", UNDETERMINED])
 ROUTES = st.dictionaries(st.sampled_from(list(SPECS)), st.one_of(st.none(), st.frozensets(CODES, min_size=1)))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.dictionaries(CODES, st.integers(0, 1000)), ROUTES)
-def test_routing_counts_add_up_and_follow_runs_on(lang_counts, routes):
-    counts = routing_counts(lang_counts, routes)
-    for name, languages in routes.items():
-        assert counts[name]["labeled"] + counts[name]["skipped_language"] == sum(lang_counts.values())
-        assert counts[name]["labeled"] >= lang_counts.get(UNDETERMINED, 0)  # unsure: the classifier runs
-        if languages is None:
-            assert counts[name]["skipped_language"] == 0
+def runs(lang, languages, text):
+    """runs_on for one cleaned text."""
+    return runs_on(lang, languages, script_shares([text])[0])
+
+
+SCRIPT_TEXT = st.text(st.sampled_from("ab中文éДя字 #@:_1😀"), max_size=30) | st.text(max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(CODES, st.one_of(st.none(), st.frozensets(CODES, min_size=1)), SCRIPT_TEXT)
+def test_routing_never_sends_a_post_to_a_classifier_for_a_script_it_lacks(lang, languages, text):
+    han, latin = (bool(regex.search(rf"\p{{Script={name}}}", text)) for name in ("Han", "Latin"))
+    if runs(lang, languages, text):
+        assert languages is None or lang in languages or lang == UNDETERMINED
+    if languages == frozenset({"zh"}) and not han:
+        assert not runs(lang, languages, text)  # no Han character: never the Chinese classifier
+    if languages is not None and languages <= {"en", "ms", "de"} and not latin:
+        assert not runs(lang, languages, text)  # no Latin letter: never a Latin-script one
+    if languages is None:
+        assert runs(lang, languages, text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(SCRIPT_TEXT, max_size=8))
+def test_script_shares_are_the_regex_modules_script_counts(texts):
+    """Against the `regex` module's Unicode Script property, one text and one letter at a time."""
+    def reference(text):
+        for part in (re.sub(r"https?://\S+|www\.\S+|[@#]\w+|:[^\s:]+:", " ", text), text):
+            letters = [c for c in part if c.isalpha() or regex.match(r"\p{Script=Han}|\p{Script=Latin}", c)]
+            if letters:
+                return {name: sum(bool(regex.match(rf"\p{{Script={name}}}", c)) for c in letters) / len(letters)
+                        for name in ("Han", "Latin")}
+        return {}
+    assert script_shares(texts) == [pytest.approx(reference(text)) for text in texts]
 
 
 @settings(max_examples=60, deadline=None)
@@ -63,26 +93,38 @@ def test_given_languages_are_normalized_and_missing_ones_detected():
         parse_languages("en,1")
 
 
-@pytest.mark.parametrize("text", ["", "   ", "@user https://t.co/x #tbt", "👍👍👍", "12345",
-                                  "这个手机太差了 the update broke it"])
-def test_unsure_posts_are_und_and_run_every_classifier(text):
+@pytest.mark.parametrize("text, runs_on_it", [
+    ("", set()), ("12345", set()), ("@user https://t.co/x #tbt", {"politics", "sentiment", "emotion"}),
+    ("👍👍👍", {"politics", "sentiment", "emotion"}),  # the models see the emoji spelled out in English
+    ("这个手机太差了 the update broke it", set(SPECS)),
+    ("Dinner date with sis @ Din Tai Fung Bellevue 鼎泰豐", {"politics", "sentiment", "emotion"})])
+def test_unsure_posts_are_und_and_run_the_classifiers_their_script_fits(text, runs_on_it):
     assert detect(text) == UNDETERMINED
-    assert all(runs_on(detect(text), spec.languages) for spec in SPECS.values())
+    assert {name for name, spec in SPECS.items() if runs(detect(text), spec.languages, clean_text(text))} == runs_on_it
 
 
 @pytest.mark.skipif(not os.path.exists(CORPUS), reason="shared corpus not present")
-def test_detection_keeps_the_classifiers_of_real_posts():
+def test_routing_keeps_the_classifiers_of_real_posts_and_no_english_post_gets_stars():
     """Every 40th post of the shared corpus (~3,600): >= 99.5% of English posts keep the English
-    classifiers and of Chinese posts keep stars (benchmarks/language_routing.py does all of it)."""
+    classifiers and of Chinese posts keep stars; and of all its English posts none reaches stars
+    (one without Han characters cannot: checked on those with any). The corpus's own `lang`
+    field is the truth; benchmarks/language_routing.py prints the full figures."""
     with gzip.open(CORPUS, "rt", encoding="utf-8") as handle:
-        posts = [json.loads(line) for line in itertools.islice(handle, 0, None, 40)]
+        posts = [json.loads(line) for line in handle]
+    sample = posts[::40]
     kept = Counter()
-    for post in posts:
-        lang = detect(post["text"])
+    for post, lang, shares in zip(sample, detect_many([p["text"] for p in sample]),
+                                  script_shares([clean_text(p["text"]) for p in sample])):
         classifier = "stars" if post["lang"] == "zh" else "sentiment"
-        kept[post["lang"], runs_on(lang, SPECS[classifier].languages)] += 1
+        kept[post["lang"], runs_on(lang, SPECS[classifier].languages, shares)] += 1
     for truth in ("en", "zh"):
         assert kept[truth, True] / (kept[truth, True] + kept[truth, False]) >= 0.995, kept
+    with_han = [p["text"] for p in posts if p["lang"] == "en" and regex.search(r"\p{Script=Han}", p["text"])]
+    assert len(with_han) > 10  # place names, kanji hashtags: the posts that reached stars as `und`
+    reached = [text for text, lang, shares in zip(with_han, detect_many(with_han),
+                                                  script_shares([clean_text(t) for t in with_han]))
+               if runs_on(lang, SPECS["stars"].languages, shares)]
+    assert reached == []
 
 
 ENGLISH = ["I loved this movie, the ending was brilliant and the actors were great",
@@ -115,28 +157,39 @@ def _counter(result, namespace, name):
 def test_rows_outside_a_classifiers_languages_get_nulls_and_no_model_time(tmp_path, tiny_models_file):
     posts = ([{"id": f"en{i}", "text": t} for i, t in enumerate(ENGLISH)]
              + [{"id": f"zh{i}", "text": t} for i, t in enumerate(CHINESE)]
-             + [{"id": "given", "text": ENGLISH[0], "lang": "zh-CN"}, {"id": "und", "text": "#tbt @user"}])
+             + [{"id": "given", "text": ENGLISH[0], "lang": "zh-CN"}, {"id": "und", "text": "#tbt @user"},
+                {"id": "place", "text": "Dinner date with sis @ Din Tai Fung Bellevue 鼎泰豐"},
+                {"id": "mixed", "text": "这个手机太差了 the update broke it"}, {"id": "digits", "text": "12345"},
+                {"id": "empty", "text": "https://t.co/x"}])
     routed, manifest = _label(tmp_path, "routed", posts, tiny_models_file, "--lang-field", "lang")
     everything, all_manifest = _label(tmp_path, "all", posts, tiny_models_file, "--all-languages")
     assert {i: r["lang"] for i, r in routed.items()} == {
-        **{f"en{i}": "en" for i in range(3)}, **{f"zh{i}": "zh" for i in range(3)}, "given": "zh", "und": "und"}
+        **{f"en{i}": "en" for i in range(3)}, **{f"zh{i}": "zh" for i in range(3)}, "given": "zh",
+        **dict.fromkeys(("und", "place", "mixed", "digits", "empty"), "und")}
     assert everything["given"]["lang"] == "en"  # without --lang-field the text is detected
     label_columns = {"politics": "politics_economy", "stars": "stars", "sentiment": "sentiment", "emotion": "emotions"}
     for row_id, row in routed.items():
         for name, column in label_columns.items():
-            if runs_on(row["lang"], SPECS[name].languages):
+            if row["clean_text"] and runs(row["lang"], SPECS[name].languages, row["clean_text"]):
                 assert row[column] == everything[row_id][column], (row_id, name)  # routing costs no label
                 assert row[column] is not None, (row_id, name)
             else:
                 assert row[column] is None, (row_id, name)
-    # the manifest's counts, recomputed from the written `lang` column, and the model time saved
-    langs = Counter(row["lang"] for row in routed.values())
-    for name, spec in SPECS.items():
-        labeled = sum(n for lang, n in langs.items() if runs_on(lang, spec.languages))
-        assert manifest["by_classifier"][name] == {"labeled": labeled, "skipped_language": len(posts) - labeled}
-        assert manifest["model_texts"][name] == labeled < all_manifest["model_texts"][name] == len(posts)
+    assert routed["place"]["stars"] is None and routed["place"]["sentiment"] is not None  # a Chinese place name
+    assert routed["mixed"]["stars"] is not None and routed["mixed"]["sentiment"] is not None
+    assert routed["digits"]["sentiment"] is None and everything["digits"]["sentiment"] is not None
+    # The manifest's counts against the written Parquet: a classifier's rows with labels, those
+    # with a text it was kept from, and the rows without text add up to the rows written.
+    for name, column in label_columns.items():
+        labeled = sum(row[column] is not None for row in routed.values())
+        with_text = sum(bool(row["clean_text"]) for row in routed.values())
+        assert manifest["by_classifier"][name] == {"labeled": labeled, "skipped_language": with_text - labeled}
+        assert manifest["inferences"][name] == manifest["model_texts"][name] == labeled  # no text failed
+        assert labeled + manifest["by_classifier"][name]["skipped_language"] + manifest["empty_text_rows"] == len(posts)
+        assert labeled < all_manifest["inferences"][name] == all_manifest["by_classifier"][name]["labeled"] == with_text
+    assert manifest["empty_text_rows"] == 1
     assert all_manifest["routing"] == {name: "all languages" for name in SPECS}
-    assert manifest["languages"] == dict(sorted(langs.items()))
+    assert manifest["languages"] == dict(sorted(Counter(row["lang"] for row in routed.values()).items()))
 
 
 def test_languages_override_per_classifier(tmp_path, tiny_checkpoints):

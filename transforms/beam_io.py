@@ -13,7 +13,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 
 from transforms.cleaning import CleaningOptions, clean_for_models
-from transforms.language import UNDETERMINED, post_language, post_languages, routing_counts
+from transforms.language import UNDETERMINED, post_language, post_languages
 from transforms.outcome import run_problem
 from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, input_format, iter_file_records,
                                 to_record)
@@ -130,10 +130,13 @@ def language_counts(rows: Iterable[dict]) -> list[tuple[str, int]]:
 
 def language_manifest(counts: Mapping[str, int], routes) -> dict:
     """The manifest's language fields from the in-pipeline counts: posts per language and, per
-    classifier, posts labeled and skipped by language (transforms.language.routing_counts)."""
+    classifier, the rows written with its labels and those routing kept from it (outside its
+    languages or script), as the handler counted them (models.handler.LabeledBatch)."""
     languages = {key[len(LANGUAGE_COUNT_PREFIX):]: n for key, n in sorted(counts.items())
                  if key.startswith(LANGUAGE_COUNT_PREFIX) and n}
-    return {"languages": languages, "by_classifier": routing_counts(languages, routes or {})}
+    by_classifier = {name: {"labeled": counts.get(f"labeled_{name}", 0),
+                            "skipped_language": counts.get(f"skipped_language_{name}", 0)} for name in routes or {}}
+    return {"languages": languages, "by_classifier": by_classifier}
 
 
 def rows_to_table(rows: Sequence[dict], schema: pa.Schema) -> pa.Table:

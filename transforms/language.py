@@ -6,7 +6,10 @@ languages, short English tweets come out as Pidgin, Aragonese or Xhosa far too o
 `und` (undetermined) rather than a guess when detection is unsure: nothing left once URLs,
 @mentions and #hashtags are set aside, letters of several scripts with none clearly dominant, or a
 detector probability under MIN_PROBABILITY.
-An `und` post runs every classifier: routing may skip a classifier only when it is sure.
+Routing (`runs_on`) also reads the script of what the model sees: a classifier whose languages
+are all written in known scripts (stars: zh, Han; sentiment: en, Latin) runs only on posts whose
+cleaned text has a fair share of letters in them. An `und` post then runs the classifiers its
+script fits: routing skips a classifier by language only when detection is sure.
 
 Two forms, same answers: `detect` / `post_language` for one post (the reference; ~0.05 ms a post
 on one core, mostly py3langid's Python loop over the post's bytes) and `detect_many` /
@@ -24,6 +27,7 @@ from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
+import regex
 
 UNDETERMINED = "und"
 MIN_PROBABILITY = 0.5  # below this the detector's answer counts as unsure (benchmarks/language_routing.py)
@@ -92,14 +96,20 @@ def main_script_share(text: str) -> float:
 def main_script_shares(texts: Sequence[str], chunk: int = 1 << 20) -> list[float]:
     """[main_script_share(text) for text in texts], counted for all texts at once (`chunk`
     characters at a time, so one huge text costs no more memory than that)."""
-    table, ends = _letter_scripts(), np.cumsum([len(text) for text in texts], dtype=np.intp)
-    letters = np.zeros((len(texts), 4), dtype=np.intp)
+    return [_share(row) for row in _code_counts(texts, _letter_scripts(), chunk)[:, 1:].tolist()]
+
+
+def _code_counts(texts: Sequence[str], table: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Per text, how many of its characters have each of the table's codes (0..3): counted for
+    all texts at once, `chunk` characters at a time (one huge text costs no more memory)."""
+    ends = np.cumsum([len(text) for text in texts], dtype=np.intp)
+    counts = np.zeros((len(texts), 4), dtype=np.intp)
     joined = "".join(texts)
     for start in range(0, len(joined), chunk):
-        scripts = table.take(_code_points(joined[start:start + chunk]))
-        owner = _owners(ends, start, start + len(scripts))
-        letters += np.bincount(owner * 4 + scripts, minlength=4 * len(texts)).reshape(-1, 4)
-    return [_share(row) for row in letters[:, 1:].tolist()]
+        codes = table.take(_code_points(joined[start:start + chunk]))
+        owner = _owners(ends, start, start + len(codes))
+        counts += np.bincount(owner * 4 + codes, minlength=4 * len(texts)).reshape(-1, 4)
+    return counts
 
 
 def detect(text: str | None) -> str:
@@ -272,10 +282,75 @@ def post_languages(texts: Sequence[str | None], given: Sequence | None = None) -
     return langs
 
 
-def runs_on(lang: str, languages: frozenset[str] | None) -> bool:
-    """Whether a classifier for `languages` (None: every language) runs on a post in `lang`.
-    An undetermined post runs every classifier."""
-    return languages is None or lang == UNDETERMINED or lang in languages
+# The script each language is written in, for the languages written in one script only (a
+# language not listed here, e.g. sr or ja, puts no script condition on its classifier).
+LANGUAGE_SCRIPT = {"zh": "Han", **dict.fromkeys(
+    "en ms id es pt fr de it nl tr pl sv da no fi ro hu cs tl sw vi af ca et lv lt sk sl hr sq ga cy is mt".split(),
+    "Latin")}
+# A classifier for languages of known scripts runs on a post only where those scripts hold at
+# least this share of its letters. On the shared corpus Han holds at most ~0.1 of the letters
+# of English posts (a place name, a kanji hashtag) and at least ~0.28 of those of Chinese posts
+# mixed with English: benchmarks/language_routing.py prints both.
+MIN_SCRIPT_SHARE_FIT = 0.2
+# What script_shares counts letters outside of first: _SET_ASIDE, and emoji as clean_text spells
+# them (":red_heart:"), whose Latin letters would otherwise outweigh a short Chinese review.
+_SET_ASIDE_FOR_SCRIPT = re.compile(_SET_ASIDE.pattern + r"|:[^\s:]+:", re.UNICODE)
+_SCRIPT_CODES = ("Han", "Latin")  # the routing table's codes 1, 2 (0: not a letter, 3: another script)
+
+
+@lru_cache(maxsize=1)
+def _routing_scripts() -> np.ndarray:
+    """Per code point: 1 Han, 2 Latin (Unicode's Script property, through `regex`), 3 any other
+    letter (str.isalpha), 0 anything else. 1.1 MB, built once per process."""
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    table = np.where(_letter_scripts() > 0, 3, 0).astype(np.uint8)
+    for code, name in enumerate(_SCRIPT_CODES, start=1):
+        for run in regex.finditer(rf"\p{{Script={name}}}+", every):
+            table[run.start():run.end()] = code
+    return table
+
+
+@lru_cache(maxsize=256)
+def scripts_read(languages: frozenset[str] | None) -> frozenset[str] | None:
+    """The scripts a classifier for `languages` reads (Unicode script names), or None where that
+    puts no condition on a post: every language, or one whose script is not in LANGUAGE_SCRIPT."""
+    if languages is None or any(lang not in LANGUAGE_SCRIPT for lang in languages):
+        return None
+    return frozenset(LANGUAGE_SCRIPT[lang] for lang in languages)
+
+
+def script_shares(texts: Sequence[str | None]) -> list[dict[str, float]]:
+    """For each cleaned text, the share of its letters in Han and in Latin script, counted outside
+    URLs, @mentions, #hashtags and spelled-out emoji where there are letters there, else over
+    the whole text ({}: no letters at all; an emoji-only post counts its emoji's names). For all
+    texts at once."""
+    texts = [text or "" for text in texts]
+    counts = _code_counts([_SET_ASIDE_FOR_SCRIPT.sub(" ", text) for text in texts], _routing_scripts())
+    bare = [i for i, row in enumerate(counts) if not row[1:].any()]  # letters only set aside, or none
+    if bare:
+        counts[bare] = _code_counts([texts[i] for i in bare], _routing_scripts())
+    shares = []
+    for row in counts[:, 1:].tolist():
+        letters = sum(row)
+        shares.append({name: n / letters for name, n in zip(_SCRIPT_CODES, row)} if letters else {})
+    return shares
+
+
+def runs_on(lang: str, languages: frozenset[str] | None, shares: Mapping[str, float]) -> bool:
+    """Whether a classifier for `languages` (None: every language) runs on a post in `lang` whose
+    cleaned text (what its model would see) has the script shares `shares` (script_shares): the
+    post is in one of its languages or undetermined, and, where its languages are all written in
+    known scripts, those scripts hold at least MIN_SCRIPT_SHARE_FIT of its letters. So a post without Han
+    characters never reaches a classifier for Chinese alone, one without Latin letters never one
+    for Latin-script languages, and an undetermined post runs the classifiers its script fits."""
+    if languages is None:
+        return True
+    if lang != UNDETERMINED and lang not in languages:
+        return False
+    scripts = scripts_read(languages)
+    if scripts is None:
+        return True
+    return sum(shares.get(name, 0.0) for name in scripts) >= MIN_SCRIPT_SHARE_FIT
 
 
 def parse_languages(value: str) -> frozenset[str] | None:
@@ -286,17 +361,6 @@ def parse_languages(value: str) -> frozenset[str] | None:
     if not codes or None in codes:
         raise ValueError(f"{value!r} is not a comma-separated list of language codes (or '*')")
     return frozenset(codes)
-
-
-def routing_counts(lang_counts: Mapping[str, int],
-                   routes: Mapping[str, frozenset[str] | None]) -> dict[str, dict[str, int]]:
-    """Per classifier, from the posts' languages: posts it labeled and posts it skipped by
-    language. The one place these manifest counts are computed (from `lang` counts alone)."""
-    out = {}
-    for name, languages in routes.items():
-        labeled = sum(n for lang, n in lang_counts.items() if runs_on(lang, languages))
-        out[name] = {"labeled": labeled, "skipped_language": sum(lang_counts.values()) - labeled}
-    return out
 
 
 def describe(languages: frozenset[str] | None) -> str:
