@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from models.checkpoints import CheckpointError
 from models.classifier import InferenceOptions
 from models.specs import CLASSIFIER_NAMES, SPECS
+from pipelines import flags
 from pipelines.labeling import LabelConfig, SuspectRun, UsageError, fill_date, label
 from transforms import language, partition
 from transforms.cleaning import CleaningOptions
@@ -43,6 +44,15 @@ OFFLINE_HINT = ("label_corpus: no network? `python -m pipelines.demo --output ou
 
 
 def parse_args(argv):
+    """(our options, Beam's options) of a command line; UsageError for what is neither, or out of
+    range (pipelines/flags.py)."""
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    flags.unknown_arguments(beam_args, [o for action in parser._actions for o in action.option_strings])
+    return args, beam_args
+
+
+def build_parser() -> argparse.ArgumentParser:
     def _int_list(value: str) -> list[int]:
         try:
             numbers = [int(part) for part in _csv_list(value)]
@@ -52,7 +62,7 @@ def parse_args(argv):
             raise argparse.ArgumentTypeError(f"{value!r}: give positive integers")
         return sorted(numbers)
 
-    parser = argparse.ArgumentParser(prog="python -m pipelines.label_corpus", description=__doc__,
+    parser = flags.ArgumentParser(prog="python -m pipelines.label_corpus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="file glob: .jsonl[.gz], .csv[.gz], .parquet; local, gs://, s3://")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
@@ -77,11 +87,11 @@ def parse_args(argv):
     parser.add_argument("--keep-fields", default="", help="comma-separated input fields copied to the output")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where the models run (default auto: CUDA when a GPU is visible, else CPU)")
-    parser.add_argument("--batch-size", type=int, default=1024,
+    parser.add_argument("--batch-size", type=flags.integer(1), default=1024,
                         help="texts per RunInference batch, sorted by length within it (default 1024)")
-    parser.add_argument("--max-tokens-per-batch", type=int, default=None,
+    parser.add_argument("--max-tokens-per-batch", type=flags.integer(1), default=None,
                         help="padded tokens per forward pass (default: 8192 on CPU, 65536 on CUDA)")
-    parser.add_argument("--max-items-per-batch", type=int, default=None,
+    parser.add_argument("--max-items-per-batch", type=flags.integer(1), default=None,
                         help="texts per forward pass (default: 256 on CPU, 1024 on CUDA)")
     parser.add_argument("--no-sort", dest="sort_by_length", action="store_false",
                         help="run each batch in arrival order instead of sorted by token length (slower; "
@@ -91,44 +101,34 @@ def parse_args(argv):
                              "instructions; scores move slightly). CUDA always uses bf16/fp16 autocast")
     parser.add_argument("--quantize-int8", action="store_true",
                         help="on CPU: dynamic int8 quantization of the linear layers (scores move slightly)")
-    parser.add_argument("--cpu-threads", type=int, default=None,
+    parser.add_argument("--cpu-threads", type=flags.integer(1), default=None,
                         help="torch threads per worker process on CPU (default: the cores it may run on)")
     parser.add_argument("--length-buckets", type=_int_list, default=None, metavar="N,N,...",
                         help="character-length boundaries for Beam's length-bucketed batching "
                              "(batch_length_fn/batch_bucket_boundaries), e.g. 64,128,256,512")
-    parser.add_argument("--model-copies", type=int, default=None,
+    parser.add_argument("--model-copies", type=flags.integer(1), default=None,
                         help="on CUDA: model copies per machine, shared by its worker processes (default 1)")
-    parser.add_argument("--num-shards", type=int, default=0, help="Parquet files to write (0: the runner decides)")
+    parser.add_argument("--num-shards", type=flags.integer(0), default=0, help="Parquet files to write (0: the runner decides)")
     parser.add_argument("--date", help="YYYY-MM-DD: fills {date} in --input and --output", type=_iso_date)
     parser.add_argument("--skip-if-done", action="store_true",
                         help="exit at once when the output partition has _SUCCESS with the same checkpoints "
                              "and language routing")
     parser.add_argument("--no-wait", dest="wait", action="store_false",
                         help="return once the job is submitted; the job commits the partition itself")
-    parser.add_argument("--cost-per-hour", type=float, default=None, metavar="USD",
+    parser.add_argument("--cost-per-hour", type=flags.decimal(0), default=None, metavar="USD",
                         help="price of one worker per hour: the manifest then states the partition's cost "
                              "and cost per million posts (workers: --max_num_workers or --num_workers, else 1)")
     parser.add_argument("--url-token", default=None, help="replace URLs with this token instead of removing them")
     parser.add_argument("--allow-empty", action="store_true",
                         help="an input without records is a success (default: exit 3 with a message)")
-    parser.add_argument("--max-dead-letter-share", type=_share, default=DEFAULT_MAX_DEAD_SHARE,
+    parser.add_argument("--max-dead-letter-share", type=flags.decimal(0, 1), default=DEFAULT_MAX_DEAD_SHARE,
                         help="exit 3 (after writing the partition) when more than this share of the records "
                              f"read is dead-lettered (default {DEFAULT_MAX_DEAD_SHARE}; 1 turns the check off)")
     parser.add_argument("--mention-token", default=None,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
-    return parser.parse_known_args(argv)
-
-
-def _share(value: str) -> float:
-    try:
-        share = float(value)
-    except ValueError:
-        share = -1.0
-    if not 0 <= share <= 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a share between 0 and 1")
-    return share
+    return parser
 
 
 def _iso_date(value: str) -> str:
@@ -197,9 +197,14 @@ def read_models_file(path: str) -> dict[str, str]:
 def config_from_argv(argv=None) -> LabelConfig:
     """The command line as a LabelConfig (UsageError for what does not fit)."""
     args, beam_args = parse_args(argv)
+    flags.check_date(args.input, args.output, args.date)
+    input_pattern, output = fill_date(args.input, args.date), fill_date(args.output, args.date)
+    problem = flags.output_problem(output, input_pattern, flags.is_existing_file)
+    if problem:
+        raise UsageError(problem)
     refs = choose_checkpoints(args)
     return LabelConfig(
-        input=fill_date(args.input, args.date), output=fill_date(args.output, args.date), checkpoints=refs,
+        input=input_pattern, output=output, checkpoints=refs,
         routes=choose_languages(args, refs),
         fields=FieldMap(args.id_field, args.text_field, tuple(_csv_list(args.keep_fields))), lang_field=args.lang_field,
         inference=InferenceOptions(
