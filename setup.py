@@ -25,6 +25,7 @@ setup(
         "matplotlib>=3.8",  # the report's charts
         "tqdm>=4.60",  # training progress bars
         "py3langid>=0.3",  # the `lang` column: offline language detection, model shipped inside
+        "regex>=2023.1",  # routing by script: Unicode's Script property (\p{Script=Han})
         "accelerate>=1.1",  # transformers' Trainer needs it (training)
         "scikit-learn>=1.4",  # training metrics (F1, ROC AUC)
     ],

@@ -4,15 +4,17 @@ Its model is the set of loaded classifiers (models.classifier.LoadedClassifier).
 a row (a dict with `text`, `clean_text` and the input's `lang`, if any); for each batch
 RunInference hands us, the rows get their languages (transforms.beam_io.add_languages: detected
 for the batch at once), then every classifier gets the cleaned texts of the rows in its
-languages and script (transforms.language.runs_on), runs them in length-sorted sub-batches, and its columns go into the rows. So each post crosses
-Beam's inference machinery once, whatever the number of classifiers, and a classifier's empty or
-out-of-language rows cost nothing (their columns stay absent: null in the output).
+languages and script (transforms.language.runs_on), runs them in length-sorted sub-batches, and
+its columns go into the rows. So each post crosses Beam's inference machinery once, whatever the
+number of classifiers, and a classifier's empty or out-of-language rows cost nothing (their
+columns stay absent: null in the output).
 
 run_inference returns one LabeledBatch per batch: the rows with their columns, the FailedRows
 where a classifier could not run a text (their records go to the dead letters), and the rows and
 tokens each classifier ran, and the rows it labeled and skipped, for the in-pipeline counts of
-the manifest (what the models actually ran on: nothing is tokenized twice). One element per batch, not per row: what follows
-inference (dead letters, counts, the Arrow table written to Parquet) works on whole batches.
+the manifest (what the models actually ran on: nothing is tokenized twice). One element per
+batch, not per row: what follows inference (dead letters, counts, the Arrow table written to
+Parquet) works on whole batches.
 
 On CUDA the classifiers are shared by the worker processes of a machine (`large_model`, and
 `model_copies` copies): Beam then hands run_inference a proxy, and only texts and columns cross

@@ -5,8 +5,10 @@
 
 Without --models/--model each classifier loads its published checkpoint from the Hugging Face
 hub (network needed); `python -m pipelines.demo` runs offline. Each classifier runs only on
-posts in its languages (politics: en,ms; stars: zh; sentiment, emotion: en; an undetermined
-language runs them all); --languages changes that per classifier, --all-languages turns it off.
+posts in its languages and their script (politics: en,ms; stars: zh; sentiment, emotion: en; an
+undetermined language runs those whose script fits); --languages changes that per classifier,
+--all-languages turns it off. Every argument is checked before anything is read or loaded
+(pipelines/flags.py): one that is neither ours nor a Beam pipeline option is an error.
 Output columns, routing and the checkpoint contract: docs/ in the repository.
 
 Exit status: 0 success; 2 a problem found before any data is labeled (command line, --models,

@@ -288,9 +288,9 @@ LANGUAGE_SCRIPT = {"zh": "Han", **dict.fromkeys(
     "en ms id es pt fr de it nl tr pl sv da no fi ro hu cs tl sw vi af ca et lv lt sk sl hr sq ga cy is mt".split(),
     "Latin")}
 # A classifier for languages of known scripts runs on a post only where those scripts hold at
-# least this share of its letters. On the shared corpus Han holds at most ~0.1 of the letters
-# of English posts (a place name, a kanji hashtag) and at least ~0.28 of those of Chinese posts
-# mixed with English: benchmarks/language_routing.py prints both.
+# least this share of its letters: between the Han share of English posts with a Chinese place
+# name or a kanji hashtag and that of Chinese reviews mixed with English words, with a wide margin
+# to both on the shared corpus (benchmarks/language_routing.py prints both extremes).
 MIN_SCRIPT_SHARE_FIT = 0.2
 # What script_shares counts letters outside of first: _SET_ASIDE, and emoji as clean_text spells
 # them (":red_heart:"), whose Latin letters would otherwise outweigh a short Chinese review.
