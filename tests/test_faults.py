@@ -53,4 +53,7 @@ def test_oom_batches_are_split_and_a_text_that_fails_alone_is_dead_lettered(tmp_
     assert max(CALLS) > 4 and 1 in CALLS  # big batches were tried, then halved down to one text
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
     assert counters["records_read"] == counters["rows_written"] + counters["dead_lettered"] == len(texts)
+    manifest = json.loads((tmp_path / "oom" / "_manifest.json").read_text())
+    assert manifest["inferences"] == {"sentiment": len(texts)}  # the model ran on the poison text too
+    assert manifest["by_classifier"]["sentiment"] == {"labeled": len(rows), "skipped_language": 0}
     assert counters["oom_splits"] > 0

@@ -144,7 +144,8 @@ def test_manifest_reconciles_and_counts_duplicates(hostile_run):
     assert manifest["records_read"] == len(rows) + len(record_letters)
     assert manifest["duplicate_ids"] == 1
     assert manifest["empty_text_rows"] == 1
-    assert manifest["inferences"]["sentiment"] == len(rows)
+    labeled = sum(r["sentiment"] is not None for r in rows)  # what the model ran on: no text failed here
+    assert manifest["inferences"]["sentiment"] == manifest["by_classifier"]["sentiment"]["labeled"] == labeled
     assert sum(manifest["dead_lettered_by_reason"].values()) == len(record_letters)
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from models.specs import SPECS
 from pipelines.label_corpus import run
-from transforms.language import runs_on
+from transforms.language import runs_on, script_shares
 from tests.test_pipeline import read_dead_letters, read_labels
 from transforms import partition
 from transforms.records import repair_strings
@@ -106,7 +106,7 @@ def check_run(tiny_checkpoints, jsonl, csv_data, parquet_data, extra_args=()):
         for row in rows:
             assert isinstance(row["id"], str) and row["id"]
             # null exactly where there is no text to classify or the post is outside sentiment's languages
-            routed_out = not runs_on(row["lang"], SPECS["sentiment"].languages)
+            routed_out = not runs_on(row["lang"], SPECS["sentiment"].languages, script_shares([row["clean_text"]])[0])
             assert (row["sentiment"] is None) == (not row["clean_text"] or routed_out)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
