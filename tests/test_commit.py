@@ -64,12 +64,12 @@ def stage_run(directory, run_id, shards, letters=1):
         shard_ids = [f"{run_id}-{shard}-{i}" for i in range(3)]
         ids += shard_ids
         pq.write_table(pa.table({"id": shard_ids}),
-                       os.path.join(staging, f"labels-{shard:05d}-of-{shards:05d}.parquet"))
+                       os.path.join(staging, f"labels-{shard:05d}-of-{shards:05d}{partition.STAGED_SHARD_SUFFIX}"))
     with open(os.path.join(staging, partition.ERRORS_DIR, "errors-00000-of-00001.jsonl"), "w") as handle:
         for i in range(letters):
             handle.write(json.dumps({"source": "in.jsonl", "position": i, "reason": "invalid JSON: x",
                                      "raw": run_id}) + "\n")
-    found = partition.count_outputs(staging)
+    found = partition.count_outputs(staging, staged=True)
     manifest = {"run_id": run_id, "records_read": len(ids) + letters, **found}
     return staging, manifest, sorted(ids)
 
