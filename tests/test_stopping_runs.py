@@ -90,10 +90,10 @@ def test_sigterm_mid_commit_finishes_the_commit_then_exits_143(dataset, tiny_che
 
 @pytest.fixture()
 def small_disk(tmp_path):
-    """A tmpfs of 64 KiB (room for the earlier partition, not for 600 labeled posts)."""
+    """A tmpfs of 24 KiB (room for the earlier partition, not for 600 labeled posts)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or done.returncode}): "
                     f"ENOSPC is tested with the fault-injecting storage in tests/test_stopping.py")
