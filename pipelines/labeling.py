@@ -114,6 +114,15 @@ def finish_dead_commit(output: str) -> None:
         LOG.warning("%s", exc)
 
 
+def _finished(result) -> bool:
+    from apache_beam.runners.runner import PipelineState
+
+    try:
+        return PipelineState.is_terminal(result.state)
+    except Exception:  # noqa: BLE001 - a runner that cannot tell: not known to be finished
+        return False
+
+
 def dies_with_this_process(pipeline: beam.Pipeline) -> bool:
     """Whether the pipeline runs in this process or its children (the DirectRunner)."""
     from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
@@ -123,23 +132,21 @@ def dies_with_this_process(pipeline: beam.Pipeline) -> bool:
 
 
 def _after_failure(output: str, run_id: str, local: bool, result) -> None:
-    """A run that failed or was stopped removes its own staging; a remote job that is still
-    running (its launcher was stopped) is asked to cancel, and its staging left to it."""
-    if not local and result is not None and stopping.requested() is not None:
-        from apache_beam.runners.runner import PipelineState
-
-        if not PipelineState.is_terminal(getattr(result, "state", None)):
+    """A run that failed or was stopped removes its own staging, unless it is a remote job that
+    still runs (its launcher was stopped: the job is asked to cancel)."""
+    if not local and (result is None or not _finished(result)):
+        if result is not None and stopping.requested() is not None:
             try:
                 result.cancel()
-                LOG.warning("asked the job to cancel; its staging goes with the next run that commits")
+                LOG.warning("asked the job to cancel; a later run that commits %s deletes its staging once it "
+                            "is %d days old", output, partition.STAGING_MAX_AGE_S // 86400)
             except Exception as exc:  # noqa: BLE001 - the job may be gone already
                 LOG.warning("could not cancel the job (%s)", exc)
-            return
-    if local or result is not None:
-        try:
-            partition.discard_staging(output, run_id)
-        except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
-            LOG.warning("could not delete the staging of run %s (%s)", run_id, exc)
+        return
+    try:
+        partition.discard_staging(output, run_id)
+    except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
+        LOG.warning("could not delete the staging of run %s (%s)", run_id, exc)
 
 
 def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict):
@@ -225,7 +232,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     except BaseException as exc:
         _after_failure(config.output, run_id, local, result)
         raise _our_error(exc) or exc
-    if local:
+    if local and _finished(result):
         partition.discard_staging(config.output, run_id)  # what a late heartbeat may have left
     if not config.wait:
         LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
