@@ -1,5 +1,5 @@
 """Whole runs stopped the way schedulers and terminals stop them, and one that fills its disk:
-a real SIGINT mid-run, a real SIGTERM mid-commit (label_corpus in a child process), and a run
+a real SIGINT mid-run (label_corpus in a child process), a real SIGTERM mid-commit, and a run
 whose output is a tmpfs too small for its shards. Each asserts the exit, the one line printed,
 and what readers of the partition see (tests/test_stopping.py's globbing readers)."""
 from __future__ import annotations
@@ -15,22 +15,8 @@ import pytest
 
 from tests.test_commit import complete_ids, leftovers, stage_run
 from tests.test_stopping import DT, assert_readers_see_only_committed_shards
-from transforms import partition
+from transforms import partition, stopping
 
-CHILD = """
-import os, signal, sys
-from transforms import partition
-if os.environ.get("STOP_MID_COMMIT"):  # a real SIGTERM once the first staged file has moved in
-    real_rename = partition.Storage.rename
-    def rename(self, source, target, sent=[]):
-        real_rename(self, source, target)
-        if partition.STAGING_PREFIX in source and not sent:
-            sent.append(source)
-            os.kill(os.getpid(), signal.SIGTERM)
-    partition.Storage.rename = rename
-from pipelines.label_corpus import cli
-cli()
-"""
 
 
 @pytest.fixture()
@@ -47,11 +33,11 @@ def dataset(tmp_path):
     return posts, root, directory, old_ids
 
 
-def child(posts, directory, checkpoint, **env):
+def child(posts, directory, checkpoint):
     argv = ["--input", str(posts), "--output", str(directory), "--only", "sentiment", "--model",
             f"sentiment={checkpoint}", "--num-shards", "2"]
-    return subprocess.Popen([sys.executable, "-c", CHILD, *argv], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.getcwd(), **env})
+    return subprocess.Popen([sys.executable, "-m", "pipelines.label_corpus", *argv], stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
 
 
 def test_ctrl_c_mid_run_exits_130_with_one_line_and_leaves_the_old_partition(dataset, tiny_checkpoints):
@@ -74,18 +60,32 @@ def test_ctrl_c_mid_run_exits_130_with_one_line_and_leaves_the_old_partition(dat
     assert_readers_see_only_committed_shards(root, directory)
 
 
-def test_sigterm_mid_commit_finishes_the_commit_then_exits_143(dataset, tiny_checkpoints):
+def test_sigterm_mid_commit_finishes_the_commit_then_exits_143(dataset, tiny_checkpoints, monkeypatch, capsys):
+    """In this process (main(), as the console script runs it): a real SIGTERM once the first
+    staged file has moved into the partition."""
+    from pipelines.label_corpus import main
+
     posts, root, directory, old_ids = dataset
-    job = child(posts, directory, tiny_checkpoints["sentiment"], STOP_MID_COMMIT="1")
-    err = job.stderr.read()
-    assert job.wait(timeout=300) == 143, err
+    real_rename, sent = partition.Storage.rename, []
+
+    def rename(self, source, target):
+        real_rename(self, source, target)
+        if partition.STAGING_PREFIX in source and not sent:
+            sent.append(source)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(partition.Storage, "rename", rename)
+    code = main(["--input", str(posts), "--output", str(directory), "--only", "sentiment", "--model",
+                 f"sentiment={tiny_checkpoints['sentiment']}", "--num-shards", "2"])
+    err = capsys.readouterr().err
+    assert code == 143 and sent, err
     assert "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == (f"label_corpus: stopped by SIGTERM: {directory} holds this run's complete "
                                             f"partition (600 rows, _SUCCESS): it was committed before the stop")
-    ids = complete_ids(directory)
-    assert ids == sorted(f"p{i}" for i in range(600))
+    assert complete_ids(directory) == sorted(f"p{i}" for i in range(600))
     assert leftovers(directory) == []  # lock released, staging and backup gone
     assert_readers_see_only_committed_shards(root, directory)
+    assert signal.getsignal(signal.SIGTERM) is not None and stopping.requested() is None  # handlers put back
 
 
 @pytest.fixture()

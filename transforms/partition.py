@@ -426,8 +426,9 @@ def delete_dead_staging(directory: str, now: datetime, storage: Storage, keep: s
         if (done and path.rstrip("/") == staging_dir(directory, done)) or staging_owner_gone(path, now, storage):
             storage.delete_tree(path)
             deleted.append(path)
+    backups = staging_dirs(directory, storage, BACKUP_PREFIX)  # before the lock is read: a commit that
     held = _read_lock(join(directory, LOCK), storage) if storage.exists(join(directory, LOCK)) else None
-    for path in staging_dirs(directory, storage, BACKUP_PREFIX):
+    for path in backups:  # starts in between made its backup after this listing
         if path.rstrip("/") != (held or {}).get("backup", "").rstrip("/"):  # no commit's journal needs it
             storage.delete_tree(path)
             deleted.append(path)
