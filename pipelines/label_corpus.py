@@ -14,7 +14,9 @@ Output columns, routing and the checkpoint contract: docs/ in the repository.
 Exit status: 0 success; 2 a problem found before any data is labeled (command line, --models,
 checkpoints) or counts that do not reconcile; 3 the partition was written and accounted but does
 not look like success (no records, none usable, or more than --max-dead-letter-share of them
-dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix.
+dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix;
+143 / 130 stopped by SIGTERM / SIGINT, with a line saying what state the partition is in (a commit
+under way finishes first; nothing else of the run is committed, and its staging is deleted).
 
 The command line only: it turns argv into a LabelConfig and calls pipelines.labeling.label.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import date
 
@@ -34,7 +37,7 @@ from models.classifier import InferenceOptions
 from models.specs import CLASSIFIER_NAMES, SPECS
 from pipelines import flags
 from pipelines.labeling import LabelConfig, SuspectRun, UsageError, fill_date, label
-from transforms import language, partition
+from transforms import language, partition, stopping
 from transforms.cleaning import CleaningOptions
 from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
 from transforms.records import FieldMap
@@ -228,8 +231,16 @@ def run(argv=None, test_pipeline=None, forward=None):
 
 def main(argv=None) -> int:
     console.setup(verbose=console.wants_verbose(sys.argv[1:] if argv is None else argv))
+    with stopping.handled():
+        return _main(argv)
+
+
+def _main(argv) -> int:
     try:
         run(argv)
+    except stopping.Stopped as exc:  # SIGTERM, SIGINT: label() says what state the partition is in
+        print(f"label_corpus: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (CheckpointError, UsageError, partition.ReconciliationError, partition.ConcurrentRunError,
             partition.VerificationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
@@ -242,5 +253,16 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The console script: main(), and after a stop an exit at once (everything is settled by
+    then; the interpreter's own shutdown of torch, Beam and the tokenizers takes seconds more)."""
+    code = main()
+    if code in (128 + signum for signum in stopping.SIGNALS):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -6,10 +6,12 @@ Wiring only: the logic lives in transforms/ and models/ (docs/architecture.md).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import itertools
 import json
 import logging
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from models.classifier import InferenceOptions
 from models.handler import Classify, ClassifiersHandler
 from models.heads import Head
 from models.runtime import position_limit
-from transforms import language, partition
+from transforms import language, partition, stopping
 from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
                                 ReadRecordsFn, ToTableFn, is_record_letter)
 from transforms.cleaning import CleaningOptions
@@ -87,16 +89,70 @@ class LabelConfig:
 def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, forward: Optional[Callable] = None):
     """Build and run the labeling pipeline for one partition; returns the PipelineResult, or None
     when skip_if_done finds the partition complete with the same checkpoints and routing.
-    `forward` replaces every classifier's forward pass (tests inject faults with it)."""
+    `forward` replaces every classifier's forward pass (tests inject faults with it).
+    After a stop signal (transforms.stopping) whatever failed raises Stopped, whose message says
+    what state the partition is in."""
+    run = {}
     try:
-        return _label(config, test_pipeline, forward)
+        return _label(config, test_pipeline, forward, run)
+    except BaseException as exc:
+        signum = stopping.requested()
+        if signum is None:
+            raise
+        raise stopping.Stopped(signum, f"stopped by {signal.Signals(signum).name}: "
+                                       f"{partition.state_line(config.output, run.get('id'))}") from None
     finally:
         forget_validated()
 
 
-def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable]):
+def finish_dead_commit(output: str) -> None:
+    """A commit whose process is provably gone is finished or rolled back now, before this run
+    reads which partition it replaces (else it would lose a race with a dead run)."""
+    try:
+        partition.recover(output)
+    except partition.ConcurrentRunError as exc:  # another run is recovering it: this run's commit waits its turn
+        LOG.warning("%s", exc)
+
+
+def _finished(result) -> bool:
+    from apache_beam.runners.runner import PipelineState
+
+    try:
+        return PipelineState.is_terminal(result.state)
+    except Exception:  # noqa: BLE001 - a runner that cannot tell: not known to be finished
+        return False
+
+
+def dies_with_this_process(pipeline: beam.Pipeline) -> bool:
+    """Whether the pipeline runs in this process or its children (the DirectRunner)."""
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    return isinstance(pipeline.runner, (FnApiRunner, SwitchingDirectRunner, BundleBasedDirectRunner))
+
+
+def _after_failure(output: str, run_id: str, local: bool, result) -> None:
+    """A run that failed or was stopped removes its own staging, unless it is a remote job that
+    still runs (its launcher was stopped: the job is asked to cancel)."""
+    if not local and (result is None or not _finished(result)):
+        if result is not None and stopping.requested() is not None:
+            try:
+                result.cancel()
+                LOG.warning("asked the job to cancel; a later run that commits %s deletes its staging once it "
+                            "is %d days old", output, partition.STAGING_MAX_AGE_S // 86400)
+            except Exception as exc:  # noqa: BLE001 - the job may be gone already
+                LOG.warning("could not cancel the job (%s)", exc)
+        return
+    try:
+        partition.discard_staging(output, run_id)
+    except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
+        LOG.warning("could not delete the staging of run %s (%s)", run_id, exc)
+
+
+def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict):
     # Before any data is read. A worker in this process takes the models validation loaded.
     classifiers = load_classifiers(dict(config.checkpoints), keep_models=runs_in_this_process(config.beam_args))
+    finish_dead_commit(config.output)
     if config.skip_if_done:
         done = partition.read_manifest(config.output)
         if done is None:
@@ -151,7 +207,8 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([("empty_text_rows", 0)])]
     shards = (tables.tables | "Progress" >> beam.ParDo(ProgressFn(expected, workers_of(config.beam_args), batched=True))
               | "WriteParquet" >> beam.io.WriteToParquetBatched(
-        partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy", file_name_suffix=".parquet",
+        partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy",
+        file_name_suffix=partition.STAGED_SHARD_SUFFIX,
         num_shards=config.num_shards))
     letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
         partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
@@ -162,14 +219,24 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(
         staging, config.output, manifest, base_run, config.routes,
         outcome_limits={"allow_empty": config.allow_empty, "max_dead_share": config.max_dead_share})
-    result = pipeline.run()
+    run["id"] = run_id
+    local = dies_with_this_process(pipeline)
+    result = None
+    try:
+        # A pipeline in this process: this process owns its staging (its death is the run's,
+        # and a later run may then delete it); a remote job's outlives its launcher.
+        with partition.claim_staging(staging) if local else contextlib.nullcontext():
+            result = pipeline.run()
+            if config.wait:
+                result.wait_until_finish()
+    except BaseException as exc:
+        _after_failure(config.output, run_id, local, result)
+        raise _our_error(exc) or exc
+    if local and _finished(result):
+        partition.discard_staging(config.output, run_id)  # what a late heartbeat may have left
     if not config.wait:
         LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
         return result
-    try:
-        result.wait_until_finish()
-    except Exception as exc:
-        raise _our_error(exc) or exc
     done = partition.read_manifest(config.output)
     if done and done.get("run_id") == run_id:
         for line in console.summary_lines(done, time.monotonic() - clock, console.label_lines(config.output)):

@@ -80,8 +80,8 @@ def test_counts_that_do_not_reconcile_fail_loudly_and_leave_no_success(dated_inp
     out = dated_input[1].replace("{date}", DATE)
     real_count = partition.count_outputs
 
-    def lose_a_row(directory):
-        found = real_count(directory)
+    def lose_a_row(directory, **kw):
+        found = real_count(directory, **kw)
         return {**found, "rows_written": found["rows_written"] - 1}
 
     monkeypatch.setattr(partition, "count_outputs", lose_a_row)
@@ -143,18 +143,19 @@ def test_a_run_that_another_run_overtook_fails_loudly_and_keeps_the_others_parti
     real_count = partition.count_outputs
     other = {}
 
-    def another_run_commits_first(directory):
+    def another_run_commits_first(directory, **kw):
         if not other:  # while this job runs, a second job of the same partition commits
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             staging = partition.staging_dir(out, "20261121T000000-other")
             os.makedirs(staging)
-            pq.write_table(pa.table({"id": ["o1", "o2"]}), os.path.join(staging, "labels-00000-of-00001.parquet"))
-            found = real_count(staging)
+            pq.write_table(pa.table({"id": ["o1", "o2"]}),
+                           os.path.join(staging, "labels-00000-of-00001" + partition.STAGED_SHARD_SUFFIX))
+            found = real_count(staging, staged=True)
             partition.commit(staging, out, {"run_id": "20261121T000000-other", "records_read": 2, **found})
             other["ids"] = ["o1", "o2"]
-        return real_count(directory)
+        return real_count(directory, **kw)
 
     monkeypatch.setattr(partition, "count_outputs", another_run_commits_first)
     assert main(argv(dated_input, tiny_checkpoints["sentiment"])) == 2

@@ -208,8 +208,8 @@ class CommitPartitionFn(beam.DoFn):
             raise partition.ConcurrentRunError(
                 f"another run ({current}) committed {self.directory} while this run "
                 f"({self.base_manifest['run_id']}) was running; that partition stands")
-        found = partition.count_outputs(self.staging)
-        written = {partition.relative(path, self.staging) for path in written}
+        found = partition.count_outputs(self.staging, staged=True)
+        written = {partition.committed_name(partition.relative(path, self.staging)) for path in written}
         if set(found["files"]) != written:
             raise partition.VerificationError(
                 f"{self.staging} holds {sorted(found['files'])}, the pipeline wrote {sorted(written)}")

@@ -15,12 +15,22 @@ A run writes into DIR/_staging-<run id>/ and, as the pipeline's last step, commi
 5. **Clean up.** The backup, the staging directory and the lock are deleted.
 
 An error in steps 3-4 rolls back (staged files back to staging, the backup back in place):
-the old partition is complete again. A process killed in steps 3-4 leaves the lock and its
-journal; the same run retried (Dataflow retries a failed bundle) or any later run once the lock
-is older than LOCK_LEASE_S rolls the journal forward (or back when the staged files are no
-longer all there), so the old or the new partition becomes complete, never neither.
-Staging directories of other runs are deleted only when older than STAGING_MAX_AGE_S (their
-start time is in their name): a live run's staging is never touched.
+the old partition is complete again. A stop signal (transforms/stopping.py) waits until the
+commit is done. A process killed in steps 3-4 leaves the lock and its journal; the same run
+retried (Dataflow retries a failed bundle), or the next run as soon as the lock's owner is
+provably gone (transforms/liveness.py: on the same machine its process is dead; elsewhere it
+stopped renewing its heartbeat for LOCK_PATIENCE_S), rolls the journal forward (or back when the
+staged files are no longer all there), so the old or the new partition becomes complete, never
+neither. A lock older than LOCK_LEASE_S is taken over whatever its owner: the last resort.
+
+Readers that glob (`root/**/*.parquet`) see only committed shards: staged Parquet files end in
+STAGED_SUFFIX (Beam's temporary files too, as they take the shards' suffix) and backed-up ones in
+BACKUP_SUFFIX, so no name outside the committed places ends in `.parquet`.
+
+A run that fails deletes its own staging directory (pipelines/labeling.py); a run that commits
+deletes the staging of runs whose owner (a launcher that runs the pipeline in its own process,
+recorded in the directory's OWNER file) is provably gone as above, and of any run that started
+more than STAGING_MAX_AGE_S ago (a remote job, whose launcher may be gone while it runs).
 
 Everything here works on a small Storage interface, so tests inject faults at every step.
 """
@@ -38,6 +48,7 @@ from datetime import datetime, timezone
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms import liveness, stopping
 from transforms.records import decode_dead_letter, is_classifier_source, split_dead_letter_lines
 
 LOG = logging.getLogger(__name__)
@@ -49,7 +60,15 @@ SHARD_PREFIX = "labels"
 STAGING_PREFIX = "_staging-"
 BACKUP_PREFIX = "_previous-"
 BACKED_UP = "_BACKED_UP"  # in the backup: every old file is there, staged files may be moving in
+STAGED_SUFFIX = ".staged"  # staged Parquet: labels-00000-of-00001.parquet.staged
+BACKUP_SUFFIX = ".previous"  # backed-up Parquet, in _previous-<run>/
+STAGED_SHARD_SUFFIX = ".parquet" + STAGED_SUFFIX  # what the pipeline's Parquet sink writes
+OWNER = "_OWNER"  # in a staging directory: the launcher that runs its pipeline in-process, and its heartbeat
+LOCK_HEARTBEAT = LOCK + ".heartbeat"  # the lock holder's heartbeat, renewed while it commits
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
+HEARTBEAT_S = 10  # how often a lock holder or a staging owner renews its heartbeat
+LOCK_PATIENCE_S = 90  # a lock holder on another machine silent this long is gone
+STAGING_PATIENCE_S = 180  # the same for a staging directory's owner
 LOCK_LEASE_S = 30 * 60  # a commit only moves files; a lock this old belongs to a dead run
 STAGING_MAX_AGE_S = 3 * 24 * 3600  # longer than any job runs: older staging dirs are abandoned
 
@@ -97,14 +116,15 @@ class Storage:
             # the path exists, and a reader never sees the file before its content (an O_EXCL
             # create would show an empty lock, which another run could take for a dead one's).
             private = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
-            with open(private, "wb") as handle:
-                handle.write(data)
             try:
+                with open(private, "wb") as handle:  # a full disk fails here: the finally removes it
+                    handle.write(data)
                 os.link(private, path)
             except FileExistsError:
                 return False
             finally:
-                os.unlink(private)
+                if os.path.lexists(private):
+                    os.unlink(private)
             return True
         if path.startswith("gs://"):
             from google.api_core.exceptions import PreconditionFailed
@@ -164,20 +184,35 @@ def _write_text(path: str, text: str) -> None:
 # ------------------------------------------------------------------------------- reading
 
 
-def shard_paths(directory: str, storage: Storage | None = None) -> list[str]:
-    return (storage or Storage()).glob(join(directory, f"{SHARD_PREFIX}-*.parquet"))
+def shard_paths(directory: str, storage: Storage | None = None, staged: bool = False) -> list[str]:
+    """The Parquet shards in a partition, or (staged) in a staging directory."""
+    suffix = STAGED_SHARD_SUFFIX if staged else ".parquet"
+    return (storage or Storage()).glob(join(directory, f"{SHARD_PREFIX}-*{suffix}"))
 
 
 def dead_letter_paths(directory: str, storage: Storage | None = None) -> list[str]:
     return (storage or Storage()).glob(join(directory, ERRORS_DIR, "*.jsonl"))
 
 
-def data_paths(directory: str, storage: Storage | None = None) -> list[str]:
-    return shard_paths(directory, storage) + dead_letter_paths(directory, storage)
+def data_paths(directory: str, storage: Storage | None = None, staged: bool = False) -> list[str]:
+    return shard_paths(directory, storage, staged) + dead_letter_paths(directory, storage)
 
 
 def relative(path: str, directory: str) -> str:
     return path[len(directory.rstrip("/")) + 1:]
+
+
+def hidden_name(name: str, suffix: str) -> str:
+    """A Parquet file's name while staged or backed up: not one a `*.parquet` glob matches."""
+    return name + suffix if name.endswith(".parquet") else name
+
+
+def committed_name(name: str) -> str:
+    """The name a staged or backed-up file has in the partition."""
+    for suffix in (STAGED_SUFFIX, BACKUP_SUFFIX):
+        if name.endswith(".parquet" + suffix):
+            return name[:-len(suffix)]
+    return name
 
 
 def read_manifest(directory: str, storage: Storage | None = None) -> dict | None:
@@ -195,6 +230,26 @@ def read_manifest(directory: str, storage: Storage | None = None) -> dict | None
         LOG.warning("%s has %s but its %s cannot be read (%s): treating the partition as incomplete",
                     directory, SUCCESS, MANIFEST, exc)
         return None
+
+
+def state_line(directory: str, run_id: str | None = None, storage: Storage | None = None) -> str:
+    """What a reader finds in the partition now, in a sentence (for the line a stopped run prints)."""
+    storage = storage or Storage()
+    try:
+        if storage.exists(join(directory, LOCK)):
+            held = _read_lock(join(directory, LOCK), storage) or {}
+            return (f"{directory} is being committed by run {held.get('run_id')} ({LOCK} held); the next run "
+                    f"finishes or rolls back that commit as soon as its process is gone")
+        manifest = read_manifest(directory, storage)
+    except Exception as exc:  # noqa: BLE001 - the line must be printed whatever the store says
+        return f"{directory} could not be read ({exc})"
+    if manifest is None:
+        return f"{directory} has no complete partition (no {SUCCESS}); nothing of this run was committed"
+    if run_id is not None and manifest.get("run_id") == run_id:
+        return (f"{directory} holds this run's complete partition ({manifest.get('rows_written')} rows, "
+                f"{SUCCESS}): it was committed before the stop")
+    return (f"{directory} holds its previous complete partition unchanged (run {manifest.get('run_id')}, "
+            f"{manifest.get('rows_written')} rows, {SUCCESS}); nothing of this run was committed")
 
 
 def committed_run(directory: str, storage: Storage | None = None) -> str | None:
@@ -220,19 +275,20 @@ def parquet_rows(path: str, storage: Storage | None = None) -> int:
         return pq.ParquetFile(handle).metadata.num_rows
 
 
-def count_outputs(directory: str, storage: Storage | None = None) -> dict:
+def count_outputs(directory: str, storage: Storage | None = None, staged: bool = False) -> dict:
     """Rows, distinct ids and dead letters as found in the files themselves (Parquet footers,
     the id column, the dead-letter lines): the ground truth the manifest reconciles against.
-    "files" maps each file (relative to directory) to its rows or dead letters."""
+    "files" maps each file (relative to directory, named as in the partition) to its rows or
+    dead letters. staged: directory is a staging directory."""
     import pyarrow.parquet as pq
 
     storage = storage or Storage()
     rows, ids, files = 0, Counter(), {}
-    for path in shard_paths(directory, storage):
+    for path in shard_paths(directory, storage, staged):
         with FileSystems.open(path) as handle:
             table = pq.read_table(handle, columns=["id"])
         rows += table.num_rows
-        files[relative(path, directory)] = table.num_rows
+        files[committed_name(relative(path, directory))] = table.num_rows
         ids.update(table.column("id").to_pylist())
     by_reason, broken_files = Counter(), []
     for path in dead_letter_paths(directory, storage):
@@ -316,24 +372,79 @@ def run_started(name: str) -> datetime | None:
         return None
 
 
-def staging_dirs(directory: str, storage: Storage | None = None) -> list[str]:
+def staging_dirs(directory: str, storage: Storage | None = None, prefix: str = STAGING_PREFIX) -> list[str]:
+    """The staging (or with prefix BACKUP_PREFIX, backup) directories in a partition."""
     storage = storage or Storage()
-    pattern = join(directory, STAGING_PREFIX + "*")
+    pattern = join(directory, prefix + "*")
     if is_local(pattern):
         return sorted(glob.glob(pattern))
     return sorted({p[: p.index("/", len(directory.rstrip("/")) + 1)] for p in storage.glob(pattern + "/**")})
 
 
-def delete_abandoned_staging(directory: str, now: datetime, storage: Storage,
-                             max_age_s: float = STAGING_MAX_AGE_S) -> list[str]:
-    """Delete staging directories whose run started more than max_age_s ago; never a live run's."""
+def claim_staging(staging: str, storage: Storage | None = None) -> liveness.Heartbeat:
+    """Record this process as the owner of a staging directory (a launcher that runs the
+    pipeline in its own process, so that its death is the run's): returns the Heartbeat to run
+    while the pipeline runs, which other machines go by."""
+    storage = storage or Storage()
+    fields = {"owner": liveness.owner_record()}
+    heartbeat = liveness.Heartbeat(storage, join(staging, OWNER), fields, HEARTBEAT_S, while_exists=True)
+    storage.write(join(staging, OWNER), json.dumps({**fields, "beat": datetime.now(timezone.utc).isoformat()})
+                  .encode("utf-8"))
+    return heartbeat
+
+
+def staging_owner_gone(path: str, now: datetime, storage: Storage) -> bool:
+    """Whether the run that writes into staging directory path is provably dead (its owner's
+    process is, or its heartbeat stopped), or started more than STAGING_MAX_AGE_S ago."""
+    started = run_started(path)
+    if started is not None and (now - started).total_seconds() > STAGING_MAX_AGE_S:
+        return True
+    record = liveness.read_json(storage, join(path, OWNER))
+    if not record:
+        return False  # a remote job's, or one just being created: only its age tells
+    if liveness.process_gone(record.get("owner")):
+        return True
+    return (not liveness.same_machine(record.get("owner"))
+            and liveness.heartbeat_stale(_when(record.get("beat")), now, STAGING_PATIENCE_S))
+
+
+def _when(stamp) -> datetime:
+    try:
+        return datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return datetime.fromtimestamp(0, timezone.utc)
+
+
+def delete_dead_staging(directory: str, now: datetime, storage: Storage, keep: str | None = None,
+                        done: str | None = None) -> list[str]:
+    """Delete the staging directories of runs that are provably dead or abandoned (staging_owner_gone),
+    or of run `done` (one that committed: what is left is its clean-up's); never a live run's, nor keep."""
     deleted = []
     for path in staging_dirs(directory, storage):
-        started = run_started(path)
-        if started is not None and (now - started).total_seconds() > max_age_s:
+        if path.rstrip("/") == (keep or "").rstrip("/"):
+            continue
+        if (done and path.rstrip("/") == staging_dir(directory, done)) or staging_owner_gone(path, now, storage):
+            storage.delete_tree(path)
+            deleted.append(path)
+    backups = staging_dirs(directory, storage, BACKUP_PREFIX)  # before the lock is read: a commit that
+    held = _read_lock(join(directory, LOCK), storage) if storage.exists(join(directory, LOCK)) else None
+    for path in backups:  # starts in between made its backup after this listing
+        if path.rstrip("/") != (held or {}).get("backup", "").rstrip("/"):  # no commit's journal needs it
             storage.delete_tree(path)
             deleted.append(path)
     return deleted
+
+
+def discard_staging(directory: str, run_id: str, storage: Storage | None = None) -> None:
+    """After a run that did not commit: delete its staging directory, first finishing or rolling
+    back a commit of its own that a dead worker left under the lock."""
+    storage = storage or Storage()
+    held = _read_lock(join(directory, LOCK), storage) if storage.exists(join(directory, LOCK)) else None
+    if held is not None and held.get("run_id") == run_id:
+        if not lock_holder_gone(directory, held, datetime.now(timezone.utc), storage):
+            return  # its commit still runs somewhere: the journal needs the staged files
+        recover(directory, storage, force=True)
+    storage.delete_tree(staging_dir(directory, run_id))
 
 
 # ------------------------------------------------------------------------------- commit
@@ -342,28 +453,52 @@ def delete_abandoned_staging(directory: str, now: datetime, storage: Storage,
 def plan(staging: str, directory: str, manifest: dict, storage: Storage) -> dict:
     """The journal of a commit: where each staged file goes, and what to publish."""
     run_id = manifest["run_id"]
-    moves = [[path, join(directory, relative(path, staging))] for path in data_paths(staging, storage)]
+    moves = [[path, join(directory, committed_name(relative(path, staging)))]
+             for path in data_paths(staging, storage, staged=True)]
     return {"run_id": run_id, "staging": staging, "backup": join(directory, BACKUP_PREFIX + run_id),
             "moves": moves, "manifest": manifest}
 
 
 def _acquire(directory: str, journal: dict, storage: Storage, now: datetime) -> None:
-    """Create the lock with our journal, first finishing a dead run's or our own earlier commit."""
+    """Create the lock with our journal and owner, first finishing a commit whose holder is gone."""
     lock = join(directory, LOCK)
-    body = json.dumps({**journal, "locked_at": now.isoformat()}).encode("utf-8")
+    body = json.dumps({**journal, "locked_at": now.isoformat(), "owner": liveness.owner_record()}).encode("utf-8")
     for _ in range(3):
         if storage.create_exclusive(lock, body):
             return
         held = _read_lock(lock, storage)
         if held is None:
             continue  # released between our create and our read
-        age = (now - datetime.fromisoformat(held["locked_at"])).total_seconds()
-        if age < LOCK_LEASE_S:
+        if not lock_holder_gone(directory, held, now, storage):
+            owner = held.get("owner") or {}
             raise ConcurrentRunError(
-                f"another run ({held['run_id']}) is committing {directory} (lock {lock} taken "
-                f"{age:.0f} s ago); this run's rows were not committed")
+                f"another run ({held['run_id']}) is committing {directory} (lock {lock} taken at "
+                f"{held.get('locked_at')} by pid {owner.get('pid', '?')} on {owner.get('host', '?')}, which "
+                f"still runs); this run's rows were not committed")
         recover(directory, storage, now)
     raise ConcurrentRunError(f"could not take {lock}: other runs keep committing {directory}")
+
+
+def lock_holder_gone(directory: str, held: dict, now: datetime, storage: Storage) -> str | None:
+    """Why the holder of the lock held is provably gone (its process is dead on this machine, its
+    heartbeat stopped on another, or the lock is older than LOCK_LEASE_S), or None."""
+    locked = _when(held.get("locked_at"))
+    if (now - locked).total_seconds() >= LOCK_LEASE_S:
+        return f"its lock is older than {LOCK_LEASE_S} s"
+    if held.get("manifest") and committed_run(directory, storage) == held.get("run_id"):
+        return "it has published; only its clean-up was left"
+    owner = held.get("owner")
+    if not owner:
+        return None  # a lock without owner (an older version's): only the lease tells
+    if liveness.process_gone(owner):
+        return f"its process (pid {owner.get('pid')} on {owner.get('host')}) is gone"
+    if liveness.same_machine(owner):
+        return None
+    beat = liveness.read_json(storage, join(directory, LOCK_HEARTBEAT)) or {}
+    last = max(locked, _when(beat.get("beat"))) if beat.get("run_id") == held.get("run_id") else locked
+    if liveness.heartbeat_stale(last, now, LOCK_PATIENCE_S):
+        return f"its heartbeat stopped at {last.isoformat(timespec='seconds')}"
+    return None
 
 
 def _read_lock(lock: str, storage: Storage) -> dict | None:
@@ -387,7 +522,7 @@ def _move_in(directory: str, journal: dict, storage: Storage) -> None:
         old = [join(directory, SUCCESS), join(directory, MANIFEST)] + data_paths(directory, storage)
         for path in old:  # _SUCCESS first: the partition is visibly incomplete from here on
             if storage.exists(path):
-                storage.rename(path, join(backup, relative(path, directory)))
+                storage.rename(path, join(backup, hidden_name(relative(path, directory), BACKUP_SUFFIX)))
         storage.write(join(backup, BACKED_UP), b"")
     for source, target in journal["moves"]:
         if storage.exists(source):
@@ -427,7 +562,7 @@ def _roll_back(directory: str, journal: dict, storage: Storage) -> None:
     saved = [p for p in saved if posixpath.basename(p) != BACKED_UP]
     saved.sort(key=lambda p: (p.endswith(SUCCESS), p.endswith(MANIFEST)))  # _SUCCESS last
     for path in saved:
-        storage.rename(path, join(directory, relative(path, backup)))
+        storage.rename(path, join(directory, committed_name(relative(path, backup))))
     storage.delete_tree(backup)
 
 
@@ -438,56 +573,89 @@ def _manifest_run(path: str, storage: Storage) -> str | None:
         return None
 
 
+def _release(directory: str, storage: Storage) -> None:
+    try:
+        storage.delete(join(directory, LOCK_HEARTBEAT))
+    finally:  # a lock left behind would hold the partition until its owner is provably gone
+        storage.delete(join(directory, LOCK))
+
+
 def _clean_up(directory: str, journal: dict, storage: Storage) -> None:
-    storage.delete_tree(journal["backup"])
-    storage.delete_tree(journal["staging"])
-    storage.delete(join(directory, LOCK))
+    """After the publish: the partition is committed whatever fails here, so a failure is a
+    warning, and what stays is deleted by the next run that commits (delete_dead_staging)."""
+    for step in (lambda: storage.delete_tree(journal["backup"]), lambda: storage.delete_tree(journal["staging"]),
+                 lambda: _release(directory, storage)):
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - see above
+            LOG.warning("committed %s, but its clean-up failed (%s): the next run that commits finishes it",
+                        directory, exc)
 
 
 def _finish(directory: str, journal: dict, storage: Storage) -> None:
-    """Roll the journal forward; on any error roll back, so the old partition stands."""
+    """Roll the journal forward, renewing the lock's heartbeat meanwhile; on any error (a
+    KeyboardInterrupt where no stop handler is installed included) roll back, so the old
+    partition stands."""
+    heartbeat = liveness.Heartbeat(storage, join(directory, LOCK_HEARTBEAT), {"run_id": journal["run_id"]},
+                                   HEARTBEAT_S)
     try:
-        _move_in(directory, journal, storage)
-        _publish(directory, journal, storage)
-    except Exception:
-        LOG.exception("commit of %s failed: restoring the previous partition", directory)
+        with heartbeat:
+            _move_in(directory, journal, storage)
+            _publish(directory, journal, storage)
+    except (Exception, KeyboardInterrupt):
+        LOG.error("commit of %s failed: restoring the previous partition", directory, exc_info=True)
         _roll_back(directory, journal, storage)
-        storage.delete(join(directory, LOCK))
+        _release(directory, storage)
         raise
     _clean_up(directory, journal, storage)
 
 
 def recover(directory: str, storage: Storage | None = None, now: datetime | None = None,
-            lease_s: float = LOCK_LEASE_S) -> str | None:
-    """Finish a commit whose process died (its lock older than lease_s): forward when its staged
-    files are all there, else back. Returns the run id recovered, or None when there was none."""
+            force: bool = False) -> str | None:
+    """Finish a commit whose holder is gone (lock_holder_gone; force: whatever the holder):
+    forward when its staged files are all there, else back. Returns the run id recovered, or
+    None when there was none."""
     storage, now = storage or Storage(), now or datetime.now(timezone.utc)
     lock = join(directory, LOCK)
     held = _read_lock(lock, storage) if storage.exists(lock) else None
     if held is None:
         return None
-    age = (now - datetime.fromisoformat(held["locked_at"])).total_seconds()
-    if age < lease_s:
+    why = "this run's retry" if force else lock_holder_gone(directory, held, now, storage)
+    if not why:
         return None
     takeover = join(directory, f"{LOCK}.recovering-{held['run_id']}")
-    if not storage.create_exclusive(takeover, b""):
-        raise ConcurrentRunError(f"another run is recovering the commit of {held['run_id']} in {directory}")
+    _take_over(takeover, held["run_id"], directory, now, storage)
     try:
         if _read_lock(lock, storage) != held:
             return None  # finished or replaced meanwhile
         if held.get("manifest") and committed_run(directory, storage) == held["run_id"]:
             _clean_up(directory, held, storage)  # it had published; only the clean-up was left
         elif held.get("manifest"):
-            LOG.warning("finishing the commit of run %s in %s (its process stopped)", held["run_id"], directory)
+            LOG.warning("finishing the commit of run %s in %s (%s)", held["run_id"], directory, why)
             try:
                 _finish(directory, held, storage)
             except Exception:  # noqa: BLE001 - rolled back: the old partition stands
                 LOG.warning("run %s could not be finished: the previous partition was restored", held["run_id"])
         else:
-            storage.delete(lock)
+            _release(directory, storage)
         return held["run_id"]
     finally:
         storage.delete(takeover)
+
+
+def _take_over(marker: str, run_id: str, directory: str, now: datetime, storage: Storage) -> None:
+    """Create the marker that one run recovers run_id's commit, taking over a marker whose
+    creator is gone as a lock's."""
+    body = json.dumps({"run_id": run_id, "locked_at": now.isoformat(), "owner": liveness.owner_record()})
+    for _ in range(2):
+        if storage.create_exclusive(marker, body.encode("utf-8")):
+            return
+        held = liveness.read_json(storage, marker) or {"run_id": run_id}
+        if not held.get("owner") or lock_holder_gone(directory, held, now, storage):
+            storage.delete(marker)  # a recovery that died (or an older version's marker)
+            continue
+        break
+    raise ConcurrentRunError(f"another run is recovering the commit of {run_id} in {directory}")
 
 
 def resume(directory: str, run_id: str, storage: Storage | None = None,
@@ -498,7 +666,7 @@ def resume(directory: str, run_id: str, storage: Storage | None = None,
     lock = join(directory, LOCK)
     held = _read_lock(lock, storage) if storage.exists(lock) else None
     if held is not None and held["run_id"] == run_id:
-        recover(directory, storage, now or datetime.now(timezone.utc), lease_s=0)
+        recover(directory, storage, now or datetime.now(timezone.utc), force=True)
     manifest = read_manifest(directory, storage)
     return manifest if manifest and manifest.get("run_id") == run_id else None
 
@@ -506,8 +674,14 @@ def resume(directory: str, run_id: str, storage: Storage | None = None,
 def commit(staging: str, directory: str, manifest: dict, *, base_run: str | None = None,
            storage: Storage | None = None, now: datetime | None = None) -> None:
     """Replace the partition in directory with the staged run (manifest["run_id"]), unless
-    another run committed it since this run started (its partition was then base_run)."""
-    storage, now = storage or Storage(), now or datetime.now(timezone.utc)
+    another run committed it since this run started (its partition was then base_run). A stop
+    signal meanwhile waits until the commit is done or rolled back and the lock released."""
+    with stopping.uninterrupted():
+        _commit(staging, directory, manifest, base_run, storage or Storage(), now or datetime.now(timezone.utc))
+
+
+def _commit(staging: str, directory: str, manifest: dict, base_run: str | None, storage: Storage,
+            now: datetime) -> None:
     run_id = manifest["run_id"]
     if resume(directory, run_id, storage, now):
         return  # a retried commit of ours: done now
@@ -519,13 +693,13 @@ def commit(staging: str, directory: str, manifest: dict, *, base_run: str | None
         raise
     current = committed_run(directory, storage)
     if current == run_id:
-        storage.delete(join(directory, LOCK))
+        _release(directory, storage)
         return
     if current != base_run:
-        storage.delete(join(directory, LOCK))
+        _release(directory, storage)
         storage.delete_tree(staging)
         raise ConcurrentRunError(
             f"another run ({current}) committed {directory} while this run ({run_id}) was running; "
             f"that partition stands and this run's rows were discarded")
     _finish(directory, journal, storage)
-    delete_abandoned_staging(directory, now, storage)
+    delete_dead_staging(directory, now, storage, keep=staging, done=current)
