@@ -112,7 +112,7 @@ def run(argv=None) -> dict:
     from models.training import small_encoder_available
     from pipelines import label_corpus, labeling, report, train
 
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog=console.prog("python -m pipelines.demo", "label-demo"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, type=Path, help="where checkpoints and labels go")
     parser.add_argument("--examples", type=Path, default=EXAMPLES, help="folder with train_*.jsonl and posts.jsonl")

@@ -52,7 +52,8 @@ def parse_args(argv):
             raise argparse.ArgumentTypeError(f"{value!r}: give positive integers")
         return sorted(numbers)
 
-    parser = argparse.ArgumentParser(prog="python -m pipelines.label_corpus", description=__doc__,
+    parser = argparse.ArgumentParser(prog=console.prog("python -m pipelines.label_corpus", "label-corpus"),
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="file glob: .jsonl[.gz], .csv[.gz], .parquet; local, gs://, s3://")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")

@@ -497,7 +497,8 @@ def write_trend(folder: str, partitions: dict[str, pl.DataFrame], out=sys.stdout
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__,
+    parser = argparse.ArgumentParser(prog=console.prog("python -m pipelines.report", "label-report"),
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="labeled output folder(s), one per date partition")
     parser.add_argument("--examples", type=int, default=3, help="most confident examples per label")
