@@ -22,6 +22,7 @@ import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.runners.runner import PipelineState
 
 from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_validated, load_config_dict, resolve,
                                 validate)
@@ -164,13 +165,15 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         outcome_limits={"allow_empty": config.allow_empty, "max_dead_share": config.max_dead_share})
     result = pipeline.run()
     if not config.wait:
-        LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
-        return result
+        if not PipelineState.is_terminal(result.state):
+            LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
+            return result
+        LOG.info("--no-wait: the %s ran the job in this process, so it is done", runner)
     try:
         result.wait_until_finish()
     except Exception as exc:
         raise _our_error(exc) or exc
-    done = partition.read_manifest(config.output)
+    done = partition.read_manifest(config.output, suspect=True)
     if done and done.get("run_id") == run_id:
         for line in console.summary_lines(done, time.monotonic() - clock, console.label_lines(config.output)):
             LOG.info("%s", line)
