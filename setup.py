@@ -27,6 +27,7 @@ setup(
         "py3langid>=0.3",  # the `lang` column: offline language detection, model shipped inside
         "accelerate>=1.1",  # transformers' Trainer needs it (training)
         "scikit-learn>=1.4",  # training metrics (F1, ROC AUC)
+        "wcwidth>=0.2",  # terminal width of text (the demo's table of sample posts: a Chinese character takes two)
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23"],

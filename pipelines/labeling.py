@@ -114,6 +114,10 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
             return None
     paths = match_inputs(config.input)
     kept_types = kept_field_types(paths[0], list(config.fields.keep_fields))
+    if config.lang_field is None:
+        hint = lang_field_hint(paths[0])
+        if hint:
+            LOG.info("%s", hint)
     schema = output_schema(kept_types, classifiers)
     warn_on_cleaning_mismatch(classifiers, config.cleaning)
     started, clock = datetime.now(timezone.utc), time.monotonic()
@@ -223,6 +227,24 @@ def kept_field_types(first_path: str, keep_fields: list[str]) -> dict[str, pa.Da
         items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
         sample = [item[1] for item in items if not isinstance(item, DeadLetter)]
     return infer_kept_types(sample, keep_fields)
+
+
+LANG_FIELDS = ("lang", "language")  # input fields that usually hold a post's language
+
+
+def lang_field_hint(first_path: str) -> str | None:
+    """A line saying that --lang-field could use the input's own language field, when the first
+    records of the first file have one whose values are mostly language codes; else None."""
+    with FileSystems.open(first_path) as handle:
+        items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
+        sample = [item[1] for item in items if not isinstance(item, DeadLetter) and isinstance(item[1], dict)]
+    for name in LANG_FIELDS:
+        usable = sum(1 for record in sample if language.normalize(record.get(name)))
+        if sample and usable >= len(sample) / 2:
+            return (f"the input has a {name!r} field: --lang-field {name} would take each post's language from it "
+                    "(now it is detected from the text, and a post too short or mixed to tell is `und`, which "
+                    "runs every classifier)")
+    return None
 
 
 def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Classifier]) -> pa.Schema:
