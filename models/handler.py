@@ -84,8 +84,8 @@ class LoadedClassifiers:
 def tokenize_ahead(classifiers: Iterable[LoadedClassifier]) -> bool:
     """Whether tokenizing on a thread of its own pays: the models run on a GPU, or torch's CPU
     threads leave a core of this process free (--cpu-threads below the cores). When torch's
-    threads take every core, a tokenizer thread only takes turns with them (measured: the
-    small-shape benchmark's forward passes ran 15% slower with it)."""
+    threads take every core, a tokenizer thread only takes turns with them and slows the forward
+    passes down (benchmarks/throughput.py, small shapes, shows by how much on a given machine)."""
     import torch
 
     return any(c.device == "cuda" for c in classifiers) or torch.get_num_threads() < worker_cores()

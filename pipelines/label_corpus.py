@@ -105,7 +105,8 @@ def parse_args(argv):
                         help="exit at once when the output partition has _SUCCESS with the same checkpoints "
                              "and language routing")
     parser.add_argument("--no-wait", dest="wait", action="store_false",
-                        help="return once the job is submitted; the job commits the partition itself")
+                        help="return once the job is submitted; the job commits the partition itself (the "
+                             "DirectRunner runs the job in this process: it returns when the job is done)")
     parser.add_argument("--cost-per-hour", type=float, default=None, metavar="USD",
                         help="price of one worker per hour: the manifest then states the partition's cost "
                              "and cost per million posts (workers: --max_num_workers or --num_workers, else 1)")

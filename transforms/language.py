@@ -8,12 +8,11 @@ languages, short English tweets come out as Pidgin, Aragonese or Xhosa far too o
 detector probability under MIN_PROBABILITY.
 An `und` post runs every classifier: routing may skip a classifier only when it is sure.
 
-Two forms, same answers: `detect` / `post_language` for one post (the reference; ~0.05 ms a post
-on one core, mostly py3langid's Python loop over the post's bytes) and `detect_many` /
-`post_languages` for a batch (~0.013 ms a post in batches of 1024: py3langid's automaton walked
-over every byte of the batch at once with numpy, see "py3langid's classify for many texts" below).
-Memory stays linear in the batch's bytes whatever its longest post. Figures:
-`python -m benchmarks.language_routing`.
+Two forms, same answers: `detect` / `post_language` for one post (the reference; its time goes
+mostly to py3langid's Python loop over the post's bytes) and `detect_many` / `post_languages` for a
+batch (several times cheaper a post: py3langid's automaton walked over every byte of the batch at
+once with numpy, see "py3langid's classify for many texts" below). Memory stays linear in the
+batch's bytes whatever its longest post. Figures: `python -m benchmarks.language_routing`.
 See docs/output-schema.md (the `lang` column) and docs/architecture.md (routing).
 """
 from __future__ import annotations
