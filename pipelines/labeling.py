@@ -120,7 +120,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
             LOG.info("%s", hint)
     schema = output_schema(kept_types, classifiers)
     warn_on_cleaning_mismatch(classifiers, config.cleaning)
-    started, clock = datetime.now(timezone.utc), time.monotonic()
+    started = datetime.now(timezone.utc)  # the one clock of the progress lines, the summary and the manifest
     run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
     staging = partition.staging_dir(config.output, run_id)
     base_run = partition.committed_run(config.output)  # another run committing after this is a race we lose
@@ -143,19 +143,19 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
     max_tokens = max(position_limit(load_config_dict(c.checkpoint.local_dir)) for c in classifiers.values())
-    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read")
+    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read", started=started.timestamp())
     rows = (parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
             | "Spread" >> beam.Reshuffle())
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, config.routes,
-                                 config.inference, forward)
+                                 config.inference, forward,
+                                 progress=ProgressFn(expected, workers_of(config.beam_args), started=started.timestamp()))
     labeled = rows | "Classify" >> Classify(handler)
     rows = labeled.rows
     counts.append(labeled[COUNTS])
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS]]
     tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
     counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([("empty_text_rows", 0)])]
-    shards = (tables.tables | "Progress" >> beam.ParDo(ProgressFn(expected, workers_of(config.beam_args), batched=True))
-              | "WriteParquet" >> beam.io.WriteToParquetBatched(
+    shards = (tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
         partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy", file_name_suffix=".parquet",
         num_shards=config.num_shards))
     letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
@@ -179,7 +179,8 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         raise _our_error(exc) or exc
     done = partition.read_manifest(config.output, suspect=True)
     if done and done.get("run_id") == run_id:
-        for line in console.summary_lines(done, time.monotonic() - clock, console.label_lines(config.output)):
+        for line in console.summary_lines(done, time.time() - started.timestamp(),
+                                           console.label_lines(config.output)):
             LOG.info("%s", line)
         if done.get("problem"):
             raise SuspectRun(f"{config.output} was written, but {done['problem']}")
