@@ -236,9 +236,12 @@ LANG_FIELDS = ("lang", "language")  # input fields that usually hold a post's la
 def lang_field_hint(first_path: str) -> str | None:
     """A line saying that --lang-field could use the input's own language field, when the first
     records of the first file have one whose values are mostly language codes; else None."""
-    with FileSystems.open(first_path) as handle:
-        items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
-        sample = [item[1] for item in items if not isinstance(item, DeadLetter) and isinstance(item[1], dict)]
+    try:
+        with FileSystems.open(first_path) as handle:
+            items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
+            sample = [item[1] for item in items if not isinstance(item, DeadLetter) and isinstance(item[1], dict)]
+    except Exception:  # noqa: BLE001 - only a hint: the run reads (and accounts for) the file itself
+        return None
     for name in LANG_FIELDS:
         usable = sum(1 for record in sample if language.normalize(record.get(name)))
         if sample and usable >= len(sample) / 2:
