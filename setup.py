@@ -29,6 +29,7 @@ setup(
         "accelerate>=1.1",  # transformers' Trainer needs it (training)
         "scikit-learn>=1.4",  # training metrics (F1, ROC AUC)
         "psutil>=5.9",  # whether a commit lock's or a staging directory's owner process still runs
+        "wcwidth>=0.2",  # terminal width of text (the demo's table of sample posts: a Chinese character takes two)
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23", "duckdb>=1.1"],

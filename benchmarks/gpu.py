@@ -1,4 +1,4 @@
-"""The GPU measurements of issue 11: how close the job comes to what the GPU can do.
+"""The GPU measurements: how close the job comes to what the GPU can do.
 
     python -m benchmarks.gpu [--n 50000] [--scale real] [--workers 1,4] [--contenders ours,hf-loop]
         [--json gpu.json]
@@ -16,7 +16,7 @@ On the same posts and the same checkpoints (benchmarks/checkpoints.py), in one r
 
 Printed per classifier and for all four: posts/s, real tokens/s, useful TFLOP/s and their share of
 the measured peak, padding efficiency, GPU busy share (sampled every 200 ms), peak GPU memory;
-then the issue's targets: bare >= 40% of peak, ours >= 0.8 x bare (posts/s), ours >= 5 x hf-loop.
+then the targets (TARGETS below: the bare passes' share of the peak, ours against bare and against hf-loop).
 Useful FLOPs come from each checkpoint's config.json: 2 x the dense layers' weights per real token,
 attention per real token pair, the head per post; padding counts for nothing.
 
@@ -432,7 +432,7 @@ def report(data: dict) -> None:
           f"measured {peak['dtype']} peak {peak['flops'] / 1e12:.1f} TFLOP/s; busy: sampled GPU utilization; "
           "GPU MiB: peak allocated by the passes (bare) or the GPU's peak used memory, sampled (wall rows)")
     print_table(data["rows"])
-    print("\ntargets (issue 11):")
+    print("\ntargets:")
     for line in target_lines(data["rows"]):
         print(line)
     estimate = data.get("l4_estimate")

@@ -111,12 +111,12 @@ class LoadedClassifier:
         if self.forward is None:
             self.forward = run_forward
 
-    def classify(self, texts: Sequence[str], tokenized: Optional[Tokenized] = None
-                 ) -> tuple[list[dict | InferenceFailure], dict[str, int]]:
+    def classify(self, texts: Sequence[str], tokenized: Optional[Tokenized] = None,
+                 on_done: Optional[Callable[[int], None]] = None) -> tuple[list[dict | InferenceFailure], dict[str, int]]:
         """Columns for non-empty texts, in input order (an InferenceFailure where a text could not
         be run), and counts for the metrics (STATS). `tokenized`: what tokenize_each(texts) gives,
         when it was done ahead (LoadedClassifiers.classify_all tokenizes on a thread of its own)."""
-        logits, failures, stats = self.logits(texts, tokenized)
+        logits, failures, stats = self.logits(texts, tokenized, on_done)
         rows: list[dict | InferenceFailure] = list(self.head.to_columns(logits))
         for position, reason in failures.items():
             rows[position] = InferenceFailure(reason)
@@ -166,10 +166,11 @@ class LoadedClassifier:
                     token_types.append([])
         return ids, token_types, failures
 
-    def logits(self, texts: Sequence[str], tokenized: Optional[Tokenized] = None
-               ) -> tuple[np.ndarray, dict[int, str], dict[str, int]]:
+    def logits(self, texts: Sequence[str], tokenized: Optional[Tokenized] = None,
+               on_done: Optional[Callable[[int], None]] = None) -> tuple[np.ndarray, dict[int, str], dict[str, int]]:
         """Logits as float32 [len(texts), num_labels] in input order, {index: reason} for texts
-        that could not be run (their rows are NaN), and counts (STATS)."""
+        that could not be run (their rows are NaN), and counts (STATS); on_done(n) once n more texts
+        are done (a sub-batch run, or a text given up on)."""
         import torch
 
         ids, token_types, failures = self.tokenize_each(texts) if tokenized is None else tokenized
@@ -207,6 +208,8 @@ class LoadedClassifier:
                 if len(indices) == 1:
                     what = "out of memory" if out_of_memory else "inference failed"
                     failures[indices[0]] = _reason(f"{what} in {self.name} even alone", exc)
+                    if on_done:
+                        on_done(1)
                 else:
                     half = len(indices) // 2
                     pending += [indices[:half], indices[half:]]
@@ -216,6 +219,8 @@ class LoadedClassifier:
             stats["sub_batches"] += 1
             stats["real_tokens"] += sum(lengths[i] for i in indices)
             stats["padded_tokens"] += arrays["input_ids"].size
+            if on_done:
+                on_done(len(indices))
         return out, failures, stats
 
 

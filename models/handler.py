@@ -71,30 +71,46 @@ class LoadedClassifiers:
         self.classifiers = dict(classifiers)
         self.tokenizer_thread = None  # created on first use: an executor is not picklable
 
-    def classify_all(self, texts: Mapping[str, Sequence[str]]) -> dict[str, tuple[list, dict[str, int]]]:
-        """name -> (columns or InferenceFailure per text, stats) for each classifier's texts.
+    def classify_all(self, texts: Mapping[str, Sequence[str]], on_done: Optional[Callable[[int], None]] = None
+                     ) -> dict[str, tuple[list, dict[str, int]]]:
+        """name -> (columns or InferenceFailure per text, stats) for each classifier's texts;
+        on_done(n) after each sub-batch of n texts (for the progress lines).
         Where a core is spare (tokenize_ahead), every classifier's texts are tokenized in order on
         a thread of its own while the models run on this one: the Rust tokenizers and torch both
         release the GIL, so the next classifier's tokenization overlaps this one's forward passes."""
         batches = {name: batch for name, batch in texts.items() if batch}
         if not tokenize_ahead(self.classifiers.values()):
-            return {name: self.classifiers[name].classify(batch) for name, batch in batches.items()}
+            return {name: self.classifiers[name].classify(batch, on_done=on_done) for name, batch in batches.items()}
         if self.tokenizer_thread is None:
             self.tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         tokenized = {name: self.tokenizer_thread.submit(self.classifiers[name].tokenize_each, batch)
                      for name, batch in batches.items()}
-        return {name: self.classifiers[name].classify(batch, tokenized[name].result())
+        return {name: self.classifiers[name].classify(batch, tokenized[name].result(), on_done)
                 for name, batch in batches.items()}
 
 
 def tokenize_ahead(classifiers: Iterable[LoadedClassifier]) -> bool:
     """Whether tokenizing on a thread of its own pays: the models run on a GPU, or torch's CPU
     threads leave a core of this process free (--cpu-threads below the cores). When torch's
-    threads take every core, a tokenizer thread only takes turns with them (measured: the
-    small-shape benchmark's forward passes ran 15% slower with it)."""
+    threads take every core, a tokenizer thread only takes turns with them and slows the forward
+    passes down (benchmarks/throughput.py, small shapes, shows by how much on a given machine)."""
     import torch
 
     return any(c.device == "cuda" for c in classifiers) or torch.get_num_threads() < worker_cores()
+
+
+class BatchShare:
+    """on_done for classify_all: each sub-batch of n of a batch's `texts` (summed over its classifiers)
+    ticks `progress` by its share of the batch's `posts`; `ticked` is what it has ticked so far."""
+
+    def __init__(self, posts: int, texts: int, progress):
+        self.per_text = posts / texts if texts else 0.0
+        self.progress, self.ticked = progress, 0.0
+
+    def __call__(self, n: int) -> None:
+        if self.progress is not None:
+            self.ticked += n * self.per_text
+            self.progress.tick(n * self.per_text)
 
 
 def clean_text_length(row: dict) -> int:
@@ -115,11 +131,13 @@ def wants_shared_model(device: str) -> bool:
 class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
     """A ModelHandler for the classifiers of a run (checkpoints: name -> resolved checkpoint),
     fed rows; `routes`: name -> the languages it runs on (None: every language). `forward`
-    replaces the forward pass of every classifier (tests inject faults with it)."""
+    replaces the forward pass of every classifier (tests inject faults with it). `progress`: what
+    counts the posts labeled (transforms.beam_io.ProgressFn), ticked after each sub-batch."""
 
     def __init__(self, checkpoints: Mapping[str, ResolvedCheckpoint],
                  routes: Optional[Mapping[str, Optional[frozenset[str]]]] = None,
-                 options: InferenceOptions = InferenceOptions(), forward: Optional[Callable] = None):
+                 options: InferenceOptions = InferenceOptions(), forward: Optional[Callable] = None,
+                 progress=None):
         batching: dict[str, Any] = {}
         if options.length_buckets:
             batching = dict(batch_length_fn=clean_text_length, batch_bucket_boundaries=sorted(options.length_buckets),
@@ -131,6 +149,7 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
         self.routes = {name: (routes or {}).get(name) for name in self.checkpoints}
         self.options = options
         self.forward = forward
+        self.progress = progress
 
     def load_model(self) -> LoadedClassifiers:
         return LoadedClassifiers({name: load_classifier(checkpoint, self.options, self.forward)
@@ -143,8 +162,12 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
         positions = {name: [i for i, row in enumerate(batch)
                             if row.get("clean_text") and runs_on(row.get("lang"), languages, shares[i])]
                      for name, languages in self.routes.items()}
-        results = model.classify_all({name: [batch[i]["clean_text"] for i in present]
-                                      for name, present in positions.items()})
+        texts = {name: [batch[i]["clean_text"] for i in present] for name, present in positions.items()}
+        share = BatchShare(len(batch), sum(map(len, texts.values())), self.progress)
+        # a shared model (CUDA) runs in another process: its batches are ticked whole
+        results = model.classify_all(texts, share) if isinstance(model, LoadedClassifiers) else model.classify_all(texts)
+        if self.progress is not None:
+            self.progress.tick(len(batch) - share.ticked)
         failed: dict[int, FailedRow] = {}
         tokens = dict.fromkeys(self.checkpoints, 0)
         for name, (columns, stats) in results.items():

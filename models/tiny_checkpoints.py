@@ -129,10 +129,18 @@ def build_all(output: Path, seed: int = 0) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    script = "build-tiny-checkpoints"
+    prog = script if Path(sys.argv[0] or "").name == script else "python -m models.tiny_checkpoints"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    hf_logging.disable_progress_bar()  # save_pretrained's "Writing model shards" bar, once per checkpoint
     for name, path in build_all(args.output, args.seed).items():
         print(f"{name}: {path}")
     print(f"models file: {args.output / 'models.json'} (random weights: the labels mean nothing)")

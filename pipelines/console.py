@@ -7,6 +7,7 @@ which would otherwise configure the root logger before main() can.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 OWN_LOGGERS = ("pipelines", "transforms", "models.training")  # models.classifier's load lines only with -v
@@ -15,6 +16,12 @@ NOISE = ("apitools not found",)  # warnings Beam prints on import, whatever the 
 
 def wants_verbose(argv) -> bool:
     return any(arg in ("-v", "--verbose") for arg in argv or ())
+
+
+def prog(module_form: str, script: str) -> str:
+    """The command as it was typed, for usage lines: the console script (setup.py) when that is
+    what runs, else `python -m ...`."""
+    return script if os.path.basename(sys.argv[0] or "") == script else module_form
 
 
 class _DropNoise(logging.Filter):

@@ -100,11 +100,33 @@ def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base
         topics = [f"{c[len('politics_'):]}:{r[c]}" for c in topic_columns if r[c] not in (None, "unknown")]
         if topics:
             bits.append(" ".join(topics))
-        text = r["text"].replace("\n", " ")
-        lines.append(f"  {text[:60]!r:<64} {' | '.join(bits)}")
+        lines.append(f"  {pad_to_width(sample_text(r['text']), SAMPLE_COLUMNS)} {' | '.join(bits)}")
     lines.append(f"\nWall time: {seconds:.1f} s")
-    lines.append(f"Report with charts: python -m pipelines.report {directory}  (written to {directory}/_report/)")
+    lines.append(f"Report with charts: {directory}/_report/report.md  (again: python -m pipelines.report {directory})")
     return "\n".join(lines)
+
+
+SAMPLE_COLUMNS = 64  # terminal columns of a sample post in the demo's table
+
+
+def sample_text(text: str, columns: int = SAMPLE_COLUMNS - 2) -> str:
+    """The post as a quoted repr cut to fit `columns` terminal columns (a Chinese character takes two)."""
+    from wcwidth import wcswidth
+
+    shown = repr(" ".join(text.split()))
+    if wcswidth(shown) <= columns + 2:
+        return shown
+    cut = shown[:-1]
+    while wcswidth(cut) > columns - 1:
+        cut = cut[:-1]
+    return cut + "…" + shown[-1]
+
+
+def pad_to_width(text: str, columns: int) -> str:
+    """text followed by spaces up to `columns` terminal columns (str.ljust counts characters)."""
+    from wcwidth import wcswidth
+
+    return text + " " * max(columns - wcswidth(text), 0)
 
 
 def run(argv=None) -> dict:
@@ -112,7 +134,7 @@ def run(argv=None) -> dict:
     from models.training import small_encoder_available
     from pipelines import label_corpus, labeling, report, train
 
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog=console.prog("python -m pipelines.demo", "label-demo"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, type=Path, help="where checkpoints and labels go")
     parser.add_argument("--examples", type=Path, default=EXAMPLES, help="folder with train_*.jsonl and posts.jsonl")

@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
             raise argparse.ArgumentTypeError(f"{value!r}: give positive integers")
         return sorted(numbers)
 
-    parser = flags.ArgumentParser(prog="python -m pipelines.label_corpus", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.ArgumentParser(prog=console.prog("python -m pipelines.label_corpus", "label-corpus"),
+                                  description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="file glob: .jsonl[.gz], .csv[.gz], .parquet; local, gs://, s3://")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
     parser.add_argument("--models", help="JSON file mapping classifier name -> checkpoint (default for each: its "
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="exit at once when the output partition has _SUCCESS with the same checkpoints "
                              "and language routing")
     parser.add_argument("--no-wait", dest="wait", action="store_false",
-                        help="return once the job is submitted; the job commits the partition itself")
+                        help="return once the job is submitted; the job commits the partition itself (the "
+                             "DirectRunner runs the job in this process: it returns when the job is done)")
     parser.add_argument("--cost-per-hour", type=flags.decimal(0), default=None, metavar="USD",
                         help="price of one worker per hour: the manifest then states the partition's cost "
                              "and cost per million posts (workers: --max_num_workers or --num_workers, else 1)")

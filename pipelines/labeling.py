@@ -24,6 +24,7 @@ import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.runners.runner import PipelineState
 
 from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_validated, load_config_dict, resolve,
                                 validate)
@@ -115,8 +116,6 @@ def finish_dead_commit(output: str) -> None:
 
 
 def _finished(result) -> bool:
-    from apache_beam.runners.runner import PipelineState
-
     try:
         return PipelineState.is_terminal(result.state)
     except Exception:  # noqa: BLE001 - a runner that cannot tell: not known to be finished
@@ -169,9 +168,13 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
             return None
     paths = match_inputs(config.input)
     kept_types = kept_field_types(paths[0], list(config.fields.keep_fields))
+    if config.lang_field is None:
+        hint = lang_field_hint(paths[0])
+        if hint:
+            LOG.info("%s", hint)
     schema = output_schema(kept_types, classifiers)
     warn_on_cleaning_mismatch(classifiers, config.cleaning)
-    started, clock = datetime.now(timezone.utc), time.monotonic()
+    started = datetime.now(timezone.utc)  # the one clock of the progress lines, the summary and the manifest
     run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
     staging = partition.staging_dir(config.output, run_id)
     base_run = partition.committed_run(config.output)  # another run committing after this is a race we lose
@@ -194,19 +197,19 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
     max_tokens = max(position_limit(load_config_dict(c.checkpoint.local_dir)) for c in classifiers.values())
-    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read")
+    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read", started=started.timestamp())
     rows = (parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
             | "Spread" >> beam.Reshuffle())
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, config.routes,
-                                 config.inference, forward)
+                                 config.inference, forward,
+                                 progress=ProgressFn(expected, workers_of(config.beam_args), started=started.timestamp()))
     labeled = rows | "Classify" >> Classify(handler)
     rows = labeled.rows
     counts.append(labeled[COUNTS])
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS]]
     tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
     counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([("empty_text_rows", 0)])]
-    shards = (tables.tables | "Progress" >> beam.ParDo(ProgressFn(expected, workers_of(config.beam_args), batched=True))
-              | "WriteParquet" >> beam.io.WriteToParquetBatched(
+    shards = (tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
         partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy",
         file_name_suffix=partition.STAGED_SHARD_SUFFIX,
         num_shards=config.num_shards))
@@ -235,11 +238,14 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     if local and _finished(result):
         partition.discard_staging(config.output, run_id)  # what a late heartbeat may have left
     if not config.wait:
-        LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
-        return result
-    done = partition.read_manifest(config.output)
+        if not _finished(result):
+            LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
+            return result
+        LOG.info("--no-wait: the %s ran the job in this process, so it is done", runner)
+    done = partition.read_manifest(config.output, suspect=True)
     if done and done.get("run_id") == run_id:
-        for line in console.summary_lines(done, time.monotonic() - clock, console.label_lines(config.output)):
+        for line in console.summary_lines(done, time.time() - started.timestamp(),
+                                           console.label_lines(config.output)):
             LOG.info("%s", line)
         if done.get("problem"):
             raise SuspectRun(f"{config.output} was written, but {done['problem']}")
@@ -287,6 +293,27 @@ def kept_field_types(first_path: str, keep_fields: list[str]) -> dict[str, pa.Da
         items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
         sample = [item[1] for item in items if not isinstance(item, DeadLetter)]
     return infer_kept_types(sample, keep_fields)
+
+
+LANG_FIELDS = ("lang", "language")  # input fields that usually hold a post's language
+
+
+def lang_field_hint(first_path: str) -> str | None:
+    """A line saying that --lang-field could use the input's own language field, when the first
+    records of the first file have one whose values are mostly language codes; else None."""
+    try:
+        with FileSystems.open(first_path) as handle:
+            items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
+            sample = [item[1] for item in items if not isinstance(item, DeadLetter) and isinstance(item[1], dict)]
+    except Exception:  # noqa: BLE001 - only a hint: the run reads (and accounts for) the file itself
+        return None
+    for name in LANG_FIELDS:
+        usable = sum(1 for record in sample if language.normalize(record.get(name)))
+        if sample and usable >= len(sample) / 2:
+            return (f"the input has a {name!r} field: --lang-field {name} would take each post's language from it "
+                    "(now it is detected from the text, and a post too short or mixed to tell is `und`, which "
+                    "runs every classifier)")
+    return None
 
 
 def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Classifier]) -> pa.Schema:

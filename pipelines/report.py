@@ -193,11 +193,14 @@ def uniform_label_warnings(df: pl.DataFrame, share: float = 0.98, min_rows: int 
     if "politics" in present:
         dist = politics_distribution(df)
         labeled = dist.group_by("topic").agg(pl.col("count").sum().alias("rows"))
-        stuck = (dist.join(labeled, on="topic").filter((pl.col("rows") >= min_rows) & (pl.col("share") >= share)
-                                                       & (pl.col("class") != "unknown")))
-        if stuck.height:
+        stuck = dist.join(labeled, on="topic").filter((pl.col("rows") >= min_rows) & (pl.col("share") >= share))
+        polar = stuck.filter(pl.col("class") != "unknown")
+        if polar.height or stuck.height == len(POLITICS_TOPICS):
+            unknown = stuck.height - polar.height
+            example = f", e.g. {polar['topic'][0]}: {polar['class'][0]}" if polar.height else ""
             warnings.append(f"politics: {stuck.height} of {len(POLITICS_TOPICS)} topics gave one class to "
-                            f">= {share:.0%} of rows (e.g. {stuck['topic'][0]}: {stuck['class'][0]})")
+                            f">= {share:.0%} of rows ({polar.height} a negative/neutral/positive one{example}; "
+                            f"{unknown} unknown, which alone is normal for a topic few posts are about)")
     for name, table, key in (("stars", "stars_histogram", "stars"), ("sentiment", "sentiment_share", "sentiment"),
                              ("emotion", "emotion_frequencies", "emotion")):
         if name not in present:
@@ -332,6 +335,24 @@ def _plt():
 
 
 CLASS_COLORS = {"unknown": "#bbbbbb", "negative": "#d62728", "neutral": "#1f77b4", "positive": "#2ca02c"}
+MAX_LANGUAGE_BARS = 12
+# Lines of a trend chart: matplotlib's 10 qualitative colours, then the same colours dashed, with a
+# marker of their own, so that 14 emotion labels (or more) stay apart.
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def line_style(index: int) -> dict:
+    """The colour, line style and marker of a trend chart's index-th line: distinct for the first 40."""
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab10"].colors
+    return {"color": colors[index % len(colors)], "linestyle": LINE_STYLES[(index // len(colors)) % len(LINE_STYLES)],
+            "marker": MARKERS[index % len(MARKERS)]}
+
+
+def _percent_label(share: float) -> str:
+    return f"{100 * share:.1f}%" if share >= 0.001 or share == 0 else "<0.1%"
 
 
 def chart(section: Section, df: pl.DataFrame) -> bytes | None:
@@ -377,12 +398,20 @@ def chart(section: Section, df: pl.DataFrame) -> bytes | None:
             ax.set_xlabel("stars")
             ax.set_ylabel("rows")
         else:
-            colors = [CLASS_COLORS.get(label, "#1f77b4") for label in labels]
-            ax.bar(labels[:12], table["share"].to_list()[:12], color=colors[:12])
-            ax.set_ylim(0, 1)
-            ax.set_xlabel("sentiment" if section.name == "sentiment" else "lang (most common 12)")
+            shown = labels[:MAX_LANGUAGE_BARS]
+            colors = [CLASS_COLORS.get(label, "#1f77b4") for label in shown]
+            bars = ax.bar(shown, table["share"].to_list()[:len(shown)], color=colors)
+            # the share on each bar: a language of 0.3% is a bar too thin to see
+            ax.bar_label(bars, labels=[_percent_label(v) for v in table["share"].to_list()[:len(shown)]],
+                         fontsize=8 if len(shown) <= 8 else 6.5)
+            ax.set_ylim(0, 1.12)  # room for the label of a bar at 100%
+            ax.set_yticks(np.linspace(0, 1, 6))
+            ax.set_xlabel("sentiment" if section.name == "sentiment" else "lang")
             ax.set_ylabel("share of labeled rows" if section.name == "sentiment" else "share of rows")
-        ax.set_title(section.title)
+        title = section.title
+        if section.name == "languages" and len(labels) > MAX_LANGUAGE_BARS:
+            title = f"Languages: the {MAX_LANGUAGE_BARS} most common of {len(labels)} (the lang column)"
+        ax.set_title(title)
         return _figure_bytes(fig)
     if section.name == "emotion_cooccurrence":
         table = section.table
@@ -409,13 +438,15 @@ def trend_chart(trend: pl.DataFrame) -> bytes:
     fig, axes = plt.subplots(len(classifiers), 1, figsize=(8, 3 * max(len(classifiers), 1)), squeeze=False)
     for ax, name in zip(axes[:, 0], classifiers):
         part = trend.filter(pl.col("classifier") == name)
-        for label in part["label"].unique(maintain_order=True).to_list():
+        for index, label in enumerate(part["label"].unique(maintain_order=True).to_list()):
             line = part.filter(pl.col("label") == label).sort("date")
-            ax.plot(line["date"].to_list(), line["share"].to_list(), marker="o", label=label,
-                    color=CLASS_COLORS.get(label) if name in ("politics", "sentiment") else None)
+            style = line_style(index)
+            if name in ("politics", "sentiment") and label in CLASS_COLORS:
+                style = {"color": CLASS_COLORS[label], "linestyle": "-", "marker": "o"}
+            ax.plot(line["date"].to_list(), line["share"].to_list(), label=label, **style)
         ax.set_title(f"{name}: label share per date" + (" (12 topics pooled)" if name == "politics" else ""))
         ax.set_ylabel("share")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(-0.05, 1.05)  # a line at 0 or 1 stays clear of the frame
         ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _figure_bytes(fig)
 
@@ -440,7 +471,9 @@ def status_lines(manifest: dict | None, rows: int) -> list[str]:
         return [f"Rows: {rows}", "",
                 "Partition complete (_SUCCESS): **no**: incomplete, still being written, or not written "
                 "by the labeling pipeline"]
-    lines = [f"Rows: {rows}", "", "Partition complete (_SUCCESS): yes", "",
+    complete = ("yes" if not manifest.get("problem") else
+                f"**no**: the run was written but does not look like success (exit 3): {manifest['problem']}")
+    lines = [f"Rows: {rows}", "", f"Partition complete (_SUCCESS): {complete}", "",
              f"Records read: {manifest.get('records_read')}; rows written: {manifest.get('rows_written')}; "
              f"dead-lettered: {manifest.get('dead_lettered')}"]
     checkpoints = manifest.get("checkpoints") or {}
@@ -454,11 +487,14 @@ def write_report(directory: str, df: pl.DataFrame, examples: int = 3, out=sys.st
     """Writes directory/_report/ (report.md, CSVs, PNGs), prints the text tables; returns the folder."""
     folder = FileSystems.join(directory, REPORT_FOLDER)
     parts = sections(df, examples)
-    md = [f"# Labeling report: {directory}", "", *status_lines(read_manifest(directory), df.height), ""]
+    manifest = read_manifest(directory, suspect=True)
+    md = [f"# Labeling report: {directory}", "", *status_lines(manifest, df.height), ""]
     print(f"{directory}: {df.height} rows", file=out)
-    if read_manifest(directory) is None:
+    if manifest is None:
         print("warning: no _SUCCESS (or no _manifest.json): the partition is incomplete or still being written",
               file=out)
+    elif manifest.get("problem"):
+        print(f"warning: no _SUCCESS: the run does not look like success: {manifest['problem']}", file=out)
     warnings = uniform_label_warnings(df)
     for warning in warnings:
         print(f"warning: {warning}", file=out)
@@ -497,7 +533,8 @@ def write_trend(folder: str, partitions: dict[str, pl.DataFrame], out=sys.stdout
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__,
+    parser = argparse.ArgumentParser(prog=console.prog("python -m pipelines.report", "label-report"),
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="labeled output folder(s), one per date partition")
     parser.add_argument("--examples", type=int, default=3, help="most confident examples per label")

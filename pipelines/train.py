@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
+from pipelines import console
 from models.training import TASKS, FitResult, TrainingDataError, TrainingSetupError, TrainRequest, train_classifier
 from models.training.recipes import PRESETS, nearest_optimizer, preset_defaults
 from transforms.cleaning import CleaningOptions
@@ -79,13 +80,18 @@ class TaskArguments:
         "where to train: auto takes CUDA when torch sees it; cpu is --use_cpu"))
     cpu_threads: Optional[int] = field(default=None, metadata=_help(
         "torch CPU threads (default: torch's choice; 1 is far faster on a CPU that other jobs share)"))
-    no_progress: bool = field(default=False, metadata=_help("no progress bars (same as --disable_tqdm)"))
+    no_progress: bool = field(default=False, metadata=_help(
+        "no progress bars (same as --disable_tqdm; by default they are shown when stderr is a terminal)"))
+    verbose: bool = field(default=False, metadata=_help(
+        "also show transformers' and the hub's own messages (load reports, warnings; hidden by default)",
+        aliases=["-v"]))
 
 
 def make_parser():
     from transformers import HfArgumentParser, TrainingArguments
 
-    parser = HfArgumentParser((TaskArguments, TrainingArguments), prog=PROG, description=__doc__)
+    parser = HfArgumentParser((TaskArguments, TrainingArguments), prog=console.prog(PROG, "train-classifier"),
+                              description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     for action in parser._actions:
         if action.dest == "output_dir":  # --output_dir is read as --output (ALIASES)
@@ -129,8 +135,12 @@ def parse_args(argv=None):
         LOG.info("mixed precision is used on CUDA only; training in float32 on CPU")
         values["fp16"] = values["bf16"] = False
     values["optim"] = nearest_optimizer(str(values["optim"]), cuda)
+    if not cuda:  # pinned host memory only speeds up copies to a GPU (torch warns without one)
+        values["dataloader_pin_memory"] = False
     if task_args.no_progress:
         values["disable_tqdm"] = True
+    elif values.get("disable_tqdm") is None:  # Trainer's default hides the bars whenever transformers is quiet
+        values["disable_tqdm"] = not sys.stderr.isatty()
     values["output_dir"] = task_args.output
     return task_args, TrainingArguments(**{k: v for k, v in values.items() if k in _init_fields(TrainingArguments)})
 
@@ -165,7 +175,7 @@ def run(argv=None, callbacks=()) -> FitResult:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    console.setup(verbose=console.wants_verbose(sys.argv[1:] if argv is None else argv))
     try:
         result = run(argv)
     except (TrainingDataError, TrainingSetupError) as exc:

@@ -338,3 +338,22 @@ def test_an_object_store_move_stopped_after_its_copy_is_undone(tmp_path, which):
     assert sorted(os.listdir(tmp_path)) == sorted([partition.SUCCESS, partition.MANIFEST, partition.ERRORS_DIR,
                                                    "labels-00000-of-00001.parquet",
                                                    os.path.basename(staging)])
+
+
+def test_a_suspect_run_commits_without_success_and_stays_the_committed_run(tmp_path):
+    """Exit 3: files and manifest (with its problem) in place, no _SUCCESS; a retried commit of it
+    is done, a run launched over it replaces it, and a run that started before it lost the race."""
+    staging, manifest, ids = stage_run(tmp_path, "20261121T030000-suspect", shards=1, letters=5)
+    manifest["problem"] = "5 of 8 records read (62%) were dead-lettered"
+    partition.commit(staging, str(tmp_path), manifest, base_run=None, now=NOW)
+    assert complete_ids(str(tmp_path)) is None and partition.read_manifest(str(tmp_path)) is None
+    assert partition.committed_run(str(tmp_path)) == manifest["run_id"]
+    assert sorted(pq.read_table(os.path.join(tmp_path, "labels-00000-of-00001.parquet"))["id"].to_pylist()) == ids
+    partition.commit(staging, str(tmp_path), manifest, base_run=None, now=NOW)  # a retry: already done
+    assert partition.committed_run(str(tmp_path)) == manifest["run_id"]
+    late, late_manifest, _ = stage_run(tmp_path, "20261121T025900-late", shards=1)
+    with pytest.raises(partition.ConcurrentRunError):  # launched before the suspect run committed
+        partition.commit(late, str(tmp_path), late_manifest, base_run=None, now=NOW)
+    rerun, rerun_manifest, rerun_ids = stage_run(tmp_path, "20261121T040000-rerun", shards=2)
+    partition.commit(rerun, str(tmp_path), rerun_manifest, base_run=manifest["run_id"], now=NOW)
+    assert complete_ids(str(tmp_path)) == rerun_ids

@@ -78,3 +78,45 @@ def test_the_progress_estimate_reads_local_text_inputs_only_within_its_byte_budg
     one_file = os.path.getsize(paths[0])
     assert expected_records(paths, limit_bytes=3 * one_file) == 300
     assert expected_records(paths, limit_bytes=2 * one_file) is None  # each file fits, all three do not
+
+
+def test_the_usage_line_names_the_command_that_was_typed(monkeypatch, capsys):
+    import pytest
+
+    from pipelines import label_corpus
+
+    for argv0, usage in (("/venv/bin/label-corpus", "usage: label-corpus"),
+                         ("/repo/pipelines/label_corpus.py", "usage: python -m pipelines.label_corpus")):
+        monkeypatch.setattr(sys, "argv", [argv0])
+        with pytest.raises(SystemExit):
+            label_corpus.parse_args(["--help"])
+        assert capsys.readouterr().out.startswith(usage)
+
+
+def test_an_input_language_field_is_pointed_out_when_lang_field_is_not_given(tmp_path):
+    from pipelines.labeling import lang_field_hint
+
+    coded = tmp_path / "coded.jsonl"
+    coded.write_text("".join(f'{{"id": "{i}", "text": "hi", "lang": "{code}"}}\n'
+                             for i, code in enumerate(["en", "zh-CN", "EN", "ms"])))
+    assert "--lang-field lang would take each post's language from it" in lang_field_hint(str(coded))
+    csv_file = tmp_path / "posts.csv"
+    csv_file.write_text("id,text,language\n1,hello,en\n2,你好,zh\n")
+    assert "--lang-field language" in lang_field_hint(str(csv_file))
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"id": "1", "text": "hi", "lang": 3}\n{"id": "2", "text": "yo", "lang": ""}\n{"id": "3", "text": "x"}\n')
+    assert lang_field_hint(str(other)) is None  # no usable codes: nothing to point at
+
+
+def test_the_demo_table_aligns_posts_of_wide_characters():
+    import unicodedata
+
+    from pipelines.demo import SAMPLE_COLUMNS, pad_to_width, sample_text
+
+    def columns(text: str) -> int:  # East Asian Width (Unicode's UAX 11): wide and fullwidth take two
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+    texts = ["这家酒店房间干净，服务特别热情，下次还会再来。" * 3, "送餐很快", "The election results are in " * 4, "ok"]
+    cells = [pad_to_width(sample_text(text), SAMPLE_COLUMNS) for text in texts]
+    assert {columns(cell) for cell in cells} == {SAMPLE_COLUMNS}
+    assert cells[0].rstrip().endswith("…'") and cells[1].rstrip() == "'送餐很快'"

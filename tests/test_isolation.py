@@ -144,3 +144,71 @@ def test_tokenizing_ahead_only_where_a_core_is_spare_or_the_models_are_on_a_gpu(
     monkeypatch.setattr(handler, "worker_cores", lambda: threads)
     assert not handler.tokenize_ahead([loaded])
     assert handler.tokenize_ahead([loaded, replace(loaded, device="cuda")])
+
+
+def test_progress_is_ticked_after_each_sub_batch_and_adds_up_to_the_batch(tiny_checkpoints):
+    """The labeled count grows during a batch (a line can come every 10 s however long a batch
+    takes), failed texts included, and a batch ends at exactly its number of posts."""
+    from models.handler import ClassifiersHandler
+
+    class Recorder:
+        def __init__(self):
+            self.ticks = []
+
+        def tick(self, posts):
+            self.ticks.append(posts)
+
+    recorder = Recorder()
+    checkpoints = {name: resolve(name, tiny_checkpoints[name]) for name in ("sentiment", "emotion")}
+    handler = ClassifiersHandler(checkpoints, {"sentiment": None, "emotion": None},
+                                 InferenceOptions(device="cpu", max_items_per_batch=4), progress=recorder)
+    model = handler.load_model()
+    sentiment = model.classifiers["sentiment"]
+    texts = TEXTS[:30]
+    clean_ids = {i for ids in sentiment.tokenizer(texts)["input_ids"] for i in ids}
+    poison_ids = set(sentiment.tokenizer(POISON, add_special_tokens=False)["input_ids"]) - clean_ids
+    texts[3] = f"a {POISON} post"
+
+    def forward(loaded, arrays):
+        if poison_ids & set(arrays["input_ids"].ravel().tolist()):
+            raise ValueError("boom")
+        return run_forward(loaded, arrays)
+
+    model.classifiers["sentiment"] = replace(sentiment, forward=forward)
+    batch = [{"id": str(i), "text": t, "clean_text": t, "lang": "en"} for i, t in enumerate(texts)]
+    batch += [{"id": "empty", "text": "", "clean_text": "", "lang": "und"}]
+    (result,) = handler.run_inference(batch, model)
+    assert len(result.failed) == 1 and len(result.rows) + len(result.failed) == len(batch)
+    assert len(recorder.ticks) >= 2 * 30 // 4  # each classifier's sub-batches of at most 4 texts
+    assert max(recorder.ticks[:-1]) <= 4 * len(batch) / 60 + 1e-9
+    assert sum(recorder.ticks) == pytest.approx(len(batch), abs=1e-9)
+
+
+def test_progress_lines_run_on_the_launch_clock_and_keep_runs_apart(monkeypatch, caplog):
+    import logging
+    import time
+
+    from transforms import beam_io
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    first = beam_io.ProgressFn(expected=100, every=10.0, started=990.0)
+    with caplog.at_level(logging.INFO, logger="transforms.beam_io"):
+        first.tick(2.5)  # a first tick: no line, the step has no pace yet (the launch clock's would mislead)
+        now[0] = 1005.0
+        first.tick(2.5)  # 15 s after the launch: a line
+        now[0] = 1011.0
+        first.tick(5.0)  # 6 s after that line: none
+        other = beam_io.ProgressFn(expected=100, every=10.0, started=1001.0)  # another run: its own count
+        other.tick(1)
+        now[0] = 1012.0
+        other.tick(1)
+    lines = [r.getMessage() for r in caplog.records]
+    # seconds on the launch clock; the pace from the step's first tick (2.5 more posts in the 5 s after it)
+    assert lines == ["5 posts labeled in 15 s (0.5 posts/s since labeling began), about 190 s left of ~100",
+                     "2 posts labeled in 11 s (1.0 posts/s since labeling began), about 98 s left of ~100"]
+    now[0] = 1031.0
+    with caplog.at_level(logging.INFO, logger="transforms.beam_io"):
+        first.tick(10)
+    assert caplog.records[-1].getMessage() == (
+        "20 posts labeled in 41 s (0.6 posts/s since labeling began), about 142 s left of ~100")

@@ -337,3 +337,47 @@ def test_the_command_line_becomes_a_typed_config_and_the_library_labels_it(tmp_p
     rows = read_labels(out).to_pylist()
     assert sorted(r["id"] for r in rows) == [f"p{i}" for i in range(9)]
     assert all(r["clean_text"].endswith(" http") and r["user"] == "u" + r["id"][1:] and r["sentiment"] for r in rows)
+
+
+def _column_table(path: str) -> list[tuple[str, str]]:
+    """(column, type) rows of the output-column table of a Markdown file: the one headed `| column | type |`."""
+    lines = open(path, encoding="utf-8").read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| column | type |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows.append((cells[0].strip("`"), cells[1]))
+    return rows
+
+
+def _table_row_of(name: str, kept: set[str]) -> str:
+    """The row of the docs' column table that a written column belongs to."""
+    if name in kept:
+        return "kept fields"
+    if name.startswith("politics_"):
+        return "politics_<topic>_score" if name.endswith("_score") else "politics_<topic>"
+    return "emotion_<label>" if name.startswith("emotion_") else name
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/output-schema.md"])
+def test_the_docs_column_table_is_the_schema_the_job_writes_in_its_order(parity_run, doc):
+    """Against the file the job wrote (all four classifiers) and, for kept fields, the schema it writes with."""
+    from pipelines.labeling import output_schema
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    table = _column_table(os.path.join(root, doc))
+    types = {"string": pa.string(), "float32": pa.float32(), "int8": pa.int8(), "list<string>": pa.list_(pa.string())}
+    _, _, out = parity_run
+    written = pq.read_schema(glob.glob(os.path.join(out, "labels-*.parquet"))[0])
+    rows = {}
+    for f in written:
+        rows.setdefault(_table_row_of(f.name, set()), set()).add(f.type)
+    assert [name for name, _ in table if name != "kept fields"] == list(rows)
+    for name, kind in table:
+        if name != "kept fields":
+            assert rows[name] == {types[kind]}, name
+    kept = output_schema({"likes": pa.int64(), "user": pa.string()}, {}).names
+    base = [_table_row_of(name, {"likes", "user"}) for name in kept]
+    assert [name for name, _ in table if name in base] == list(dict.fromkeys(base))

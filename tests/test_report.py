@@ -304,3 +304,78 @@ def test_language_shares_count_the_lang_column():
     df = pl.DataFrame({"lang": ["en", "en", "zh", "und"]})
     shares = report.language_shares(df)
     assert shares.rows() == [("en", 2, 0.5), ("und", 1, 0.25), ("zh", 1, 0.25)]
+
+
+def _figures(monkeypatch) -> list:
+    """The matplotlib figures the report draws, kept instead of written as PNG."""
+    drawn = []
+    monkeypatch.setattr(report, "_figure_bytes", lambda fig: drawn.append(fig) or b"")
+    return drawn
+
+
+def test_the_trend_chart_keeps_14_emotion_lines_apart_and_off_the_frame(monkeypatch):
+    import polars as pl
+    from models.tiny_checkpoints import EMOTION_LABELS
+
+    dates = ["2024-05-01", "2024-05-02", "2024-05-03"]
+    trend = pl.DataFrame({"date": dates * len(EMOTION_LABELS), "classifier": "emotion",
+                          "label": [label for label in EMOTION_LABELS for _ in dates],
+                          "count": 1, "share": [0.0, 1.0, 0.5] * len(EMOTION_LABELS)})
+    drawn = _figures(monkeypatch)
+    report.trend_chart(trend)
+    (ax,) = drawn[0].axes
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == EMOTION_LABELS
+    assert len({(line.get_color(), line.get_linestyle()) for line in lines}) == len(EMOTION_LABELS)
+    low, high = ax.get_ylim()
+    assert low < 0 and high > 1  # lines at 0 and 1 are drawn inside the frame
+
+
+def test_the_languages_chart_labels_every_bar_and_its_title_says_what_it_shows(monkeypatch):
+    import polars as pl
+
+    drawn = _figures(monkeypatch)
+    few = pl.DataFrame({"lang": ["en"] * 996 + ["zh"] * 3 + ["ms"]})
+    report.chart(report.Section("languages", "Languages (the lang column)", report.language_shares(few)), few)
+    ax = drawn[-1].axes[0]
+    assert [t.get_text() for t in ax.texts] == ["99.6%", "0.3%", "0.1%"]
+    assert "most common" not in ax.get_title() + ax.get_xlabel()
+    many = pl.DataFrame({"lang": [f"l{i:02d}" for i in range(15) for _ in range(i + 1)]})
+    report.chart(report.Section("languages", "Languages (the lang column)", report.language_shares(many)), many)
+    ax = drawn[-1].axes[0]
+    assert len(ax.patches) == len(ax.texts) == 12 and "the 12 most common of 15" in ax.get_title()
+
+
+def test_the_politics_warning_counts_the_topics_stuck_on_unknown_too(tmp_path):
+    table = labeled_table(40, seed=4, classifiers=("politics",))
+    for i, topic in enumerate(POLITICS_TOPICS):  # 8 topics always neutral, 4 always unknown
+        column = f"politics_{topic}"
+        value = "neutral" if i < 8 else "unknown"
+        stuck = pa.array([None if v is None else value for v in table.column(column).to_pylist()], pa.string())
+        table = table.set_column(table.schema.get_field_index(column), column, stuck)
+    terminal = io.StringIO()
+    report.run([write_partition(tmp_path / "all", table)], out=terminal)
+    assert "politics: 12 of 12 topics gave one class to >= 98% of rows (8 a negative/neutral/positive one, " \
+           "e.g. democracy: neutral; 4 unknown" in terminal.getvalue()
+    random_table = labeled_table(40, seed=5, classifiers=("politics",))
+    for topic in POLITICS_TOPICS[:4]:  # only unknown, on 4 topics: what a corpus about other things gives
+        column = f"politics_{topic}"
+        stuck = pa.array([None if v is None else "unknown" for v in random_table.column(column).to_pylist()])
+        random_table = random_table.set_column(random_table.schema.get_field_index(column), column, stuck)
+    terminal = io.StringIO()
+    report.run([write_partition(tmp_path / "some", random_table)], out=terminal)
+    assert "politics:" not in "".join(line for line in terminal.getvalue().splitlines() if "same label" in line)
+
+
+def test_a_suspect_partition_is_reported_as_not_complete_with_its_problem(tmp_path):
+    table = labeled_table(12, seed=9, classifiers=("stars",))
+    directory = write_partition(tmp_path / "suspect", table, shards=1)
+    manifest = {"run_id": "r", "records_read": 40, "rows_written": 12, "dead_lettered": 28,
+                "problem": "28 of 40 records read (70%) were dead-lettered"}
+    (tmp_path / "suspect" / "_manifest.json").write_text(json.dumps(manifest))
+    terminal = io.StringIO()
+    folder = report.run([directory], out=terminal)[directory]
+    md = open(os.path.join(folder, "report.md"), encoding="utf-8").read()
+    assert "Partition complete (_SUCCESS): **no**: the run was written but does not look like success" in md
+    assert "28 of 40 records read (70%)" in md and "Records read: 40" in md
+    assert "warning: no _SUCCESS: the run does not look like success: 28 of 40" in terminal.getvalue()

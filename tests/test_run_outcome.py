@@ -38,8 +38,10 @@ def test_an_empty_input_exits_3_with_a_message_unless_allowed(tmp_path, tiny_che
     assert code == 3 and "the input holds no records" in capsys.readouterr().err
     manifest = json.loads((out / partition.MANIFEST).read_text())
     assert manifest["records_read"] == 0 and manifest["problem"]
+    assert not (out / partition.SUCCESS).exists()  # a reader or sensor waiting for it takes nothing
     code, out = _main(tmp_path, tiny_checkpoints, "empty.jsonl", b"", "--allow-empty")
     assert code == 0 and json.loads((out / partition.MANIFEST).read_text())["problem"] is None
+    assert (out / partition.SUCCESS).exists()
 
 
 def test_a_csv_without_the_text_column_names_the_flag_to_fix(tmp_path, tiny_checkpoints, capsys):
@@ -47,6 +49,24 @@ def test_a_csv_without_the_text_column_names_the_flag_to_fix(tmp_path, tiny_chec
     err = capsys.readouterr().err
     assert code == 3 and "all 2 records read were dead-lettered" in err and "--text-field" in err
     assert json.loads((out / partition.MANIFEST).read_text())["dead_lettered"] == 2  # still accounted
+    assert not (out / partition.SUCCESS).exists()
+    assert len(list((out / partition.ERRORS_DIR).glob("*.jsonl"))) == 1  # readable: the dead letters are there
+
+
+def test_a_suspect_run_is_readable_without_success_and_the_limits_still_decide(tmp_path, tiny_checkpoints, capsys):
+    import pyarrow.dataset as ds
+
+    content = b'{"id": "1", "text": "fine"}\n{"id": "2"}\n{"id": "3"}\n'  # 2 of 3 without text
+    code, out = _main(tmp_path, tiny_checkpoints, "posts.jsonl", content, "--no-wait")
+    assert code == 3 and "2 of 3 records read (67%)" in capsys.readouterr().err  # --no-wait: same on the DirectRunner
+    manifest = json.loads((out / partition.MANIFEST).read_text())
+    assert manifest["problem"] and not (out / partition.SUCCESS).exists()
+    assert ds.dataset(str(out), format="parquet").to_table().column("id").to_pylist() == ["1"]
+    assert partition.read_manifest(str(out)) is None  # not complete ...
+    assert partition.read_manifest(str(out), suspect=True)["run_id"] == manifest["run_id"]  # ... but committed
+    code, out = _main(tmp_path, tiny_checkpoints, "posts.jsonl", content, "--max-dead-letter-share", "0.7")
+    assert code == 0 and (out / partition.SUCCESS).exists()
+    assert json.loads((out / partition.MANIFEST).read_text())["problem"] is None
 
 
 def test_a_flagged_partition_is_not_skipped_by_skip_if_done(tmp_path, tiny_checkpoints):
@@ -55,6 +75,8 @@ def test_a_flagged_partition_is_not_skipped_by_skip_if_done(tmp_path, tiny_check
     code, out = _main(tmp_path, tiny_checkpoints, "posts.csv", b"id,body\n1,hello\n", "--skip-if-done",
                       "--text-field", "body")
     assert code == 0 and json.loads((out / partition.MANIFEST).read_text())["rows_written"] == 1
+    assert (out / partition.SUCCESS).exists()
+    assert [p.read_text() for p in (out / partition.ERRORS_DIR).glob("*")] == [""]  # the flagged run's are gone
 
 
 @pytest.mark.parametrize("content", [None, b"{not json", b'["a list"]', b'{"sentiment": 3}', b"\xff\xfe"])

