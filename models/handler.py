@@ -35,6 +35,7 @@ from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifi
 from models.runtime import worker_cores
 from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, add_languages, language_counts
 from transforms.language import runs_on
+from transforms.reuse import take_carried
 from transforms.records import DeadLetter, classifier_source
 
 
@@ -56,6 +57,7 @@ class LabeledBatch:
     failed: list[FailedRow]
     inferences: dict[str, int]
     tokens: dict[str, int]
+    carried: dict[str, int] = None  # per classifier, the rows whose committed columns it carried
 
 
 class LoadedClassifiers:
@@ -113,7 +115,8 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
 
     def __init__(self, checkpoints: Mapping[str, ResolvedCheckpoint],
                  routes: Optional[Mapping[str, Optional[frozenset[str]]]] = None,
-                 options: InferenceOptions = InferenceOptions(), forward: Optional[Callable] = None):
+                 options: InferenceOptions = InferenceOptions(), forward: Optional[Callable] = None,
+                 carried: Iterable[str] = ()):
         batching: dict[str, Any] = {}
         if options.length_buckets:
             batching = dict(batch_length_fn=clean_text_length, batch_bucket_boundaries=sorted(options.length_buckets),
@@ -125,6 +128,7 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
         self.routes = {name: (routes or {}).get(name) for name in self.checkpoints}
         self.options = options
         self.forward = forward
+        self.carried = frozenset(carried)  # classifiers whose committed columns rows may carry (transforms.reuse)
 
     def load_model(self) -> LoadedClassifiers:
         return LoadedClassifiers({name: load_classifier(checkpoint, self.options, self.forward)
@@ -133,8 +137,16 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
     def run_inference(self, batch: Sequence[dict], model: LoadedClassifiers,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[LabeledBatch]:
         add_languages(batch)
-        positions = {name: [i for i, row in enumerate(batch) if row.get("clean_text") and runs_on(row.get("lang"), languages)]
-                     for name, languages in self.routes.items()}
+        carrying = set()
+        for i, row in enumerate(batch):
+            columns = take_carried(row)
+            if columns is not None:
+                row.update(columns)
+                carrying.add(i)
+        routed = {name: [i for i, row in enumerate(batch) if row.get("clean_text") and runs_on(row.get("lang"), languages)]
+                  for name, languages in self.routes.items()}
+        positions = {name: [i for i in present if not (name in self.carried and i in carrying)]
+                     for name, present in routed.items()}
         results = model.classify_all({name: [batch[i]["clean_text"] for i in present]
                                       for name, present in positions.items()})
         failed: dict[int, FailedRow] = {}
@@ -154,7 +166,9 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
             Metrics.counter(self.metrics_namespace(name), "texts").inc(len(present))
             Metrics.counter(self.metrics_namespace(name), "empty_texts").inc(len(batch) - len(present))
         rows = [row for i, row in enumerate(batch) if i not in failed] if failed else list(batch)
-        return [LabeledBatch(rows, list(failed.values()), dict.fromkeys(self.checkpoints, len(batch)), tokens)]
+        carried = {name: len(routed[name]) - len(positions[name]) for name in self.checkpoints}
+        return [LabeledBatch(rows, list(failed.values()), {name: len(positions[name]) for name in self.checkpoints},
+                             tokens, carried)]
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
         return sum(len(row["clean_text"].encode("utf-8")) for row in batch if row.get("clean_text"))
@@ -186,6 +200,8 @@ class SplitResultsFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(COUNTS, (f"inferences_{name}", count))
         for name, count in result.tokens.items():
             yield beam.pvalue.TaggedOutput(COUNTS, (f"tokens_{name}", count))
+        for name, count in (result.carried or {}).items():
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"carried_{name}", count))
         for pair in language_counts([*result.rows, *(failed.row for failed in result.failed)]):
             yield beam.pvalue.TaggedOutput(COUNTS, pair)
         if result.rows:

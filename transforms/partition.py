@@ -192,9 +192,15 @@ def read_manifest(directory: str, storage: Storage | None = None) -> dict | None
             raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
         return manifest
     except Exception as exc:  # noqa: BLE001 - any unreadable manifest means "incomplete"
-        LOG.warning("%s has %s but its %s cannot be read (%s): treating the partition as incomplete",
-                    directory, SUCCESS, MANIFEST, exc)
+        warning = (f"{directory} has {SUCCESS} but its {MANIFEST} cannot be read ({exc}): treating the partition "
+                   f"as incomplete")
+        if warning not in _WARNED:  # the launcher and the commit step both look: say it once
+            _WARNED.add(warning)
+            LOG.warning("%s", warning)
         return None
+
+
+_WARNED: set[str] = set()
 
 
 def committed_run(directory: str, storage: Storage | None = None) -> str | None:
