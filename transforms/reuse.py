@@ -85,10 +85,10 @@ def plan(previous: Optional[Mapping], identities: Mapping[str, dict], row_option
         return ReusePlan(True, "no complete partition to reuse", rerun=everything)
     if previous.get("problem"):
         return ReusePlan(True, f"the committed partition was flagged ({previous['problem']})", rerun=everything)
-    if previous.get("row_options") != dict(row_options):
-        what = "no record of how its rows were made" if "row_options" not in previous else sorted(
-            key for key in set(row_options) | set(previous["row_options"])
-            if previous["row_options"].get(key) != row_options.get(key))
+    made = previous.get("row_options")
+    if made != dict(row_options):
+        what = "no record of how its rows were made" if not isinstance(made, dict) else sorted(
+            key for key in set(row_options) | set(made) if made.get(key) != row_options.get(key))
         return ReusePlan(True, f"its rows were made differently ({what}): every row is made again", rerun=everything)
     inputs_changed = previous.get("inputs") != dict(inputs)
     done = committed_identities(previous)
