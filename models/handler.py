@@ -7,7 +7,9 @@ for the batch at once), then every classifier gets the cleaned texts of the rows
 languages (transforms.language.runs_on),
 runs them in length-sorted sub-batches, and its columns go into the rows. So each post crosses
 Beam's inference machinery once, whatever the number of classifiers, and a classifier's empty or
-out-of-language rows cost nothing (their columns stay absent: null in the output).
+out-of-language rows cost nothing (their columns stay absent: null in the output). Under
+--skip-if-done a row may carry the committed columns of its cleaned text (transforms.reuse): the
+classifiers named in `carried` take those instead of running, and count them as carried.
 
 run_inference returns one LabeledBatch per batch: the rows with their columns, the FailedRows
 where a classifier could not run a text (their records go to the dead letters), and the rows and

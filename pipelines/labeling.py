@@ -105,8 +105,9 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     inputs = inputs_manifest(listed, not_read)
     previous = partition.read_manifest(config.output)  # once: its warning, if any, is printed once
     base_run = previous.get("run_id") if previous else None  # another run committing after this is a race we lose
-    work = reuse.plan(previous if config.skip_if_done else None, identities(checkpoints, config.routes),
-                      row_options, inputs, reuse=not config.no_reuse)
+    work = reuse.plan(previous, identities(checkpoints, config.routes), row_options, inputs,
+                      reuse=not config.no_reuse) if config.skip_if_done else reuse.ReusePlan(
+        True, "a full run (no --skip-if-done)", rerun=tuple(checkpoints))
     if config.skip_if_done:
         if work.nothing_to_do:
             LOG.info("skipped: %s is already complete (_SUCCESS at %s, %s rows) with the same checkpoints, routing "

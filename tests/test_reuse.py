@@ -82,6 +82,21 @@ def test_provenance_names_the_runs_behind_each_classifiers_columns():
         "emotion": {"runs": ["r0", "r2"], "inferences": 2, "carried": 8}}
 
 
+def test_the_summary_says_what_was_reused_and_what_ran():
+    from pipelines.console import reuse_lines
+
+    manifest = {"run_id": "r2", "reuse": {"full": False, "reason": "runs sentiment (new or changed); carries emotion",
+                                          "dropped": ["politics"]},
+                "provenance": {"sentiment": {"runs": ["r2"], "inferences": 40, "carried": 0},
+                               "emotion": {"runs": ["r1"], "inferences": 0, "carried": 40}}}
+    assert reuse_lines(manifest) == [
+        "reuse: runs sentiment (new or changed); carries emotion",
+        "  sentiment: model ran on 40 posts, 0 carried from run(s) -",
+        "  emotion: model ran on 0 posts, 40 carried from run(s) r1",
+        "  politics: dropped (not named in this run)"]
+    assert reuse_lines({"reuse": {"full": True, "reason": "--no-reuse"}}) == ["reuse: none (--no-reuse)"]
+
+
 # ------------------------------------------------------------------------------- whole runs
 
 FILES = {  # name -> content versions; v1 keeps some lines of v0 and changes others
