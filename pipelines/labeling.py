@@ -26,7 +26,7 @@ from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_vali
                                 validate)
 from models.classifier import InferenceOptions
 from models.handler import Classify, ClassifiersHandler
-from models.heads import Head
+from models.heads import CheckpointMismatch, Head
 from models.runtime import position_limit
 from transforms import language, partition, reuse
 from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
@@ -98,9 +98,13 @@ def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, fo
 def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable]):
     # Before any data is read; no model weights are loaded until there is work to do.
     checkpoints = resolve_checkpoints(dict(config.checkpoints))
-    listed, not_read = list_launch_inputs(config.input)
+    try:
+        max_tokens = max(position_limit(load_config_dict(c.local_dir)) for c in checkpoints.values())
+        listed, not_read = list_launch_inputs(config.input)
+    except (UsageError, CheckpointMismatch):
+        validate_checkpoints(checkpoints)  # a checkpoint's problem is reported first, in its words
+        raise
     kept_types = kept_field_types([item.path for item in listed], list(config.fields.keep_fields))
-    max_tokens = max(position_limit(load_config_dict(c.local_dir)) for c in checkpoints.values())
     row_options = reuse.row_options(config.fields, config.lang_field, config.cleaning, max_tokens, kept_types)
     inputs = inputs_manifest(listed, not_read)
     previous = partition.read_manifest(config.output)  # once: its warning, if any, is printed once

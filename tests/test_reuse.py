@@ -85,7 +85,7 @@ def test_provenance_names_the_runs_behind_each_classifiers_columns():
 def test_the_summary_says_what_was_reused_and_what_ran():
     from pipelines.console import reuse_lines
 
-    manifest = {"run_id": "r2", "reuse": {"full": False, "reason": "runs sentiment (new or changed); carries emotion",
+    manifest = {"run_id": "r2", "reuse": {"full": False, "reason": "runs sentiment (another checkpoint); carries emotion",
                                           "dropped": ["politics"]},
                 "provenance": {"sentiment": {"runs": ["r2"], "inferences": 40, "carried": 0},
                                "emotion": {"runs": ["r1"], "inferences": 0, "carried": 40}}}

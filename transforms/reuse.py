@@ -82,7 +82,7 @@ def plan(previous: Optional[Mapping], identities: Mapping[str, dict], row_option
     listing), against `previous`, the committed partition's manifest (None: there is none)."""
     everything = tuple(identities)
     if previous is None:
-        return ReusePlan(True, "no complete partition to reuse", rerun=everything)
+        return ReusePlan(True, "no complete run (no _SUCCESS) to reuse", rerun=everything)
     if previous.get("problem"):
         return ReusePlan(True, f"the committed partition was flagged ({previous['problem']})", rerun=everything)
     made = previous.get("row_options")
@@ -101,11 +101,19 @@ def plan(previous: Optional[Mapping], identities: Mapping[str, dict], row_option
     dropped = tuple(name for name in done if name not in identities)
     reason = "same checkpoints, routing and inputs" if not (rerun or dropped or inputs_changed) else \
         "; ".join(part for part in (
-            f"runs {', '.join(rerun)} (new or changed)" if rerun else "",
+            "runs " + ", ".join(f"{name} ({_why(done.get(name), identities[name])})" for name in rerun) if rerun else "",
             f"carries {', '.join(carried)}" if carried else "",
             f"drops {', '.join(dropped)}" if dropped else "",
             "labels posts it has not labeled (inputs changed)" if inputs_changed and carried else "") if part)
     return ReusePlan(False, reason, carried, rerun, dropped, inputs_changed)
+
+
+def _why(done: Optional[Mapping], wanted: Mapping) -> str:
+    if done is None:
+        return "not in the partition"
+    if done.get("revision") != wanted.get("revision"):
+        return "another checkpoint"
+    return "other language routing"
 
 
 def carry_group(new_rows: Iterable[dict], committed: Iterable[tuple[str, dict]]) -> list[dict]:
