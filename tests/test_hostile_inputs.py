@@ -144,7 +144,7 @@ def test_manifest_reconciles_and_counts_duplicates(hostile_run):
     assert manifest["records_read"] == len(rows) + len(record_letters)
     assert manifest["duplicate_ids"] == 1
     assert manifest["empty_text_rows"] == 1
-    assert manifest["inferences"]["sentiment"] == len(rows)
+    assert manifest["inferences"]["sentiment"] == len([r for r in rows if r["clean_text"]])  # what the model ran on
     assert sum(manifest["dead_lettered_by_reason"].values()) == len(record_letters)
 
 
