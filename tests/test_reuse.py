@@ -52,7 +52,7 @@ def test_plan_does_nothing_when_nothing_changed_and_only_what_changed_otherwise(
 
 
 def test_plan_relabels_everything_where_rows_would_differ_or_reuse_is_refused():
-    for previous, options, why in [(None, ROW_OPTIONS, "no complete partition"),
+    for previous, options, why in [(None, ROW_OPTIONS, "no complete run"),
                                    (committed(problem="no records"), ROW_OPTIONS, "flagged"),
                                    (committed(), {**ROW_OPTIONS, "cleaning": {"url_token": "URL"}}, "cleaning"),
                                    ({**committed(), "row_options": None}, ROW_OPTIONS, "made differently")]:
@@ -90,7 +90,7 @@ def test_the_summary_says_what_was_reused_and_what_ran():
                 "provenance": {"sentiment": {"runs": ["r2"], "inferences": 40, "carried": 0},
                                "emotion": {"runs": ["r1"], "inferences": 0, "carried": 40}}}
     assert reuse_lines(manifest) == [
-        "reuse: runs sentiment (new or changed); carries emotion",
+        "reuse: runs sentiment (another checkpoint); carries emotion",
         "  sentiment: model ran on 40 posts, 0 carried from run(s) -",
         "  emotion: model ran on 0 posts, 40 carried from run(s) r1",
         "  politics: dropped (not named in this run)"]
