@@ -8,6 +8,9 @@ languages and script (transforms.language.runs_on), runs them in length-sorted s
 its columns go into the rows. So each post crosses Beam's inference machinery once, whatever the
 number of classifiers, and a classifier's empty or out-of-language rows cost nothing (their
 columns stay absent: null in the output).
+Under --skip-if-done a row may carry the committed columns of its cleaned text
+(transforms.reuse): the classifiers named in `carried` take those instead of running, and
+count them as carried.
 
 run_inference returns one LabeledBatch per batch: the rows with their columns, the FailedRows
 where a classifier could not run a text (their records go to the dead letters), and the rows and
@@ -36,6 +39,7 @@ from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifi
 from models.runtime import worker_cores
 from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, add_languages, language_counts
 from transforms.language import runs_on, script_shares
+from transforms.reuse import take_carried
 from transforms.records import DeadLetter, classifier_source
 
 
@@ -62,6 +66,7 @@ class LabeledBatch:
     tokens: dict[str, int]
     labeled: dict[str, int]
     skipped_language: dict[str, int]
+    carried: dict[str, int] = None  # per classifier, the rows whose committed columns it carried
 
 
 class LoadedClassifiers:
@@ -137,7 +142,7 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
     def __init__(self, checkpoints: Mapping[str, ResolvedCheckpoint],
                  routes: Optional[Mapping[str, Optional[frozenset[str]]]] = None,
                  options: InferenceOptions = InferenceOptions(), forward: Optional[Callable] = None,
-                 progress=None):
+                 progress=None, carried: Iterable[str] = ()):
         batching: dict[str, Any] = {}
         if options.length_buckets:
             batching = dict(batch_length_fn=clean_text_length, batch_bucket_boundaries=sorted(options.length_buckets),
@@ -150,6 +155,7 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
         self.options = options
         self.forward = forward
         self.progress = progress
+        self.carried = frozenset(carried)  # classifiers whose committed columns rows may carry (transforms.reuse)
 
     def load_model(self) -> LoadedClassifiers:
         return LoadedClassifiers({name: load_classifier(checkpoint, self.options, self.forward)
@@ -158,10 +164,18 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
     def run_inference(self, batch: Sequence[dict], model: LoadedClassifiers,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[LabeledBatch]:
         add_languages(batch)
+        carrying = set()
+        for i, row in enumerate(batch):
+            columns = take_carried(row)
+            if columns is not None:
+                row.update(columns)
+                carrying.add(i)
         shares = script_shares([row.get("clean_text") for row in batch])
-        positions = {name: [i for i, row in enumerate(batch)
-                            if row.get("clean_text") and runs_on(row.get("lang"), languages, shares[i])]
-                     for name, languages in self.routes.items()}
+        routed = {name: [i for i, row in enumerate(batch)
+                         if row.get("clean_text") and runs_on(row.get("lang"), languages, shares[i])]
+                  for name, languages in self.routes.items()}
+        positions = {name: [i for i in present if not (name in self.carried and i in carrying)]
+                     for name, present in routed.items()}
         texts = {name: [batch[i]["clean_text"] for i in present] for name, present in positions.items()}
         share = BatchShare(len(batch), sum(map(len, texts.values())), self.progress)
         # a shared model (CUDA) runs in another process: its batches are ticked whole
@@ -186,10 +200,11 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
             Metrics.counter(self.metrics_namespace(name), "empty_texts").inc(len(batch) - len(present))
         kept = [i for i in range(len(batch)) if i not in failed]
         with_text = sum(1 for i in kept if batch[i].get("clean_text"))
-        labeled = {name: sum(1 for i in present if i not in failed) for name, present in positions.items()}
+        labeled = {name: sum(1 for i in present if i not in failed) for name, present in routed.items()}
+        carried = {name: len(routed[name]) - len(positions[name]) for name in self.checkpoints}
         return [LabeledBatch([batch[i] for i in kept], list(failed.values()),
                              {name: len(present) for name, present in positions.items()}, tokens, labeled,
-                             {name: with_text - n for name, n in labeled.items()})]
+                             {name: with_text - n for name, n in labeled.items()}, carried)]
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
         return sum(len(row["clean_text"].encode("utf-8")) for row in batch if row.get("clean_text"))
@@ -224,6 +239,8 @@ class SplitResultsFn(beam.DoFn):
         for name in result.labeled:
             yield beam.pvalue.TaggedOutput(COUNTS, (f"labeled_{name}", result.labeled[name]))
             yield beam.pvalue.TaggedOutput(COUNTS, (f"skipped_language_{name}", result.skipped_language[name]))
+        for name, count in (result.carried or {}).items():
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"carried_{name}", count))
         for pair in language_counts([*result.rows, *(failed.row for failed in result.failed)]):
             yield beam.pvalue.TaggedOutput(COUNTS, pair)
         if result.rows:

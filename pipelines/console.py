@@ -107,6 +107,19 @@ def label_lines(output: str, max_rows: int = 2_000_000) -> list[str]:
     return lines
 
 
+def reuse_lines(manifest: dict) -> list[str]:
+    """What --skip-if-done reused and what ran (transforms.reuse), from the manifest."""
+    work = manifest.get("reuse")
+    if not work or work.get("full"):
+        return [f"reuse: none ({work['reason']})"] if work else []
+    lines = [f"reuse: {work['reason']}"]
+    for name, entry in (manifest.get("provenance") or {}).items():
+        lines.append(f"  {name}: model ran on {entry['inferences']:,} posts, {entry['carried']:,} carried "
+                     f"from run(s) {', '.join(r for r in entry['runs'] if r != manifest.get('run_id')) or '-'}")
+    lines += [f"  {name}: dropped (not named in this run)" for name in work.get("dropped") or []]
+    return lines
+
+
 def summary_lines(manifest: dict, seconds: float, labels: list[str]) -> list[str]:
     """The end-of-run summary, from the manifest the run committed."""
     rows, dead = manifest.get("rows_written", 0), manifest.get("dead_lettered", 0)
@@ -125,6 +138,7 @@ def summary_lines(manifest: dict, seconds: float, labels: list[str]) -> list[str
     for name, counts in (manifest.get("by_classifier") or {}).items():
         lines.append(f"{name} [{(manifest.get('routing') or {}).get(name, '')}]: {counts['labeled']:,} posts "
                      f"labeled, {counts['skipped_language']:,} skipped by language")
+    lines += reuse_lines(manifest)
     lines += labels
     lines.append(f"output: {manifest.get('output')}")
     return lines

@@ -117,8 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-shards", type=flags.integer(0), default=0, help="Parquet files to write (0: the runner decides)")
     parser.add_argument("--date", help="YYYY-MM-DD: fills {date} in --input and --output", type=_iso_date)
     parser.add_argument("--skip-if-done", action="store_true",
-                        help="exit at once when the output partition has _SUCCESS with the same checkpoints "
-                             "and language routing")
+                        help="do only the work the committed partition lacks: exit at once (no model loaded) when "
+                             "its checkpoints, routing and input files are the same; else run only the new or "
+                             "changed classifiers and label only posts it has not labeled, carrying the rest")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="with --skip-if-done: when there is work to do, relabel every post with every "
+                             "classifier instead of carrying committed columns over")
     parser.add_argument("--no-wait", dest="wait", action="store_false",
                         help="return once the job is submitted; the job commits the partition itself (the "
                              "DirectRunner runs the job in this process: it returns when the job is done)")
@@ -220,7 +224,8 @@ def config_from_argv(argv=None) -> LabelConfig:
             cpu_dtype=args.cpu_dtype, quantize_int8=args.quantize_int8, cpu_threads=args.cpu_threads,
             length_buckets=tuple(args.length_buckets or ()), model_copies=args.model_copies),
         cleaning=CleaningOptions(url_token=args.url_token, mention_token=args.mention_token),
-        num_shards=args.num_shards, date=args.date, skip_if_done=args.skip_if_done, wait=args.wait,
+        num_shards=args.num_shards, date=args.date, skip_if_done=args.skip_if_done, no_reuse=args.no_reuse,
+        wait=args.wait,
         cost_per_hour=args.cost_per_hour, allow_empty=args.allow_empty, max_dead_share=args.max_dead_letter_share,
         beam_args=tuple(beam_args))
 

@@ -16,12 +16,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 from pipelines import console  # first: it keeps Beam's import-time warnings off the terminal
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 from apache_beam.runners.runner import PipelineState
@@ -30,12 +29,13 @@ from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_vali
                                 validate)
 from models.classifier import InferenceOptions
 from models.handler import Classify, ClassifiersHandler
-from models.heads import Head
+from models.heads import CheckpointMismatch, Head
 from models.runtime import position_limit
-from transforms import language, partition, stopping
+from transforms import language, partition, reuse, stopping
 from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
                                 ReadRecordsFn, ToTableFn, is_record_letter)
 from transforms.cleaning import CleaningOptions
+from transforms.inputs import InputFile, list_inputs
 from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
@@ -80,6 +80,7 @@ class LabelConfig:
     num_shards: int = 0
     date: Optional[str] = None
     skip_if_done: bool = False
+    no_reuse: bool = False
     wait: bool = True
     cost_per_hour: Optional[float] = None
     allow_empty: bool = False
@@ -89,7 +90,7 @@ class LabelConfig:
 
 def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, forward: Optional[Callable] = None):
     """Build and run the labeling pipeline for one partition; returns the PipelineResult, or None
-    when skip_if_done finds the partition complete with the same checkpoints and routing.
+    when skip_if_done finds nothing to do (transforms.reuse: same checkpoints, routing and inputs).
     `forward` replaces every classifier's forward pass (tests inject faults with it).
     After a stop signal (transforms.stopping) whatever failed raises Stopped, whose message says
     what state the partition is in."""
@@ -149,27 +150,33 @@ def _after_failure(output: str, run_id: str, local: bool, result) -> None:
 
 
 def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict):
-    # Before any data is read. A worker in this process takes the models validation loaded.
-    classifiers = load_classifiers(dict(config.checkpoints), keep_models=runs_in_this_process(config.beam_args))
+    # Before any data is read; no model weights are loaded until there is work to do.
+    checkpoints = resolve_checkpoints(dict(config.checkpoints))
+    try:
+        max_tokens = max(position_limit(load_config_dict(c.local_dir)) for c in checkpoints.values())
+        listed, not_read = list_launch_inputs(config.input)
+    except (UsageError, CheckpointMismatch):
+        validate_checkpoints(checkpoints)  # a checkpoint's problem is reported first, in its words
+        raise
+    kept_types = kept_field_types([item.path for item in listed], list(config.fields.keep_fields))
+    row_options = reuse.row_options(config.fields, config.lang_field, config.cleaning, max_tokens, kept_types)
+    inputs = inputs_manifest(listed, not_read)
     finish_dead_commit(config.output)
+    previous = partition.read_manifest(config.output)  # the complete partition (_SUCCESS) reuse may carry from
+    base_run = partition.committed_run(config.output)  # complete or suspect: another run committing after this is a race we lose
+    work = reuse.plan(previous, identities(checkpoints, config.routes), row_options, inputs,
+                      reuse=not config.no_reuse) if config.skip_if_done else reuse.ReusePlan(
+        True, "a full run (no --skip-if-done)", rerun=tuple(checkpoints))
     if config.skip_if_done:
-        done = partition.read_manifest(config.output)
-        if done is None:
-            LOG.info("--skip-if-done: %s has no complete run (no _SUCCESS): labeling it", config.output)
-        elif done.get("checkpoints") != checkpoint_ids(classifiers):
-            LOG.info("--skip-if-done: %s was labeled with other checkpoints: labeling it again", config.output)
-        elif done.get("routing", {name: "all languages" for name in config.routes}) != routing_manifest(config.routes):
-            LOG.info("--skip-if-done: %s was labeled with other language routing: labeling it again", config.output)
-        elif done.get("problem"):
-            LOG.info("--skip-if-done: %s was flagged (%s): labeling it again", config.output, done["problem"])
-        else:
-            LOG.info("skipped: %s is already complete (_SUCCESS at %s, %s rows) with the same checkpoints "
-                     "(--skip-if-done)", config.output, done.get("finished"), done.get("rows_written"))
+        if work.nothing_to_do:
+            LOG.info("skipped: %s is already complete (_SUCCESS at %s, %s rows) with the same checkpoints, routing "
+                     "and inputs (--skip-if-done)", config.output, previous.get("finished"), previous.get("rows_written"))
             return None
-    paths = match_inputs(config.input)
-    kept_types = kept_field_types(paths[0], list(config.fields.keep_fields))
-    if config.lang_field is None:
-        hint = lang_field_hint(paths[0])
+        LOG.info("--skip-if-done: %s: %s", config.output, work.reason)
+    # A worker in this process takes the models validation loaded.
+    classifiers = validate_checkpoints(checkpoints, keep_models=runs_in_this_process(config.beam_args))
+    if config.lang_field is None and listed:
+        hint = lang_field_hint(listed[0].path)
         if hint:
             LOG.info("%s", hint)
     schema = output_schema(kept_types, classifiers)
@@ -177,36 +184,39 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     started = datetime.now(timezone.utc)  # the one clock of the progress lines, the summary and the manifest
     run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
     staging = partition.staging_dir(config.output, run_id)
-    base_run = partition.committed_run(config.output)  # another run committing after this is a race we lose
-    expected = expected_records(paths)
+    expected = expected_records([item.path for item in listed])
     LOG.info("labeling %s (%s) -> %s with %s", config.input,
-             f"{len(paths)} file(s), about {expected:,} posts" if expected else f"{len(paths)} file(s)",
+             f"{len(listed)} file(s), about {expected:,} posts" if expected else f"{len(listed)} file(s)",
              config.output, ", ".join(f"{n} [{language.describe(config.routes[n])}]" for n in classifiers))
 
     pipeline = test_pipeline or make_pipeline(list(config.beam_args))
     parsed = (
         pipeline
-        | "MatchInput" >> fileio.MatchFiles(config.input)
-        | "OpenFiles" >> fileio.ReadMatches()
+        | "ListedInputs" >> beam.Create(listed, reshuffle=False)  # the files listed at launch, no new match
+        | "SpreadFiles" >> beam.Reshuffle()
         | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, kept_types, config.lang_field))
         .with_outputs(DEAD_LETTERS, main="records")
     )
     counts = [parsed.records | "CountRecords" >> CountAs("records_read"),
               parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
               | "CountRecordLetters" >> CountAs("records_read")]
+    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read", started=started.timestamp())
+    rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
+    if work.carried:
+        carried_columns = [f.name for name in work.carried for f in classifiers[name].head.fields]
+        committed = [partition.join(config.output, name) for name in previous["files"] if name.endswith(".parquet")]
+        rows = rows | "CarryCommitted" >> reuse.AttachCarried(committed, carried_columns)
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
-    max_tokens = max(position_limit(load_config_dict(c.checkpoint.local_dir)) for c in classifiers.values())
-    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read", started=started.timestamp())
-    rows = (parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
-            | "Spread" >> beam.Reshuffle())
+    rows = rows | "Spread" >> beam.Reshuffle()
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, config.routes,
-                                 config.inference, forward,
+                                 config.inference, forward, carried=work.carried,
                                  progress=ProgressFn(expected, workers_of(config.beam_args), started=started.timestamp()))
     labeled = rows | "Classify" >> Classify(handler)
     rows = labeled.rows
     counts.append(labeled[COUNTS])
-    dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS]]
+    dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS],
+                    pipeline | "UnreadInputs" >> beam.Create([letter.to_json() for letter in not_read])]
     tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
     counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([("empty_text_rows", 0)])]
     shards = (tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
@@ -217,10 +227,11 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
     runner = type(pipeline.runner).__name__
     totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
-    manifest = base_manifest(config, paths, classifiers, run_id, started.isoformat(), runner,
-                             cost_workers(config.beam_args), config.routes)
+    manifest = {**base_manifest(config, [item.path for item in listed], classifiers, run_id, started.isoformat(),
+                                runner, cost_workers(config.beam_args), config.routes),
+                "inputs": inputs, "row_options": row_options, "reuse": work.to_manifest()}
     _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(
-        staging, config.output, manifest, base_run, config.routes,
+        staging, config.output, manifest, base_run, config.routes, previous=previous,
         outcome_limits={"allow_empty": config.allow_empty, "max_dead_share": config.max_dead_share})
     run["id"] = run_id
     local = dies_with_this_process(pipeline)
@@ -255,10 +266,29 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
 def load_classifiers(refs: dict[str, str], keep_models: bool = False) -> dict[str, Classifier]:
     """Resolve and validate every checkpoint; all problems are reported together. keep_models:
     hold the models validation loaded for a worker in this process (models.checkpoints.take_validated)."""
-    classifiers, problems = {}, []
+    return validate_checkpoints(resolve_checkpoints(refs), keep_models)
+
+
+def resolve_checkpoints(refs: dict[str, str]) -> dict[str, ResolvedCheckpoint]:
+    """Each checkpoint made available locally with its revision (its files' hash, or the hub
+    commit): no weights loaded. All problems are reported together."""
+    checkpoints, problems = {}, []
     for name, ref in refs.items():
         try:
-            checkpoint = resolve(name, ref)
+            checkpoints[name] = resolve(name, ref)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CheckpointError("\n".join(problems))
+    return checkpoints
+
+
+def validate_checkpoints(checkpoints: dict[str, ResolvedCheckpoint], keep_models: bool = False
+                         ) -> dict[str, Classifier]:
+    """Prove each checkpoint works (models.checkpoints.validate: loads its weights); all problems together."""
+    classifiers, problems = {}, []
+    for name, checkpoint in checkpoints.items():
+        try:
             classifiers[name] = Classifier(checkpoint, validate(checkpoint, keep=keep_models))
         except CheckpointError as exc:
             problems.append(str(exc))
@@ -267,22 +297,47 @@ def load_classifiers(refs: dict[str, str], keep_models: bool = False) -> dict[st
     return classifiers
 
 
-def match_inputs(pattern: str) -> list[str]:
-    paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    if not paths:
+def identities(checkpoints: Mapping[str, ResolvedCheckpoint], routes) -> dict[str, dict]:
+    return {name: reuse.classifier_identity(c.revision, language.describe_routing(routes.get(name)))
+            for name, c in checkpoints.items()}
+
+
+def list_launch_inputs(pattern: str) -> tuple[list[InputFile], list[DeadLetter]]:
+    """The input files, fixed at launch (transforms.inputs.list_inputs), and the matches that
+    cannot be read (dead letters of the run). UsageError when nothing matches or nothing can be read."""
+    try:
+        listed, not_read = list_inputs(pattern)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not listed and not_read:
+        raise UsageError(f"--input {pattern!r}: none of the {len(not_read)} match(es) can be read "
+                         f"(first: {not_read[0].source}: {not_read[0].reason})")
+    if not listed:
         raise UsageError(f"--input {pattern!r} matches no files")
-    for path in paths:
-        try:
-            input_format(path)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-    return sorted(paths)
+    return listed, not_read
 
 
-def kept_field_types(first_path: str, keep_fields: list[str]) -> dict[str, pa.DataType]:
-    """Column types of kept fields: the Parquet schema's, or inferred from the first records."""
+def inputs_manifest(listed: Sequence[InputFile], not_read: Sequence[DeadLetter]) -> dict:
+    """The manifest's record of the inputs at launch: each file's size and version, and the matches not read."""
+    return {"files": [item.to_dict() for item in listed],
+            "not_read": [{"path": letter.source, "reason": letter.reason} for letter in not_read]}
+
+
+def kept_field_types(paths: Sequence[str], keep_fields: list[str]) -> dict[str, pa.DataType]:
+    """Column types of kept fields: the Parquet schema's, or inferred from the first records, of the
+    first input that can be read (a pre-read never fails the run: the reader dead-letters a bad
+    file, and without any readable sample the kept fields are strings)."""
     if not keep_fields:
         return {}
+    for path in paths:
+        try:
+            return _kept_field_types(path, keep_fields)
+        except Exception as exc:  # noqa: BLE001 - the file's own read reports it
+            LOG.info("kept-field types: %s cannot be sampled (%s); trying the next input", path, type(exc).__name__)
+    return infer_kept_types([], keep_fields)
+
+
+def _kept_field_types(first_path: str, keep_fields: list[str]) -> dict[str, pa.DataType]:
     if input_format(first_path) == "parquet":
         import pyarrow.parquet as pq
 
@@ -382,7 +437,7 @@ def counter_values(result) -> dict[tuple[str, str], int]:
 
 
 def routing_manifest(routes) -> dict[str, str]:
-    return {name: language.describe(languages) for name, languages in routes.items()}
+    return {name: language.describe_routing(languages) for name, languages in routes.items()}
 
 
 def base_manifest(config: "LabelConfig", paths, classifiers, run_id, started, runner, workers, routes) -> dict:
@@ -438,7 +493,16 @@ def workers_of(beam_args: list[str]) -> int:
 
 def expected_records(paths: list[str], limit_bytes: int = 2 << 30) -> int | None:
     """About how many records the inputs hold, for the progress estimate: Parquet footers, else
-    lines of local files up to limit_bytes in all; None where that would cost a read of remote data."""
+    lines of local files up to limit_bytes in all; None where that would cost a read of remote data,
+    or where a file cannot be read."""
+
+    try:
+        return _expected_records(paths, limit_bytes)
+    except Exception:  # noqa: BLE001 - only an estimate: a file it cannot read is the reader's to report
+        return None
+
+
+def _expected_records(paths: list[str], limit_bytes: int) -> int | None:
     import os
     import pyarrow.parquet as pq
 

@@ -197,7 +197,7 @@ def test_languages_override_per_classifier(tmp_path, tiny_checkpoints):
     rows, manifest = _label(tmp_path, "override", posts, _models_file(tmp_path, tiny_checkpoints, "sentiment"),
                             "--only", "sentiment", "--languages", "sentiment=zh")
     assert rows["zh"]["sentiment"] is not None and rows["en"]["sentiment"] is None
-    assert manifest["routing"] == {"sentiment": "zh"}
+    assert manifest["routing"] == {"sentiment": "zh (Han script)"}
 
 
 def _models_file(tmp_path, checkpoints, name):

@@ -1,7 +1,6 @@
 """Thin Beam wrappers around the pure functions: read, clean, label, write, dead-letter."""
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 from collections import Counter
@@ -9,30 +8,19 @@ from typing import Iterable, Mapping, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
 
 from transforms.cleaning import CleaningOptions, clean_for_models
 from transforms.language import UNDETERMINED, post_language, post_languages
+from transforms.inputs import InputFile, InputProblem, open_listed
 from transforms.outcome import run_problem
-from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, input_format, iter_file_records,
+from transforms.reuse import provenance
+from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, iter_file_records,
                                 to_record)
 
 LOG = logging.getLogger(__name__)
 METRICS_NAMESPACE = "label_corpus"
 DEAD_LETTERS = "dead_letters"
 COUNTS = "counts"  # (key, number) pairs the commit step sums: records_read, inferences_<name>, ...
-
-
-def open_input(readable: fileio.ReadableFile):
-    """A binary stream of the file's content. Gzip goes through Python's gzip module, which
-    raises on a truncated file (Beam's decompressor stops quietly at the cut)."""
-    path = readable.metadata.path
-    if path.lower().endswith(".gz"):
-        return gzip.GzipFile(fileobj=readable.open(compression_type=CompressionTypes.UNCOMPRESSED), mode="rb")
-    if input_format(path) == "parquet":
-        return readable.open(compression_type=CompressionTypes.UNCOMPRESSED)
-    return readable.open(compression_type=CompressionTypes.AUTO)
 
 
 def safe_to_record(item: tuple, fields: FieldMap, kept_types: Mapping[str, pa.DataType], path: str):
@@ -46,7 +34,8 @@ def safe_to_record(item: tuple, fields: FieldMap, kept_types: Mapping[str, pa.Da
 
 
 class ReadRecordsFn(beam.DoFn):
-    """ReadableFile -> records (main output) and DeadLetter JSON lines (tagged DEAD_LETTERS)."""
+    """A file listed at launch (transforms.inputs.InputFile) -> records (main output) and DeadLetter
+    JSON lines (tagged DEAD_LETTERS): one for the whole file when it cannot be read as listed."""
 
     def __init__(self, fields: FieldMap, kept_types: Mapping[str, pa.DataType], lang_field: str | None = None):
         self.fields = fields
@@ -57,10 +46,17 @@ class ReadRecordsFn(beam.DoFn):
         self.files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "files_read")
         self.broken_files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "files_broken_off")
 
-    def process(self, readable: fileio.ReadableFile):
-        path = readable.metadata.path
+    def process(self, listed: InputFile):
+        path = listed.path
         self.files.inc()
-        with open_input(readable) as stream:
+        try:
+            stream = open_listed(listed)
+        except InputProblem as exc:
+            self.broken_files.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(path, None, f"input file not read: {exc}",
+                                                                    None).to_json())
+            return
+        with stream:
             for item in iter_file_records(path, stream):
                 if not isinstance(item, DeadLetter):
                     value = item[1]
@@ -185,8 +181,9 @@ class CommitPartitionFn(beam.DoFn):
     reconcile the in-pipeline counts, and commit the partition (transforms/partition.py)."""
 
     def __init__(self, staging: str, directory: str, base_manifest: dict, base_run, routes=None,
-                 outcome_limits: dict | None = None):
+                 outcome_limits: dict | None = None, previous: dict | None = None):
         self.routes = routes
+        self.previous = previous  # the committed manifest this run carries columns from, if any
         self.outcome_limits = outcome_limits or {}
         self.staging = staging
         self.directory = directory
@@ -216,6 +213,9 @@ class CommitPartitionFn(beam.DoFn):
         partition.reconcile(counts.get("records_read", 0), found)
         manifest = partition.finish_manifest(self.base_manifest, dict(counts), found, datetime.now(timezone.utc))
         manifest.update(language_manifest(counts, self.routes))
+        manifest["carried"] = {name: counts.get(f"carried_{name}", 0) for name in self.base_manifest["checkpoints"]}
+        manifest["provenance"] = provenance(self.previous, counts, self.base_manifest["run_id"],
+                                            list(self.base_manifest["checkpoints"]))
         manifest["problem"] = run_problem(manifest["records_read"], found["rows_written"],
                                           found["dead_lettered_by_reason"], found["files_broken_off"],
                                           **self.outcome_limits)
@@ -227,9 +227,9 @@ class CommitPartition(beam.PTransform):
     """(written shard names, written dead-letter file names, (key, count) pairs) -> the manifest."""
 
     def __init__(self, staging: str, directory: str, base_manifest: dict, base_run, routes=None,
-                 outcome_limits: dict | None = None):
+                 outcome_limits: dict | None = None, previous: dict | None = None):
         super().__init__()
-        self.fn = CommitPartitionFn(staging, directory, base_manifest, base_run, routes, outcome_limits)
+        self.fn = CommitPartitionFn(staging, directory, base_manifest, base_run, routes, outcome_limits, previous)
 
     def expand(self, inputs):
         shards, letters, counts = inputs

@@ -365,3 +365,10 @@ def parse_languages(value: str) -> frozenset[str] | None:
 def describe(languages: frozenset[str] | None) -> str:
     return "all languages" if languages is None else ",".join(sorted(languages))
 
+
+def describe_routing(languages: frozenset[str] | None) -> str:
+    """The routing rule of a classifier as the manifest records it: its languages and, where runs_on
+    also checks the script, that script (so --skip-if-done relabels partitions routed by language alone)."""
+    scripts = scripts_read(languages)
+    return describe(languages) + (f" ({'+'.join(sorted(scripts))} script)" if scripts else "")
+

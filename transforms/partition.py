@@ -231,8 +231,11 @@ def read_manifest(directory: str, storage: Storage | None = None, suspect: bool 
             raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
     except Exception as exc:  # noqa: BLE001 - any unreadable manifest means "incomplete"
         if success:
-            LOG.warning("%s has %s but its %s cannot be read (%s): treating the partition as incomplete",
-                        directory, SUCCESS, MANIFEST, exc)
+            warning = (f"{directory} has {SUCCESS} but its {MANIFEST} cannot be read ({exc}): treating the "
+                       f"partition as incomplete")
+            if warning not in _WARNED:  # the launcher and the commit step both look: say it once
+                _WARNED.add(warning)
+                LOG.warning("%s", warning)
         return None
     return manifest if success or manifest.get("problem") else None  # else a commit between the two
 
@@ -255,6 +258,9 @@ def state_line(directory: str, run_id: str | None = None, storage: Storage | Non
                 f"{SUCCESS}): it was committed before the stop")
     return (f"{directory} holds its previous complete partition unchanged (run {manifest.get('run_id')}, "
             f"{manifest.get('rows_written')} rows, {SUCCESS}); nothing of this run was committed")
+
+
+_WARNED: set[str] = set()
 
 
 def committed_run(directory: str, storage: Storage | None = None) -> str | None:
