@@ -10,7 +10,8 @@
 #    .corpus/ with the shared corpus; both ignored by git; about 51 MB with the repository):
 #      bash benchmarks/gpu_session.sh prepare            # SHARED=/path/to/shared if not ../shared
 # 2. Here, before any device minute: the whole session on the CPU, in a throw-away venv holding only
-#    what the GPU machine has (benchmarks/gpu_machine.txt) plus .whl/ (about 10 minutes here):
+#    what the GPU machine has (benchmarks/gpu_machine.txt) plus .whl/ (10 to 30 minutes here, by the
+#    machine's load, and about 10 more the first time, for the venv):
 #      bash benchmarks/gpu_session.sh rehearse           # must end with "rehearsal passed"
 # 3. The device tool's `status` (can_start_another true), then ONE `run` with carry [".whl", ".corpus"],
 #    timeout_s 600 and the command
