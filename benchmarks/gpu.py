@@ -1,6 +1,6 @@
 """The GPU measurements: how close the job comes to what the GPU can do.
 
-    python -m benchmarks.gpu [--n 50000] [--scale real] [--workers 1,4] [--contenders ours,hf-loop]
+    python -m benchmarks.gpu [--n 20000] [--scale real] [--workers 1,4] [--contenders ours,hf-loop]
         [--json gpu.json]
 
 On the same posts and the same checkpoints (benchmarks/checkpoints.py), in one run:
@@ -301,7 +301,8 @@ def ours(input_path: str, models_file: str, output: str, device: str, workers: i
                           cwd=str(HERE.parent), capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()
-        return {"error": next((line for line in reversed(tail) if line.strip()), "failed")[:300]}
+        return {"error": next((line for line in reversed(tail) if line.strip()), "failed")[:300],
+                "stderr_tail": "\n".join(tail[-15:])}
     return json.loads(Path(spec["result"]).read_text())
 
 
@@ -389,11 +390,10 @@ def print_table(rows: list[dict]) -> None:
 
 
 def run_bare(checkpoints: dict, configs: dict, texts: list[str], device: str, peak: float, max_tokens: int,
-             max_items: int) -> tuple[list[dict], dict]:
-    """The bare loop per classifier and for all four: table rows, and per classifier the real tokens
-    and useful FLOPs of `texts` (which every other row is held against)."""
-    rows: list[dict] = []
-    profile: dict[str, dict] = {}
+             max_items: int, rows: list[dict], profile: dict[str, dict], saved=lambda: None) -> None:
+    """The bare loop per classifier and for all four: its table rows appended to `rows`, and per
+    classifier the real tokens and useful FLOPs of `texts` (which every other row is held against)
+    in `profile`; saved() after each classifier, so that a run cut short keeps those measured."""
     totals = {"seconds": 0.0, "real": 0, "padded": 0, "flops": 0.0}
     for name, path in checkpoints.items():
         result = bare_loop(path, texts, device, max_tokens, max_items, min_seconds=2.0 if device == "cuda" else 0)
@@ -416,11 +416,12 @@ def run_bare(checkpoints: dict, configs: dict, texts: list[str], device: str, pe
         print(f"bare {name}: {result['seconds']:.2f}s a sweep of {result['passes']} passes (median of "
               f"{result['sweeps']})", flush=True)
         del result
+        saved()
     rows.append({"contender": "bare", "classifier": "all four", "basis": "forward",
                  **figures(len(texts), totals["seconds"], totals["real"], totals["padded"], totals["flops"],
                            peak),
                  "busy_share": None, "peak_memory_mib": max(r["peak_memory_mib"] or 0 for r in rows) or None})
-    return rows, profile
+    saved()
 
 
 def report(data: dict) -> None:
@@ -448,7 +449,7 @@ def parse_args(argv):
     from benchmarks.throughput import DEFAULT_CORPUS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=50_000, help="posts (default 50,000)")
+    parser.add_argument("--n", type=int, default=20_000, help="posts (default 20,000)")
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="JSONL(.gz) with id and text")
     parser.add_argument("--scale", choices=("real", "small", "tiny"), default="real")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when there is one")
@@ -498,7 +499,10 @@ def main(argv=None) -> int:
     name_of_device = device_name(device)
     extras: dict = {}
 
-    def save(rows):  # after every contender, so that a run cut short still leaves its figures
+    rows: list[dict] = []
+    profile: dict[str, dict] = {}
+
+    def save():  # after every contender (and each bare classifier): a run cut short keeps its figures
         if args.json:
             Path(args.json).write_text(json.dumps({
                 "n": len(posts), "with_text": len(present), "corpus": corpus_note, "scale": args.scale,
@@ -508,9 +512,8 @@ def main(argv=None) -> int:
 
     # The bare loop always runs: it is the limit the others are held against, and its tokenization
     # gives the token lengths and useful FLOPs of every row.
-    rows, profile = run_bare(checkpoints, configs, present, device, peak["flops"], args.max_tokens_per_batch,
-                             args.max_items_per_batch)
-    save(rows)
+    run_bare(checkpoints, configs, present, device, peak["flops"], args.max_tokens_per_batch,
+             args.max_items_per_batch, rows, profile, save)
     all_real = sum(p["real_tokens"] for p in profile.values())
     all_flops = sum(p["useful_flops"] for p in profile.values())
 
@@ -521,6 +524,8 @@ def main(argv=None) -> int:
                           workers, workdir, args.ours_args.split())
         if "error" in result:
             rows.append({"contender": label, "classifier": "all four", "error": result["error"]})
+            print(f"{label} failed:\n{result.get('stderr_tail', result['error'])}", flush=True)
+            save()
             return
         sampled = sampler.summary()
         per = result["per_classifier"]
@@ -540,7 +545,7 @@ def main(argv=None) -> int:
         if workers == 1 and device == "cuda":
             forward = sum(c.get("inference_us", 0) for c in per.values()) / 1e6
             extras["l4_estimate"] = l4_estimate(len(present), result["wall_s"], forward, name_of_device)
-        save(rows)
+        save()
 
     def run_hf_loop() -> None:
         spec = {"name": "hf-loop", "input": str(input_path), "models_file": str(models_file), "device": device,
@@ -549,13 +554,14 @@ def main(argv=None) -> int:
             result = run_child(spec, workdir)
         if "error" in result:
             rows.append({"contender": "hf-loop", "classifier": "all four", "error": result["error"]})
+            print(f"hf-loop failed:\n{result.get('stderr_tail', result['error'])}", flush=True)
         else:
             rows.append({"contender": "hf-loop", "classifier": "all four", "basis": "wall",
                          **figures(len(present), result["wall_s"], all_real,
                                    sum(p["hf_loop_padded_tokens"] for p in profile.values()), all_flops, peak["flops"]),
                          **sampler.summary()})
             print(f"hf-loop: {result['wall_s']:.1f}s", flush=True)
-        save(rows)
+        save()
 
     # The first worker count, then hf-loop, then the other worker counts: a run cut short by the
     # device's time limit still has the three figures the targets need.
@@ -567,7 +573,7 @@ def main(argv=None) -> int:
     for workers in worker_counts[1:]:
         run_ours(workers)
 
-    save(rows)
+    save()
     report(json.loads(Path(args.json).read_text()) if args.json else {
         "n": len(posts), "with_text": len(present), "scale": args.scale, "device": device, "peak": peak,
         "rows": rows, **extras})

@@ -89,22 +89,18 @@ def label_line(classifier: str, shares: list[tuple[str, float]], top: int = 8) -
 
 def label_lines(output: str, max_rows: int = 2_000_000) -> list[str]:
     """One line per classifier with its labels' distribution, read back from the written partition
-    (politics: the classes of the 12 topics pooled; emotion: share of rows carrying each)."""
-    from pipelines.report import label_shares, read_partition
+    (politics: the classes of the 12 topics pooled; emotion: share of rows carrying each). With
+    pyarrow alone (pipelines.label_shares): the job runs where polars and matplotlib are not installed."""
+    from pipelines.label_shares import TooManyRows, label_shares, read_label_columns
 
     try:
-        df = read_partition(output)
+        table, names = read_label_columns(output, max_rows)
     except FileNotFoundError:
         return []
-    if df.height > max_rows:
-        return [f"labels: {df.height:,} rows; run python -m pipelines.report {output} for their distribution"]
-    shares = label_shares(df)
-    lines = []
-    for classifier in dict.fromkeys(shares.get_column("classifier").to_list()):
-        part = shares.filter(shares.get_column("classifier") == classifier)
-        lines.append(label_line(classifier, list(zip(part.get_column("label").cast(str).to_list(),
-                                                     part.get_column("share").to_list()))))
-    return lines
+    except TooManyRows as many:
+        return [f"labels: {many.rows:,} rows; run python -m pipelines.report {output} for their distribution"]
+    return [label_line(classifier, [(label, share) for label, _, share in part])
+            for classifier, part in label_shares(table, names).items()]
 
 
 def reuse_lines(manifest: dict) -> list[str]:

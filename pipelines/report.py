@@ -28,18 +28,12 @@ from apache_beam.io.filesystems import FileSystems
 
 from models.heads import column_suffix
 from models.specs import CLASSIFIER_NAMES, POLITICS_CLASSES, POLITICS_TOPICS
+from pipelines.label_shares import LABEL_COLUMN, STARS
 from transforms.partition import read_manifest
 
 REPORT_FOLDER = "_report"
-STARS = (1, 2, 3, 4, 5)
 SENTIMENTS = ("negative", "positive")
 EXAMPLE_TEXT_CHARS = 100
-LABEL_COLUMN = {  # one column per classifier that is null exactly where the row had no text
-    "politics": f"politics_{POLITICS_TOPICS[0]}",
-    "stars": "stars",
-    "sentiment": "sentiment",
-    "emotion": "emotions",
-}
 
 
 # ---------------------------------------------------------------- aggregations (pure)
