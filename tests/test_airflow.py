@@ -215,9 +215,24 @@ def local_variables(data: Path, models: str, **more) -> dict:
             "output": f"{data}/labels/date={{date}}", "models": models, "retries": 1, "retry_delay_s": 1, **more}
 
 
-def dags_test(home: Path, day: str, variables: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(AIRFLOW), "dags", "test", "label_corpus_daily", day], env=airflow_env(home, **variables),
-                          capture_output=True, text=True, timeout=timeout)
+DAGS_TEST_SECONDS: list[float] = []  # how long each whole `airflow dags test` took here
+
+
+def dags_test(home: Path, day: str, variables: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    started = time.monotonic()
+    try:
+        return subprocess.run([str(AIRFLOW), "dags", "test", "label_corpus_daily", day], env=airflow_env(home, **variables),
+                              capture_output=True, text=True, timeout=timeout)
+    finally:
+        DAGS_TEST_SECONDS.append(time.monotonic() - started)
+
+
+def task_instances(home: Path) -> list:
+    """(task, try, max_tries, state) of every task instance in the test's Airflow database."""
+    import sqlite3
+
+    with sqlite3.connect(home / "airflow.db") as db:
+        return db.execute("SELECT task_id, try_number, max_tries, state FROM task_instance").fetchall()
 
 
 def task_log(done: subprocess.CompletedProcess) -> str:
@@ -252,22 +267,22 @@ def test_dags_test_with_the_direct_runner_labels_three_dates_and_a_rerun_is_a_no
 
 
 SLOW_FIRST_TRY = '''\
-"""Makes the first try of the labeling job in this test stall before it commits, so that Airflow's
-execution_timeout strikes mid-job; writes the pid of each job that reached the commit."""
+"""Loaded by every Python this test's DAG starts: the labeling job of the task's first try
+(AIRFLOW_CTX_TRY_NUMBER, set by Airflow for the task's processes) stalls when it is about to
+commit, so that Airflow's execution_timeout strikes mid-job. Each job that reaches the commit
+writes its pid and try."""
 import os, sys, time
-if "pipelines.label_corpus" in " ".join(sys.argv) or (sys.argv and sys.argv[0].endswith("label_corpus.py")):
+if "pipelines.label_corpus" in " ".join(sys.argv):
     from transforms import partition
-    marks = os.environ["SLOW_FIRST_TRY_DIR"]
-    original = partition.commit
+    marks, commit = os.environ["SLOW_FIRST_TRY_DIR"], partition.commit
 
     def stalled(*args, **kwargs):
-        with open(os.path.join(marks, "pids"), "a") as handle:
-            handle.write(f"{os.getpid()}\\n")
-        first = not os.path.exists(os.path.join(marks, "stalled"))
-        if first:
-            open(os.path.join(marks, "stalled"), "w").close()
-            time.sleep(120)
-        return original(*args, **kwargs)
+        try_number = os.environ.get("AIRFLOW_CTX_TRY_NUMBER", "?")
+        with open(os.path.join(marks, "commits"), "a") as handle:
+            handle.write(f"{os.getpid()} {try_number}\\n")
+        if try_number == "1":
+            time.sleep(3600)
+        return commit(*args, **kwargs)
 
     partition.commit = stalled
 '''
@@ -275,30 +290,31 @@ if "pipelines.label_corpus" in " ".join(sys.argv) or (sys.argv and sys.argv[0].e
 
 def test_a_task_airflow_times_out_leaves_the_partition_as_it_was_and_the_retry_completes_it(
         airflow_home, tmp_path, tiny_models_file):
-    """execution_timeout sends the task SIGTERM while the job waits to commit: the partition is
-    left as it was (no _SUCCESS, no shard in it), the job itself is gone (not orphaned to commit
-    later beside the retry), and the retry labels the partition."""
+    """execution_timeout strikes while the first try's job waits to commit: the job is stopped
+    (not left to commit later beside the retry), the partition is left as it was, and the retry
+    labels it. The timeout is a few times what a whole `dags test` took in the test above, so a
+    slow machine does not time out a try that is not stalled."""
     day = "2026-11-21"
     write_posts(tmp_path, day, 4)
-    marks = tmp_path / "marks"
-    hook = tmp_path / "hook"
+    marks, hook = tmp_path / "marks", tmp_path / "hook"
     marks.mkdir()
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SLOW_FIRST_TRY)
-    wrapper = tmp_path / "python"
+    wrapper = tmp_path / "python"  # label_corpus_python: the Airflow venv's Python with the hook on its path
     wrapper.write_text(f"#!/bin/bash\nexport PYTHONPATH={hook} SLOW_FIRST_TRY_DIR={marks}\nexec {PYTHON} \"$@\"\n")
     wrapper.chmod(0o755)
-    variables = local_variables(tmp_path, tiny_models_file, python=wrapper, timeout_s=45, retry_delay_s=1)
-    started = time.monotonic()
-    done = dags_test(airflow_home, day, variables, timeout=400)
+    timeout_s = max(30, round(2 * max(DAGS_TEST_SECONDS, default=60)))
+    variables = local_variables(tmp_path, tiny_models_file, python=wrapper, timeout_s=timeout_s, retry_delay_s=1)
+    done = dags_test(airflow_home, day, variables, timeout=6 * timeout_s + 120)
     log = task_log(done)
-    assert (marks / "stalled").exists(), log[-6000:]  # the first try did stall
-    assert time.monotonic() - started < 200, "the stalled try was not cut short by the timeout"
-    assert "timeout" in log.lower(), log[-6000:]
-    assert done.returncode == 0, log[-6000:]
+    commits = [line.split() for line in (marks / "commits").read_text().splitlines()] if (
+        marks / "commits").exists() else []
+    assert [try_number for _, try_number in commits] == ["1", "2"], (task_instances(airflow_home), log[-8000:])
+    assert "AirflowTaskTimeout" in log or "Timeout" in log, log[-8000:]
+    assert "stopping the labeling job" in log, log[-8000:]
+    assert done.returncode == 0, log[-8000:]
     partition = tmp_path / "labels" / f"date={day}"
     manifest = json.loads((partition / "_manifest.json").read_text())
     assert manifest["rows_written"] == 4 and (partition / "_SUCCESS").exists()
-    first_pid = int((marks / "pids").read_text().split()[0])
-    with pytest.raises(ProcessLookupError):  # the timed-out job did not outlive its task
-        os.kill(first_pid, 0)
+    with pytest.raises(ProcessLookupError):  # the first try's job did not outlive its task
+        os.kill(int(commits[0][0]), 0)
