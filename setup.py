@@ -39,6 +39,14 @@ setup(
         "bnb": ["bitsandbytes>=0.45"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "aws": ["apache-beam[aws]>=2.77,<3"],
+        # the Airflow DAGs in deploy/ (Airflow 3.3 with the Beam, standard and Google providers), installed
+        # into the Airflow workers' Python beside this package: pin with constraints-airflow.txt
+        "airflow": [
+            "apache-airflow>=3.3,<3.4",
+            "apache-airflow-providers-apache-beam>=6.3",
+            "apache-airflow-providers-standard>=1.21",
+            "apache-airflow-providers-google>=22.8",
+        ],
     },
     entry_points={
         "console_scripts": [

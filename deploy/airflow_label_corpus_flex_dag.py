@@ -1,12 +1,15 @@
 """Airflow DAG: one partition a day through the Dataflow Flex Template, then the report.
 
-Install: copy this file, deploy/airflow_common.py and deploy/dataflow_flags.py into the DAGs
-folder. Needs apache-airflow-providers-google and the Airflow Variables label_corpus_project,
-label_corpus_region, label_corpus_bucket and label_corpus_template (the gs:// path that
-`gcloud dataflow flex-template build` wrote, see deploy/README.md).
+Install (Airflow 3.3): copy this file, deploy/airflow_common.py and deploy/dataflow_flags.py into
+the DAGs folder. Needs the Google and standard providers (the `airflow` extra) and the Airflow
+Variables label_corpus_project, label_corpus_region, label_corpus_bucket and
+label_corpus_template (the gs:// path that `gcloud dataflow flex-template build` wrote, see
+deploy/README.md); label_corpus_input, _output and _models as in airflow_common.py. Dataflow
+only: label_corpus_runner is not read here.
 
 The job commits its own partition, so the operator may be deferrable (the wait runs in the
-triggerer, not a worker slot) and a worker lost while waiting loses nothing: the retry finds
+triggerer, not a worker slot; the provider refuses wait_until_finished beside deferrable, the
+trigger waits for the end of the job) and a worker lost while waiting loses nothing: the retry finds
 the partition complete (skip_if_done) or the job still running (a second job of the same name
 is refused by Dataflow while the first runs; if one starts anyway, the partition's commit lock
 lets only one run commit and the other fails loudly).
@@ -14,13 +17,9 @@ lets only one run commit and the other fails loudly).
 from __future__ import annotations
 
 from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
+from airflow.sdk import DAG
 
-try:  # Airflow 3
-    from airflow.sdk import DAG
-except ImportError:  # Airflow 2
-    from airflow import DAG
-
-from airflow_common import BUCKET, DAILY, DATE, PROJECT, REGION, partition_paths, report_task
+from airflow_common import BUCKET, DAILY, DATE, INPUT, MODELS, OUTPUT, PROJECT, REGION, report_task
 from dataflow_flags import DEFAULT_MAX_WORKERS, job_name
 
 TEMPLATE = "{{ var.value.label_corpus_template }}"
@@ -33,7 +32,9 @@ def launch_body() -> dict:
             "jobName": job_name(DATE, "gpu"),
             "containerSpecGcsPath": TEMPLATE,
             "parameters": {
-                **partition_paths(),  # {date} is filled by date
+                "input": INPUT,  # {date} is filled by date
+                "output": OUTPUT,
+                "models": MODELS,
                 "date": DATE,
                 "skip_if_done": "true",
             },
@@ -50,6 +51,7 @@ def launch_body() -> dict:
 with DAG(
     dag_id="label_corpus_daily_flex",
     description="Label the day's posts through the Dataflow Flex Template on GPU workers",
+    tags=["labeling", "dataflow"],
     **DAILY,
 ) as dag:
     label = DataflowStartFlexTemplateOperator(
@@ -57,7 +59,6 @@ with DAG(
         project_id=PROJECT,
         location=REGION,
         body=launch_body(),
-        wait_until_finished=True,
         deferrable=True,
         append_job_name=False,
     )

@@ -33,3 +33,5 @@ def tiny_models_file(tiny_checkpoints) -> str:
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one); run with `-m gpu` on the GPU "
                                        "machine (benchmarks/gpu_session.sh)")
+    config.addinivalue_line("markers", "airflow: drives the real Airflow of .venv-airflow (built by .ci/run; skipped "
+                                       "without it)")

@@ -1,7 +1,8 @@
 """deploy/: the Dataflow launch flags parse into the expected worker settings, the Dockerfile
-installs what setup.py and constraints.txt pin, the scheduler examples pass --date and
---skip-if-done, and the crontab line really labels and reports on a partition.
-No docker, no cloud: Beam's option classes need no GCP extras."""
+installs what setup.py and constraints.txt pin, the Flex Template's parameters reach the
+pipeline, and the crontab line, run as cron would (deploy/cron_check.sh), really labels and
+reports on a partition. No docker, no cloud: Beam's option classes need no GCP extras. The
+Airflow DAGs are tested under the real Airflow in tests/test_airflow.py."""
 from __future__ import annotations
 
 import ast
@@ -14,7 +15,6 @@ import re
 import shlex
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -211,100 +211,6 @@ def test_baked_models_file_points_into_the_image():
 
 # ---------------------------------------------------------------- schedulers
 
-def beam_options_to_args(options: dict) -> list[str]:
-    """What Airflow's Beam provider does with pipeline_options (hooks/beam.py, provider 6.x)."""
-    args = []
-    for key, value in options.items():
-        if isinstance(value, bool):
-            if value:
-                args.append(f"--{key}")
-        elif isinstance(value, list):
-            args += [f"--{key}={v}" for v in value]
-        elif value is not None:
-            args.append(f"--{key}={value}")
-    return args
-
-
-def fake_airflow(monkeypatch) -> list[dict]:
-    """Just enough of the airflow package to execute the DAG file; records each operator."""
-    created = []
-
-    class Operator:
-        def __init__(self, **kwargs):
-            self.kwargs = kwargs
-            created.append(kwargs)
-
-        def __rshift__(self, other):
-            self.kwargs.setdefault("downstream", []).append(other.kwargs["task_id"])
-            return other
-
-    class DAG:
-        def __init__(self, **kwargs):
-            created.append({"dag": kwargs})
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    modules = {
-        "airflow": types.ModuleType("airflow"),
-        "airflow.sdk": types.ModuleType("airflow.sdk"),
-        "airflow.providers": types.ModuleType("airflow.providers"),
-        "airflow.providers.standard.operators.bash": types.ModuleType("bash"),
-        "airflow.providers.apache.beam.operators.beam": types.ModuleType("beam"),
-        "airflow.providers.google.cloud.operators.dataflow": types.ModuleType("dataflow"),
-    }
-    modules["airflow.sdk"].DAG = DAG
-    modules["airflow.providers.standard.operators.bash"].BashOperator = Operator
-    modules["airflow.providers.apache.beam.operators.beam"].BeamRunPythonPipelineOperator = Operator
-    modules["airflow.providers.google.cloud.operators.dataflow"].DataflowConfiguration = lambda **kw: kw
-    modules["airflow.providers.google.cloud.operators.dataflow"].DataflowStartFlexTemplateOperator = Operator
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.syspath_prepend(str(DEPLOY))  # dataflow_flags.py beside the DAG, as in a DAGs folder
-    return created
-
-
-def test_airflow_dag_launches_a_gpu_job_per_date_with_skip_if_done(monkeypatch):
-    created = fake_airflow(monkeypatch)
-    load_module("label_corpus_dag", DEPLOY / "airflow_label_corpus_dag.py")
-    dag = next(c["dag"] for c in created if "dag" in c)
-    assert dag["schedule"] == "@daily" and dag["max_active_runs"] == 1
-    label = next(c for c in created if c.get("task_id") == "label_partition")
-    report = next(c for c in created if c.get("task_id") == "report_partition")
-    assert label["downstream"] == ["report_partition"]
-    assert label["runner"] == "DataflowRunner"
-    assert [*label["py_options"], label["py_file"]] == ["-m", "pipelines.label_corpus"]
-    config = label["dataflow_config"]
-    assert config["job_name"] == "label-corpus-gpu-{{ ds }}" and not config["append_job_name"]
-
-    # Render as Airflow would ({{ ds }} and the Variables), then as the provider builds the command.
-    rendered = {"{{ ds }}": "2024-05-01", "{{ var.value.label_corpus_project }}": "my-project",
-                "{{ var.value.label_corpus_region }}": "us-central1",
-                "{{ var.value.label_corpus_bucket }}": "my-bucket", "{{ var.value.label_corpus_image }}": IMAGE}
-
-    def render(value):
-        if isinstance(value, str):
-            for template, concrete in rendered.items():
-                value = value.replace(template, concrete)
-        return value
-
-    options = {k: [render(x) for x in v] if isinstance(v, list) else render(v) for k, v in label["pipeline_options"].items()}
-    options.update(runner="DataflowRunner", project="my-project", region="us-central1",
-                   job_name=render(config["job_name"]))  # what the operator adds from dataflow_config
-    args, beam_args = label_corpus.parse_args(beam_options_to_args(options))
-    assert args.date == "2024-05-01" and args.skip_if_done and args.device == "cuda"
-    assert args.output == "gs://my-bucket/labels/date={date}"
-    beam = PipelineOptions(beam_args)
-    assert beam.view_as(GoogleCloudOptions).dataflow_service_options == [ACCELERATOR]
-    assert beam.view_as(WorkerOptions).machine_type.startswith("g2-standard-")
-    assert beam.view_as(WorkerOptions).sdk_container_image == IMAGE
-    assert "use_runner_v2" in beam.view_as(DebugOptions).experiments
-    assert render(report["bash_command"]) == "python -m pipelines.report gs://my-bucket/labels/date=2024-05-01"
-
-
 def crontab_command() -> str:
     lines = [line for line in (DEPLOY / "crontab.example").read_text().splitlines()
              if line.strip() and not line.startswith("#") and not re.match(r"^\w+=", line)]
@@ -332,11 +238,12 @@ def test_crontab_line_labels_yesterday_then_reports_and_skips_when_done(tmp_path
     with gzip.open(posts / "part-0.jsonl.gz", "wt", encoding="utf-8") as handle:
         handle.writelines(lines)
     log = tmp_path / "label_corpus.log"
-    local = (command.replace("/srv/labeling", str(ROOT)).replace(".venv/bin/python", sys.executable)
-             .replace("/srv/checkpoints/models.json", tiny_models_file).replace("/var/log/label_corpus.log", str(log))
-             .replace("/data/", f"{tmp_path}/data/").replace("--direct_num_workers=4", "--direct_num_workers=2"))
-    done = subprocess.run(["bash", "-c", local], capture_output=True, text=True, timeout=400)
+    env = {**os.environ, "ROOT": str(ROOT), "PYTHON": sys.executable, "MODELS": tiny_models_file,
+           "DATA": str(tmp_path / "data"), "LOG": str(log), "WORKERS": "2"}
+    check = [str(DEPLOY / "cron_check.sh")]  # the crontab line, run as cron runs it
+    done = subprocess.run(check, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, log.read_text() if log.exists() else done.stderr
+    assert "cron_check: exit 0" in done.stderr
     partition = tmp_path / "data" / "labels" / f"date={yesterday}"
     assert (partition / "_SUCCESS").exists()
     manifest = json.loads((partition / "_manifest.json").read_text())
@@ -344,9 +251,16 @@ def test_crontab_line_labels_yesterday_then_reports_and_skips_when_done(tmp_path
     assert "Partition complete (_SUCCESS): yes" in (partition / "_report" / "report.md").read_text()
 
     before = (partition / "_SUCCESS").stat().st_mtime_ns
-    again = subprocess.run(["bash", "-c", local], capture_output=True, text=True, timeout=400)
+    again = subprocess.run(check, env=env, capture_output=True, text=True, timeout=400)
     assert again.returncode == 0
     assert (partition / "_SUCCESS").stat().st_mtime_ns == before  # --skip-if-done: nothing rewritten
+
+    # a date of its own, with a models file that is not one: the exit code a cron wrapper sees
+    bad = subprocess.run([*check, "2026-11-20"], env={**env, "MODELS": str(tmp_path / "missing.json")},
+                         capture_output=True, text=True, timeout=400)
+    assert bad.returncode == 2 and "cron_check: exit 2: refused" in bad.stderr
+    assert "--models" in log.read_text() and "missing.json" in log.read_text()
+    assert not (tmp_path / "data" / "labels" / "date=2026-11-20").exists()
 
 
 # ---------------------------------------------------------------- the pipeline as Dataflow receives it
@@ -505,20 +419,3 @@ def test_flex_template_launcher_runs_the_entry_point_inside_the_worker_image():
     for command in ("gcloud dataflow flex-template build", "gcloud dataflow flex-template run",
                     "--metadata-file deploy/flex_template_metadata.json"):
         assert command in readme
-
-
-def test_airflow_flex_dag_starts_the_template_per_date(monkeypatch):
-    created = fake_airflow(monkeypatch)
-    load_module("label_corpus_flex_dag", DEPLOY / "airflow_label_corpus_flex_dag.py")
-    label = next(c for c in created if c.get("task_id") == "label_partition")
-    assert label["downstream"] == ["report_partition"] and label["deferrable"] and label["wait_until_finished"]
-    launch = label["body"]["launchParameter"]
-    assert launch["containerSpecGcsPath"] == "{{ var.value.label_corpus_template }}"
-    assert launch["jobName"] == "label-corpus-gpu-{{ ds }}"
-    metadata = {p["name"] for p in json.loads((DEPLOY / "flex_template_metadata.json").read_text())["parameters"]}
-    assert set(launch["parameters"]) <= metadata
-    flex = load_module("flex_template_main", DEPLOY / "flex_template_main.py")
-    argv = flex.translate([f"--{k}={v.replace('{{ ds }}', '2024-05-01')}" for k, v in launch["parameters"].items()],
-                          IMAGE)
-    args, _ = label_corpus.parse_args(argv)
-    assert args.skip_if_done and args.date == "2024-05-01" and not args.wait
