@@ -272,7 +272,7 @@ SLOW_FIRST_TRY = '''\
 commit, so that Airflow's execution_timeout strikes mid-job. Each job that reaches the commit
 writes its pid and try."""
 import os, sys, time
-if "pipelines.label_corpus" in " ".join(sys.argv):
+if "pipelines.label_corpus" in " ".join(sys.orig_argv):  # sys.argv is still ["-m", ...] here
     from transforms import partition
     marks, commit = os.environ["SLOW_FIRST_TRY_DIR"], partition.commit
 
