@@ -166,7 +166,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     base_run = partition.committed_run(config.output)  # complete or suspect: another run committing after this is a race we lose
     work = reuse.plan(previous, identities(checkpoints, config.routes), row_options, inputs,
                       reuse=not config.no_reuse) if config.skip_if_done else reuse.ReusePlan(
-        True, "a full run (no --skip-if-done)", rerun=tuple(checkpoints))
+        True, "no --skip-if-done", rerun=tuple(checkpoints))
     if config.skip_if_done:
         if work.nothing_to_do:
             LOG.info("skipped: %s is already complete (_SUCCESS at %s, %s rows) with the same checkpoints, routing "
