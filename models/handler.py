@@ -66,7 +66,7 @@ class LabeledBatch:
     tokens: dict[str, int]
     labeled: dict[str, int]
     skipped_language: dict[str, int]
-    carried: dict[str, int] = None  # per classifier, the rows whose committed columns it carried
+    carried: dict[str, int]  # per classifier, the rows whose committed columns it carried
 
 
 class LoadedClassifiers:
@@ -239,7 +239,7 @@ class SplitResultsFn(beam.DoFn):
         for name in result.labeled:
             yield beam.pvalue.TaggedOutput(COUNTS, (f"labeled_{name}", result.labeled[name]))
             yield beam.pvalue.TaggedOutput(COUNTS, (f"skipped_language_{name}", result.skipped_language[name]))
-        for name, count in (result.carried or {}).items():
+        for name, count in result.carried.items():
             yield beam.pvalue.TaggedOutput(COUNTS, (f"carried_{name}", count))
         for pair in language_counts([*result.rows, *(failed.row for failed in result.failed)]):
             yield beam.pvalue.TaggedOutput(COUNTS, pair)
