@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from models.specs import SPECS
+from models.classifiers import PUBLISHED as SPECS
 from models.tiny_checkpoints import EMOTION_LABELS, _labels, byte_bpe_tokenizer, wordpiece_tokenizer
 
 

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from models.specs import SPECS
+from models.classifiers import PUBLISHED as SPECS
 from transforms.cleaning import clean_text
 from transforms.language import MIN_SCRIPT_SHARE_FIT, UNDETERMINED, detect, detect_many, runs_on, script_shares
 

@@ -20,8 +20,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.heads import CheckpointMismatch, Head, build_head
-from models.specs import SPECS
+from models.classifiers import classifier_for
+from models.heads import CheckpointMismatch, Head
 
 LOG = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def validate(checkpoint: ResolvedCheckpoint, keep: bool = False) -> Head:
         if not any((local / w).is_file() for w in WEIGHT_FILES):
             raise CheckpointMismatch(f"it has no weights (expected one of {', '.join(WEIGHT_FILES)})")
         config = load_config_dict(str(local))
-        head = build_head(SPECS[name], config)
+        head = classifier_for(name).head_for(config)
         if not any((local / f).is_file() for f in TOKENIZER_FILES):
             raise CheckpointMismatch(f"it has no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})")
         tokenizer = load_tokenizer(str(local))

@@ -30,10 +30,10 @@ from models.batching import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, DEFAULT_OVER
                              plan_in_order, plan_sub_batches)
 from models.checkpoints import (ResolvedCheckpoint, load_config_dict, load_tokenizer, load_weights, resolve,
                                 take_validated)
-from models.heads import Head, build_head
+from models.classifiers import classifier_for
+from models.heads import Head
 from models.runtime import (PinnedStaging, autocast_dtype_for, pick_device, release_free_memory, token_limit,
                             worker_cores)
-from models.specs import SPECS
 
 LOG = logging.getLogger(__name__)
 CPU_DTYPES = ("fp32", "bf16")
@@ -298,7 +298,7 @@ def load_classifier(checkpoint: ResolvedCheckpoint, options: InferenceOptions = 
     max_items = options.max_items_per_batch or DEFAULT_MAX_ITEMS[device]
     LOG.info("loaded %s from %s on %s (autocast %s, int8 %s, threads %d)", name, local_dir, device,
              autocast_dtype, options.quantize_int8 and device == "cpu", torch.get_num_threads())
-    return LoadedClassifier(model, tokenizer, build_head(SPECS[checkpoint.name], config), device, max_length,
+    return LoadedClassifier(model, tokenizer, classifier_for(checkpoint.name).head_for(config), device, max_length,
                             autocast_dtype, uses_token_types,
                             name=name, max_tokens=max_tokens, max_items=max_items,
                             sort_by_length=options.sort_by_length,

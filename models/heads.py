@@ -1,19 +1,20 @@
 """Heads: logits -> the output schema's label and score columns. Pure numpy.
 
-build_head(spec, config) checks that a checkpoint's config fits the classifier and
-returns a Head: its Arrow fields (the Parquet columns it fills) and a function that
-turns a [n, num_labels] float array of logits into n column dicts.
+A Head is what one classifier writes: its Arrow fields (the Parquet columns it fills, the first
+of them null exactly where a row was not labeled) and a function that turns a [n, num_labels]
+float array of logits into n column dicts. The four kinds below are named for what they do;
+each classifier (models/classifiers/) picks one and gives it its column names and labels.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from models.specs import POLITICS_CLASSES, POLITICS_TOPICS, SENTIMENT_LABELS, ClassifierSpec
+DEFAULT_THRESHOLD = 0.5
 
 
 class CheckpointMismatch(ValueError):
@@ -24,6 +25,11 @@ class CheckpointMismatch(ValueError):
 class Head:
     fields: tuple[pa.Field, ...]
     to_columns: Callable[[np.ndarray], list[dict]]
+
+    @property
+    def label_column(self) -> str:
+        """The column that is null exactly where the row was not labeled."""
+        return self.fields[0].name
 
     def null_columns(self) -> dict:
         return {f.name: None for f in self.fields}
@@ -44,157 +50,121 @@ def column_suffix(label: str) -> str:
     return re.sub(r"\W+", "_", str(label).strip().lower()).strip("_")
 
 
-def star_number(label) -> int | None:
-    """1-5 from a star label such as "Star_3", "star 3" (any case); None for anything else."""
-    match = re.fullmatch(r"(?i)\s*star[_ ]?([1-5])\s*", str(label))
-    return int(match.group(1)) if match else None
-
-
-def sentiment_class(label) -> int | None:
-    """0 (negative) or 1 (positive) from a sentiment label: negative/positive (any case, or a
-    prefix such as NEG/POS), or LABEL_0/LABEL_1; None for anything else."""
-    low = str(label).strip().lower()
-    if low.startswith("neg"):
-        return 0
-    if low.startswith("pos"):
-        return 1
-    return {"label_0": 0, "label_1": 1}.get(low)
-
-
-def id2label_list(config: Mapping) -> list[str]:
-    id2label = config.get("id2label") or {}
-    return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(_num_labels(config))]
-
-
-def _num_labels(config: Mapping) -> int:
+def num_labels(config: Mapping) -> int:
     if config.get("id2label"):
         return len(config["id2label"])
     return int(config.get("num_labels", 0))
 
 
-def _check_count(spec: ClassifierSpec, config: Mapping, what: str) -> None:
-    found = _num_labels(config)
-    if spec.num_labels is not None and found != spec.num_labels:
-        raise CheckpointMismatch(
-            f"classifier {spec.name!r} needs a head with {spec.num_labels} labels ({what}), "
-            f"but the checkpoint's config.json has {found}"
-        )
+def id2label_list(config: Mapping) -> list[str]:
+    id2label = config.get("id2label") or {}
+    return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels(config))]
+
+
+def is_multi_label(config: Mapping) -> bool:
+    return config.get("problem_type") == "multi_label_classification"
+
+
+def check_count(name: str, config: Mapping, expected: int | None, what: str) -> None:
+    """The checkpoint declares `expected` labels (any count >= 1 when None)."""
+    found = num_labels(config)
+    if expected is not None and found != expected:
+        raise CheckpointMismatch(f"classifier {name!r} needs a head with {expected} labels ({what}), "
+                                 f"but the checkpoint's config.json has {found}")
     if found < 1:
-        raise CheckpointMismatch(f"classifier {spec.name!r}: the checkpoint's config.json declares no labels")
+        raise CheckpointMismatch(f"classifier {name!r}: the checkpoint's config.json declares no labels")
 
 
-def politics_head(spec: ClassifierSpec, config: Mapping) -> Head:
-    _check_count(spec, config, "12 topics x 4 classes, topic-major")
-    topics = tuple(config.get("topics") or POLITICS_TOPICS)
-    if tuple(topics) != POLITICS_TOPICS:
-        raise CheckpointMismatch(
-            f"classifier 'politics': the checkpoint's topics {list(topics)} differ from {list(POLITICS_TOPICS)}"
-        )
-    fields = []
-    for topic in POLITICS_TOPICS:
-        fields += [pa.field(f"politics_{topic}", pa.string()), pa.field(f"politics_{topic}_score", pa.float32())]
-    n_topics, n_classes = len(POLITICS_TOPICS), len(POLITICS_CLASSES)
-
-    def to_columns(logits: np.ndarray) -> list[dict]:
-        probs = softmax(logits.reshape(len(logits), n_topics, n_classes))
-        best = probs.argmax(-1)
-        best_prob = np.take_along_axis(probs, best[..., None], -1)[..., 0]
-        rows = []
-        for row_best, row_prob in zip(best.tolist(), best_prob.tolist()):
-            row = {}
-            for t, topic in enumerate(POLITICS_TOPICS):
-                row[f"politics_{topic}"] = POLITICS_CLASSES[row_best[t]]
-                row[f"politics_{topic}_score"] = row_prob[t]
-            rows.append(row)
-        return rows
-
-    return Head(tuple(fields), to_columns)
+def distinct_suffixes(name: str, labels: Sequence[str]) -> list[str]:
+    suffixes = [column_suffix(label) for label in labels]
+    if len(set(suffixes)) != len(suffixes) or not all(suffixes):
+        raise CheckpointMismatch(f"classifier {name!r}: labels {list(labels)} do not give distinct column names")
+    return suffixes
 
 
-def stars_head(spec: ClassifierSpec, config: Mapping) -> Head:
-    _check_count(spec, config, "Star_1 .. Star_5")
-    labels = id2label_list(config)
-    numbers = [star_number(label) for label in labels]
-    stars = numbers if all(numbers) else list(range(1, len(labels) + 1))
-    if sorted(stars) != [1, 2, 3, 4, 5]:
-        raise CheckpointMismatch(f"classifier 'stars': labels {labels} do not name each of Star_1 .. Star_5 once")
-
-    def to_columns(logits: np.ndarray) -> list[dict]:
-        probs = sigmoid(logits)
-        best = probs.argmax(-1)
-        return [{"stars": stars[b], "stars_score": float(p[b])} for b, p in zip(best.tolist(), probs)]
-
-    return Head((pa.field("stars", pa.int8()), pa.field("stars_score", pa.float32())), to_columns)
-
-
-def sentiment_head(spec: ClassifierSpec, config: Mapping) -> Head:
-    _check_count(spec, config, "negative, positive")
-    labels = id2label_list(config)
-    names = [None if c is None else SENTIMENT_LABELS[c] for c in map(sentiment_class, labels)]
-    if sorted(n for n in names if n) != list(SENTIMENT_LABELS):
-        raise CheckpointMismatch(
-            f"classifier 'sentiment': cannot read labels {labels} as negative/positive "
-            "(expected negative/positive or LABEL_0/LABEL_1)"
-        )
-
-    def to_columns(logits: np.ndarray) -> list[dict]:
-        probs = softmax(logits)
-        best = probs.argmax(-1)
-        return [{"sentiment": names[b], "sentiment_score": float(p[b])} for b, p in zip(best.tolist(), probs)]
-
-    return Head((pa.field("sentiment", pa.string()), pa.field("sentiment_score", pa.float32())), to_columns)
-
-
-def label_thresholds(labels: list[str], config: Mapping) -> np.ndarray:
+def label_thresholds(name: str, labels: Sequence[str], config: Mapping) -> np.ndarray:
     """Per-label thresholds from config.json's `thresholds` (list or label->value), else 0.5."""
     stored = config.get("thresholds")
     if stored is None:
-        return np.full(len(labels), 0.5, dtype=np.float32)
+        return np.full(len(labels), DEFAULT_THRESHOLD, dtype=np.float32)
     if isinstance(stored, Mapping):
         missing = [label for label in labels if label not in stored]
         if missing:
-            raise CheckpointMismatch(f"classifier 'emotion': thresholds lack labels {missing}")
+            raise CheckpointMismatch(f"classifier {name!r}: thresholds lack labels {missing}")
         values = [stored[label] for label in labels]
     else:
         values = list(stored)
         if len(values) != len(labels):
-            raise CheckpointMismatch(
-                f"classifier 'emotion': {len(values)} thresholds for {len(labels)} labels"
-            )
+            raise CheckpointMismatch(f"classifier {name!r}: {len(values)} thresholds for {len(labels)} labels")
     return np.asarray(values, dtype=np.float32)
 
 
-def emotion_head(spec: ClassifierSpec, config: Mapping) -> Head:
-    _check_count(spec, config, "one per emotion")
-    labels = id2label_list(config)
+def single_label_softmax(column: str, labels: Sequence[str]) -> Head:
+    """Softmax over the labels: `column` (string, the arg-max label) and `column_score` (its probability)."""
+    labels = list(labels)
+
+    def to_columns(logits: np.ndarray) -> list[dict]:
+        probs = softmax(logits)
+        best = probs.argmax(-1)
+        return [{column: labels[b], f"{column}_score": float(p[b])} for b, p in zip(best.tolist(), probs)]
+
+    return Head((pa.field(column, pa.string()), pa.field(f"{column}_score", pa.float32())), to_columns)
+
+
+def multi_label_argmax(column: str, values: Sequence, value_type: pa.DataType) -> Head:
+    """A sigmoid per label, the most probable one taken: `column` (values[arg-max], of value_type)
+    and `column_score` (its sigmoid probability)."""
+    values = list(values)
+
+    def to_columns(logits: np.ndarray) -> list[dict]:
+        probs = sigmoid(logits)
+        best = probs.argmax(-1)
+        return [{column: values[b], f"{column}_score": float(p[b])} for b, p in zip(best.tolist(), probs)]
+
+    return Head((pa.field(column, value_type), pa.field(f"{column}_score", pa.float32())), to_columns)
+
+
+def multi_label_threshold(list_column: str, score_prefix: str, labels: Sequence[str],
+                          thresholds: np.ndarray) -> Head:
+    """A sigmoid per label: `list_column` (list<string>, the labels at or over their threshold)
+    and `<score_prefix><label suffix>` (float32, each label's probability)."""
+    labels = list(labels)
     suffixes = [column_suffix(label) for label in labels]
-    if len(set(suffixes)) != len(suffixes) or not all(suffixes):
-        raise CheckpointMismatch(f"classifier 'emotion': labels {labels} do not give distinct column names")
-    thresholds = label_thresholds(labels, config)
-    fields = [pa.field("emotions", pa.list_(pa.string()))]
-    fields += [pa.field(f"emotion_{s}", pa.float32()) for s in suffixes]
+    fields = [pa.field(list_column, pa.list_(pa.string()))]
+    fields += [pa.field(f"{score_prefix}{s}", pa.float32()) for s in suffixes]
 
     def to_columns(logits: np.ndarray) -> list[dict]:
         probs = sigmoid(logits)
         over = probs >= thresholds
         rows = []
         for row_probs, row_over in zip(probs.tolist(), over.tolist()):
-            row = {"emotions": [label for label, on in zip(labels, row_over) if on]}
-            row.update({f"emotion_{s}": p for s, p in zip(suffixes, row_probs)})
+            row = {list_column: [label for label, on in zip(labels, row_over) if on]}
+            row.update({f"{score_prefix}{s}": p for s, p in zip(suffixes, row_probs)})
             rows.append(row)
         return rows
 
     return Head(tuple(fields), to_columns)
 
 
-_HEAD_BUILDERS = {
-    "grouped_softmax": politics_head,
-    "multilabel_argmax": stars_head,
-    "softmax": sentiment_head,
-    "multilabel_threshold": emotion_head,
-}
+def grouped_softmax(prefix: str, groups: Sequence[str], classes: Sequence[str]) -> Head:
+    """A softmax within each group of len(classes) logits, group-major (group g class c is logit
+    g * len(classes) + c): `<prefix><group>` (string, the arg-max class) and `<prefix><group>_score`."""
+    groups, classes = list(groups), list(classes)
+    fields = []
+    for group in groups:
+        fields += [pa.field(f"{prefix}{group}", pa.string()), pa.field(f"{prefix}{group}_score", pa.float32())]
 
+    def to_columns(logits: np.ndarray) -> list[dict]:
+        probs = softmax(logits.reshape(len(logits), len(groups), len(classes)))
+        best = probs.argmax(-1)
+        best_prob = np.take_along_axis(probs, best[..., None], -1)[..., 0]
+        rows = []
+        for row_best, row_prob in zip(best.tolist(), best_prob.tolist()):
+            row = {}
+            for g, group in enumerate(groups):
+                row[f"{prefix}{group}"] = classes[row_best[g]]
+                row[f"{prefix}{group}_score"] = row_prob[g]
+            rows.append(row)
+        return rows
 
-def build_head(spec: ClassifierSpec, config: Mapping) -> Head:
-    """The head for a classifier, from its checkpoint's config (a dict). Raises CheckpointMismatch."""
-    return _HEAD_BUILDERS[spec.head](spec, config)
+    return Head(tuple(fields), to_columns)

@@ -15,7 +15,7 @@ import json
 import random
 from pathlib import Path
 
-from models.specs import POLITICS_CLASSES, POLITICS_TOPICS, SPECS
+from models.classifiers import PUBLISHED_NAMES, classifier_for
 
 _WORDS = (
     "the a and to of in is it you that for on with this was are be at not have but so my we they "
@@ -70,46 +70,44 @@ def byte_bpe_tokenizer(vocab_size: int = 1200, texts=None, min_frequency: int = 
                                 pad_token="<pad>", mask_token="<mask>")
 
 
-def _labels(name: str, emotion_labels: list[str]) -> tuple[list[str], dict]:
-    if name == "politics":
-        return [f"{t}_{c}" for t in POLITICS_TOPICS for c in POLITICS_CLASSES], {"topics": list(POLITICS_TOPICS)}
-    if name == "stars":
-        return [f"Star_{i}" for i in range(1, 6)], {"problem_type": "multi_label_classification"}
-    if name == "sentiment":
-        return ["negative", "positive"], {}
-    return emotion_labels, {"problem_type": "multi_label_classification"}
-
-
 EMOTION_LABELS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism",
                   "sadness", "surprise", "trust", "neutral", "admiration", "gratitude"]
 
 
 def build_tiny_checkpoint(name: str, output: Path, seed: int = 0, hidden: int = 32, layers: int = 2,
-                          emotion_labels: list[str] | None = None, num_labels: int | None = None) -> Path:
+                          emotion_labels: list[str] | None = None, num_labels: int | None = None,
+                          problem_type: str | None = None) -> Path:
     """Save a random-weight checkpoint for classifier `name` under `output`; return its path.
+    `emotion_labels`: the labels of a classifier that does not fix them (emotion, or any generic
+    name, which gets a BERT); `problem_type`: a generic classifier's (multi_label_classification).
     `num_labels` overrides the spec's label count (tests use it to build misfits)."""
     import torch
     from transformers import (AutoModelForSequenceClassification, BertConfig, DistilBertConfig,
                               RobertaConfig)
 
     torch.manual_seed(seed)
-    labels, extra = _labels(name, emotion_labels or EMOTION_LABELS)
+    classifier = classifier_for(name)
+    extra = dict(classifier.label_config(classifier.fixed_labels or emotion_labels or EMOTION_LABELS))
+    problem_type = problem_type or classifier.problem_type
+    if problem_type == "multi_label_classification":
+        extra["problem_type"] = problem_type
     if num_labels is not None:
-        labels = [f"LABEL_{i}" for i in range(num_labels)]
-    id2label = dict(enumerate(labels))
+        extra["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
+    id2label = {int(i): label for i, label in extra.pop("id2label").items()}
     label2id = {v: k for k, v in id2label.items()}
     common = dict(id2label=id2label, label2id=label2id, **extra)
-    if name == "emotion":
+    architecture = classifier.tiny_architecture
+    if architecture == "roberta":
         tokenizer = byte_bpe_tokenizer()
         config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
                                num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=514,
                                pad_token_id=tokenizer.pad_token_id, bos_token_id=0, eos_token_id=2, **common)
-    elif name == "sentiment":
+    elif architecture == "distilbert":
         tokenizer = wordpiece_tokenizer(lowercase=True)
         config = DistilBertConfig(vocab_size=len(tokenizer), dim=hidden, n_layers=layers, n_heads=2,
                                   hidden_dim=hidden * 2, max_position_embeddings=512, **common)
     else:
-        tokenizer = wordpiece_tokenizer(lowercase=(name != "stars"))
+        tokenizer = wordpiece_tokenizer(lowercase=(architecture != "bert-cased"))
         config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
                             num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=512,
                             **common)
@@ -123,7 +121,7 @@ def build_tiny_checkpoint(name: str, output: Path, seed: int = 0, hidden: int = 
 def build_all(output: Path, seed: int = 0) -> dict[str, str]:
     output = Path(output)
     paths = {name: str(build_tiny_checkpoint(name, output, seed=seed + i).resolve())
-             for i, name in enumerate(SPECS)}
+             for i, name in enumerate(PUBLISHED_NAMES)}
     (output / "models.json").write_text(json.dumps(paths, indent=2) + "\n")
     return paths
 

@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from models.checkpoints import CheckpointError
 from models.classifier import InferenceOptions
-from models.specs import CLASSIFIER_NAMES, SPECS
+from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem
 from pipelines import flags
 from pipelines.labeling import LabelConfig, SuspectRun, UsageError, fill_date, label
 from transforms import language, partition, stopping
@@ -76,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "published checkpoint on the Hugging Face hub, which needs network)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
                         help="a checkpoint for one classifier: local dir, gs:// or s3:// prefix, or owner/name[@rev]; "
-                             "a classifier not named here or in --models loads its published hub checkpoint")
-    parser.add_argument("--only", help=f"comma-separated subset of {','.join(CLASSIFIER_NAMES)}")
+                             "a classifier not named here or in --models loads its published hub checkpoint; a NAME "
+                             f"other than {', '.join(PUBLISHED_NAMES)} adds a classifier defined by its checkpoint "
+                             "(columns NAME and NAME_score, or NAME_<label> when it is multi-label)")
+    parser.add_argument("--only", help=f"comma-separated subset of the run's classifiers ({','.join(PUBLISHED_NAMES)} "
+                                       "and those --model adds)")
     parser.add_argument("--id-field", default="id",
                         help="input field holding the post's id (default id; missing ids become a hash of the text)")
     parser.add_argument("--text-field", default="text", help="input field holding the post's text (default text)")
@@ -87,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--languages", action="append", default=[], metavar="NAME=CODES",
                         help="languages one classifier runs on, e.g. politics=en,ms,id or stars='*' (every "
                              "language); default: " + "; ".join(
-                                 f"{n}={language.describe(s.languages)}" for n, s in SPECS.items()))
+                                 f"{n}={language.describe(c.languages)}" for n, c in PUBLISHED.items())
+                             + "; any other classifier: what its checkpoint's config.json names as "
+                               "label_corpus_languages, else every language")
     parser.add_argument("--all-languages", action="store_true",
                         help="run every classifier on every post, whatever its language")
     parser.add_argument("--keep-fields", default="", help="comma-separated input fields copied to the output")
@@ -154,41 +159,44 @@ def _csv_list(value: str | None) -> list[str]:
 
 
 def choose_checkpoints(args) -> dict[str, str]:
-    """Classifier name -> checkpoint reference: published defaults, then --models, then --model."""
-    refs = {name: spec.published_checkpoint for name, spec in SPECS.items()}
+    """Classifier name -> checkpoint reference, in run order (the published four, then the others
+    as named): published defaults, then --models, then --model; --only keeps a subset."""
+    refs = {name: classifier.published_checkpoint for name, classifier in PUBLISHED.items()}
     if args.models:
         refs.update(read_models_file(args.models))
     for item in args.model:
         name, sep, ref = item.partition("=")
-        if not sep or not ref:
+        if not sep or not name.strip() or not ref.strip():
             raise UsageError(f"--model {item!r}: expected NAME=CHECKPOINT")
         refs[name.strip()] = ref.strip()
-    unknown = sorted(set(refs) - set(SPECS))
-    if unknown:
-        raise UsageError(f"unknown classifier(s) {unknown}; known: {list(CLASSIFIER_NAMES)}")
-    only = _csv_list(args.only) or list(SPECS)
-    bad = [name for name in only if name not in SPECS]
+    problems = [problem for problem in map(name_problem, refs) if problem]
+    if problems:
+        raise UsageError("; ".join(problems))
+    only = _csv_list(args.only) or list(refs)
+    bad = [name for name in only if name not in refs]
     if bad:
-        raise UsageError(f"--only names unknown classifier(s) {bad}; known: {list(CLASSIFIER_NAMES)}")
-    return {name: refs[name] for name in SPECS if name in only}
+        raise UsageError(f"--only names classifier(s) {bad} that this run does not have; it has: {list(refs)}")
+    return {name: ref for name, ref in refs.items() if name in only}
 
 
 def choose_languages(args, names) -> dict[str, frozenset[str] | None]:
-    """Classifier name -> the languages it runs on (None: every language): its spec's, then
-    --languages NAME=CODES; --all-languages makes every one None."""
-    routes = {name: SPECS[name].languages for name in names}
+    """Classifier name -> the languages it runs on (None: every language): a published classifier's
+    own, then --languages NAME=CODES; --all-languages makes every one None. A classifier left out
+    takes its checkpoint's default when the run starts (models.classifiers.base.Classifier.languages_for)."""
+    routes = {name: PUBLISHED[name].languages for name in names if name in PUBLISHED}
     for item in args.languages:
         name, sep, codes = item.partition("=")
         name = name.strip()
-        if not sep or name not in SPECS:
-            raise UsageError(f"--languages {item!r}: expected NAME=CODES with NAME one of {list(CLASSIFIER_NAMES)}")
+        if not sep or (name not in PUBLISHED and name not in names):
+            raise UsageError(f"--languages {item!r}: expected NAME=CODES with NAME one of the run's classifiers "
+                             f"{sorted(set(PUBLISHED) | set(names))}")
         try:
             languages = language.parse_languages(codes)
         except ValueError as exc:
             raise UsageError(f"--languages {item!r}: {exc}") from exc
-        if name in routes:
+        if name in names:
             routes[name] = languages
-    return {name: None for name in routes} if args.all_languages else routes
+    return {name: None for name in names} if args.all_languages else routes
 
 
 def read_models_file(path: str) -> dict[str, str]:

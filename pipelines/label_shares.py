@@ -10,7 +10,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from models.heads import column_suffix
-from models.specs import CLASSIFIER_NAMES, POLITICS_CLASSES, POLITICS_TOPICS, SENTIMENT_LABELS
+from models.classifiers import PUBLISHED_NAMES as CLASSIFIER_NAMES
+from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
+from models.classifiers.sentiment import LABELS as SENTIMENT_LABELS
 
 STARS = (1, 2, 3, 4, 5)
 LABEL_COLUMN = {  # one column per classifier that is null exactly where the row had no text

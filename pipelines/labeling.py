@@ -14,7 +14,7 @@ import logging
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -28,6 +28,7 @@ from apache_beam.runners.runner import PipelineState
 from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_validated, load_config_dict, resolve,
                                 validate)
 from models.classifier import InferenceOptions
+from models.classifiers import classifier_for
 from models.handler import Classify, ClassifiersHandler
 from models.heads import CheckpointMismatch, Head
 from models.runtime import position_limit
@@ -154,6 +155,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     checkpoints = resolve_checkpoints(dict(config.checkpoints))
     try:
         max_tokens = max(position_limit(load_config_dict(c.local_dir)) for c in checkpoints.values())
+        config = replace(config, routes=default_routes(config.routes, checkpoints))
         listed, not_read = list_launch_inputs(config.input)
     except (UsageError, CheckpointMismatch):
         validate_checkpoints(checkpoints)  # a checkpoint's problem is reported first, in its words
@@ -261,6 +263,20 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         if done.get("problem"):
             raise SuspectRun(f"{config.output} was written, but {done['problem']}")
     return result
+
+
+def default_routes(routes: Mapping[str, Optional[frozenset[str]]], checkpoints: Mapping[str, ResolvedCheckpoint]
+                   ) -> dict[str, Optional[frozenset[str]]]:
+    """`routes`, with each classifier it leaves out routed by its checkpoint's default (a generic
+    classifier's config.json may name its languages; else every language)."""
+    full = {}
+    for name, checkpoint in checkpoints.items():
+        try:
+            full[name] = routes[name] if name in routes else classifier_for(name).languages_for(
+                load_config_dict(checkpoint.local_dir))
+        except ValueError as exc:  # its config.json names languages that are not ISO 639-1 codes
+            raise CheckpointError(f"classifier {name!r}: checkpoint {checkpoint.ref!r} is refused: {exc}") from exc
+    return full
 
 
 def load_classifiers(refs: dict[str, str], keep_models: bool = False) -> dict[str, Classifier]:
@@ -377,11 +393,20 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
     fields.append(pa.field("clean_text", pa.string()))
     for classifier in classifiers.values():
         fields += classifier.head.fields
-    names = [f.name for f in fields]
-    clashes = sorted({n for n in names if names.count(n) > 1})
+    owners: dict[str, list[str]] = {}
+    for f in (*BASE_FIELDS, pa.field("clean_text", pa.string())):
+        owners.setdefault(f.name, []).append("the base columns")
+    for name in kept_types:
+        owners.setdefault(name, []).append("--keep-fields")
+    for name, classifier in classifiers.items():
+        for f in classifier.head.fields:
+            owners.setdefault(f.name, []).append(f"classifier {name!r}")
+    clashes = {column: who for column, who in owners.items() if len(who) > 1}
     if clashes:
         hint = " (for the input's language field: --lang-field lang)" if "lang" in clashes else ""
-        raise UsageError(f"--keep-fields {clashes} clash with output columns{hint}")
+        listed = "; ".join(f"{column!r} ({' and '.join(who)})" for column, who in sorted(clashes.items()))
+        raise UsageError(f"output columns clash: {listed}{hint}; rename the classifier (--model NAME=...) or "
+                         "leave the field out of --keep-fields")
     checkpoints = checkpoint_ids(classifiers)
     metadata = {"label_corpus.checkpoints": json.dumps(checkpoints)}
     for name, entry in checkpoints.items():

@@ -27,7 +27,8 @@ from pipelines import console  # noqa: F401  first: keeps Beam's import-time war
 from apache_beam.io.filesystems import FileSystems
 
 from models.heads import column_suffix
-from models.specs import CLASSIFIER_NAMES, POLITICS_CLASSES, POLITICS_TOPICS
+from models.classifiers import PUBLISHED_NAMES as CLASSIFIER_NAMES
+from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
 from pipelines.label_shares import LABEL_COLUMN, STARS
 from transforms.partition import read_manifest
 

@@ -24,7 +24,7 @@ from apache_beam.runners.runner import PipelineRunner
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from models.specs import CLASSIFIER_NAMES
+from models.classifiers import PUBLISHED_NAMES as CLASSIFIER_NAMES
 from pipelines import label_corpus
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,21 +1,18 @@
-"""Adding a classifier takes a spec (models/specs.py) and, when no head fits, a head
-(models/heads.py): this test registers a made-up fifth one, `toxicity`, in exactly those two
-places and labels a corpus with all five, comparing its scores with a plain transformers forward
-pass and checking the manifest's counts for it."""
+"""Adding a classifier takes no code: `--model toxicity=CHECKPOINT` names a fifth, generic one,
+defined by its checkpoint alone. This test labels a corpus with all five (toxicity routed to English
+by --languages), comparing its scores with a plain transformers forward pass and checking the
+manifest's counts for it."""
 from __future__ import annotations
 
 import glob
 import json
 import shutil
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from models import heads
-from models.specs import SPECS, ClassifierSpec
 from pipelines.label_corpus import run
 from transforms.cleaning import clean_text
 
@@ -25,27 +22,13 @@ POSTS = [{"id": "en0", "text": "the government should spend more money on school
          {"id": "empty", "text": "", "lang": "en"}]
 
 
-def toxicity_head(spec: ClassifierSpec, config) -> heads.Head:
-    labels = heads.id2label_list(config)
-
-    def to_columns(logits: np.ndarray) -> list[dict]:
-        probs = heads.softmax(logits)
-        return [{"toxicity": labels[b], "toxicity_score": float(p[b])} for b, p in zip(probs.argmax(-1).tolist(), probs)]
-
-    return heads.Head((pa.field("toxicity", pa.string()), pa.field("toxicity_score", pa.float32())), to_columns)
-
-
 @pytest.fixture
-def toxicity_checkpoint(tmp_path, tiny_checkpoints, monkeypatch):
+def toxicity_checkpoint(tmp_path, tiny_checkpoints):
     path = tmp_path / "toxicity"
     shutil.copytree(tiny_checkpoints["sentiment"], path)
     config = json.loads((path / "config.json").read_text())
     config.update(id2label={"0": "calm", "1": "toxic"}, label2id={"calm": 0, "toxic": 1})
     (path / "config.json").write_text(json.dumps(config))
-    # the two places a new classifier goes: its spec, and its head
-    monkeypatch.setitem(SPECS, "toxicity", ClassifierSpec("toxicity", "example/toxicity", "distilbert-base-uncased",
-                                                          "toxicity_softmax", 2, frozenset({"en"})))
-    monkeypatch.setitem(heads._HEAD_BUILDERS, "toxicity_softmax", toxicity_head)
     return str(path)
 
 
@@ -56,7 +39,7 @@ def test_a_fifth_classifier_is_labeled_end_to_end(tmp_path, tiny_models_file, to
     source.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in POSTS), encoding="utf-8")
     out = tmp_path / "out"
     run(["--input", str(source), "--output", str(out), "--models", tiny_models_file, "--model",
-         f"toxicity={toxicity_checkpoint}", "--lang-field", "lang", "--device", "cpu"])
+         f"toxicity={toxicity_checkpoint}", "--languages", "toxicity=en", "--lang-field", "lang", "--device", "cpu"])
     table = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(str(out / "labels-*.parquet")))])
     rows = {row["id"]: row for row in table.to_pylist()}
     assert {"toxicity", "toxicity_score", "sentiment", "stars", "emotions"} <= set(table.column_names)

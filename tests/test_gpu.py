@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.specs import POLITICS_TOPICS
+from models.classifiers.politics import TOPICS as POLITICS_TOPICS
 from models.tiny_checkpoints import EMOTION_LABELS
 from pipelines.labeling import counter_values
 from pipelines.label_corpus import run

@@ -14,8 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from models.heads import build_head
-from models.specs import SPECS
+from models.classifiers import PUBLISHED as SPECS
 from pipelines import console, report
 from tests.test_report import labeled_table, write_partition
 
@@ -38,7 +37,7 @@ def many_emotions_table(n: int, seed: int, labels: list[str], never: set[str]) -
     """Emotion columns only, for `labels` (more than a line shows); the labels in `never` reach
     their threshold on no row, so only their emotion_<label> column names them."""
     rng = np.random.default_rng(seed)
-    head = build_head(SPECS["emotion"], {"id2label": dict(enumerate(labels))})
+    head = SPECS["emotion"].head_for({"id2label": dict(enumerate(labels))})
     rows = []
     for i in range(n):
         row = {"id": f"e{seed}-{i}"}

@@ -25,7 +25,7 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.specs import SPECS
+from models.classifiers import PUBLISHED as SPECS
 from pipelines.label_corpus import run
 from transforms import language
 from transforms.cleaning import clean_text

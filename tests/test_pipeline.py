@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from models.checkpoints import CheckpointError
-from models.specs import POLITICS_CLASSES, POLITICS_TOPICS
+from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
 from models.tiny_checkpoints import EMOTION_LABELS, build_tiny_checkpoint
 from pipelines.label_corpus import SuspectRun, run
 from transforms.cleaning import clean_text

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from models.specs import SPECS
+from models.classifiers import PUBLISHED as SPECS
 from pipelines.label_corpus import run
 from transforms.language import runs_on, script_shares
 from tests.test_pipeline import read_dead_letters, read_labels

@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from models.heads import build_head
-from models.specs import CLASSIFIER_NAMES, POLITICS_CLASSES, POLITICS_TOPICS, SPECS
+from models.classifiers import PUBLISHED as SPECS, PUBLISHED_NAMES as CLASSIFIER_NAMES
+from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
 from pipelines import report
 
 # "Very Happy" checks that a label whose column suffix differs from it (emotion_very_happy) is handled.
@@ -35,7 +35,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def labeled_table(n: int, seed: int, classifiers=CLASSIFIER_NAMES, empty_share: float = 0.1) -> pa.Table:
     """n rows in the pipeline's output schema; about empty_share of them without text (null labels)."""
     rng = np.random.default_rng(seed)
-    heads = {name: build_head(SPECS[name], CONFIGS[name]) for name in classifiers}
+    heads = {name: SPECS[name].head_for(CONFIGS[name]) for name in classifiers}
     fields = [pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("source", pa.string()),
               pa.field("clean_text", pa.string())]
     for head in heads.values():

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.specs import POLITICS_CLASSES, POLITICS_TOPICS
+from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
 from models.training import TrainingDataError, TrainingSetupError
 from models.training.data import load_task_data, split_indices
 from models.training.metrics import compute_metrics, flatten, tune_thresholds, unflatten

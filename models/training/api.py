@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from models.specs import SPECS
+from models.classifiers import PUBLISHED
 from models.training.base_models import build_model, describe_base, load_saved_model
 from models.training.card import epoch_history, write_report
 from models.training.data import load_task_data, split_indices
@@ -39,7 +39,7 @@ class TrainRequest:
     output: str
     training_args: object  # transformers.TrainingArguments; output_dir is set to OUTPUT/training_state
     eval: str | None = None
-    base_model: str | None = None  # None: the published base of the task (SPECS)
+    base_model: str | None = None  # None: the published base of the task (models.classifiers)
     text_field: str = "text"
     labels: list[str] | None = None
     head_learning_rate: float | None = None
@@ -88,7 +88,7 @@ def train_classifier(request: TrainRequest) -> FitResult:
         train_data, eval_data = train_data.subset(train_idx), train_data.subset(eval_idx)
         sources = {"train": request.train,
                    "eval": f"{request.eval_fraction:.0%} of {request.train} (seed {args.seed})"}
-    base = request.base_model or SPECS[request.task].base_model
+    base = request.base_model or PUBLISHED[request.task].base_model
     LOG.info("%s: %d training rows, %d eval rows, labels %s, base %s", request.task, len(train_data),
              len(eval_data), list(space.names), base)
 

@@ -11,7 +11,7 @@ import socket
 from typing import Sequence
 from urllib.parse import urlparse
 
-from models.specs import POLITICS_TOPICS
+from models.classifiers.politics import TOPICS as POLITICS_TOPICS
 from models.training.data import LabelSpace
 from models.training.errors import TrainingSetupError
 

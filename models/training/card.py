@@ -13,7 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from models.specs import SPECS
+from models.classifiers import PUBLISHED
 from models.training.metrics import unflatten
 
 LOSS_NAMES = {"politics": "mean over the 12 topics of the cross-entropy within each topic",
@@ -57,7 +57,7 @@ def model_card(report: dict, history: list[dict]) -> ModelCard:
     lines = [
         f"# label-corpus {task} classifier", "",
         f"This model is a fine-tuned version of {base} for the `{task}` classifier of the label_corpus pipeline "
-        f"(the recipe of `{SPECS[task].published_checkpoint}`), trained on {report['train_rows']} rows and "
+        f"(the recipe of `{PUBLISHED[task].published_checkpoint}`), trained on {report['train_rows']} rows and "
         f"evaluated on {report['eval_rows']}.",
         f"It achieves the following results on the evaluation set (epoch {report['best_epoch']:g} of "
         f"{report['epochs_trained']:g}, the best by {report['metric']}):",

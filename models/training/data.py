@@ -2,7 +2,7 @@
 such as gs:// and s3://) read with polars, each row's label checked and encoded for its task,
 each text cleaned with transforms.cleaning.clean_text. Problems are collected and raised as one
 TrainingDataError that names the rows and columns. The label vocabularies and parsers are the
-heads' (models.specs, models.heads): what training accepts is what the pipeline writes.
+heads' (models.classifiers, models.heads): what training accepts is what the pipeline writes.
 """
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models.heads import column_suffix, sentiment_class, star_number
-from models.specs import POLITICS_CLASSES, POLITICS_TOPICS, SENTIMENT_LABELS, SPECS, STAR_LABELS
+from models.classifiers import PUBLISHED_NAMES
+from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
+from models.classifiers.sentiment import LABELS as SENTIMENT_LABELS, sentiment_class
+from models.classifiers.stars import LABELS as STAR_LABELS, star_number
+from models.heads import column_suffix
 from models.training.errors import TrainingDataError, TrainingSetupError
 from transforms.cleaning import CleaningOptions, clean_text
 
-TASKS = tuple(SPECS)
+TASKS = PUBLISHED_NAMES
 MAX_LISTED_PROBLEMS = 10
 
 

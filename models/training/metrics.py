@@ -13,8 +13,10 @@ from typing import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
-from models.heads import build_head, column_suffix, sigmoid
-from models.specs import POLITICS_CLASSES, POLITICS_TOPICS, SENTIMENT_LABELS, SPECS
+from models.classifiers import classifier_for
+from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
+from models.classifiers.sentiment import LABELS as SENTIMENT_LABELS
+from models.heads import column_suffix, sigmoid
 from models.training.recipes import TASK_METRIC
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -35,7 +37,7 @@ def label_config(task: str, names: Sequence[str], thresholds: Sequence[float] | 
 
 def head_columns(task: str, logits: np.ndarray, names: Sequence[str], thresholds=None) -> list[dict]:
     """The pipeline's output columns for these logits (models.heads, as the handler applies it)."""
-    return build_head(SPECS[task], label_config(task, names, thresholds)).to_columns(np.asarray(logits, np.float32))
+    return classifier_for(task).head_for(label_config(task, names, thresholds)).to_columns(np.asarray(logits, np.float32))
 
 
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: Sequence[float] = THRESHOLD_GRID,

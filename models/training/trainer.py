@@ -24,8 +24,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, pad_sub_batch
 from models.classifier import LoadedClassifier
 from models.runtime import PinnedStaging, autocast_dtype_for, token_limit
-from models.heads import build_head
-from models.specs import SPECS
+from models.classifiers import classifier_for
 from models.training.data import LabelSpace, TaskData
 from models.training.losses import task_loss
 from models.training.metrics import label_config
@@ -44,7 +43,7 @@ def pipeline_classifier(model, tokenizer, task: str, names: Sequence[str], max_l
     autocast the pipeline uses there: bf16/fp16 on CUDA, fp32 on CPU)."""
     device = model.device.type
     return LoadedClassifier(
-        model, tokenizer, build_head(SPECS[task], label_config(task, names)), device, max_length,
+        model, tokenizer, classifier_for(task).head_for(label_config(task, names)), device, max_length,
         autocast_dtype_for(device), "token_type_ids" in inspect.signature(model.forward).parameters,
         name=task, max_tokens=DEFAULT_MAX_TOKENS.get(device, DEFAULT_MAX_TOKENS["cpu"]),
         max_items=DEFAULT_MAX_ITEMS.get(device, DEFAULT_MAX_ITEMS["cpu"]),
