@@ -4,7 +4,8 @@ generic classifier defined by its checkpoint (models.classifiers.generic).
     classifier_for("emotion")   -> the published emotion classifier
     classifier_for("toxicity")  -> a generic classifier whose head comes from its checkpoint
 
-One module per published classifier holds everything it is (docs/architecture.md).
+One package per classifier holds everything it is: __init__.py (labels, head, routing,
+checkpoints), training.py and report.py (its hooks, imported when used).
 """
 from __future__ import annotations
 

@@ -5,9 +5,15 @@ checkpoint's config.json becomes its head (the output columns), the label part o
 a checkpoint of it carries (training writes it, tiny checkpoints are built with it), and hooks for
 training (models.training) and the report (pipelines.report). Product code asks the registry and
 calls these; it never branches on a classifier's name.
+
+Each classifier is a package: __init__.py (the Classifier, its labels and head), training.py (its
+training hooks) and report.py (its report hooks). The hooks are imported when first used, so a
+labeling worker never imports what only training (scikit-learn) or the report (polars,
+matplotlib) needs.
 """
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -32,8 +38,17 @@ class Classifier:
     problem_type: Optional[str] = None  # transformers' problem_type of its checkpoints, where one fits
     tiny_architecture: str = "bert"  # models.tiny_checkpoints: bert, bert-cased, distilbert or roberta
     fixed_labels: Optional[tuple[str, ...]] = None  # label names when the classifier fixes them
-    training: Any = None  # models.training's hooks (None: a generic task's)
-    report: Any = None  # pipelines.report's hooks (None: a generic classifier's)
+    package: str = "models.classifiers.generic"  # where its training.py and report.py hooks live
+
+    @property
+    def training(self) -> Any:
+        """Its training hooks (the module `<package>.training`)."""
+        return importlib.import_module(f"{self.package}.training")
+
+    @property
+    def report(self) -> Any:
+        """Its report hooks (the module `<package>.report`)."""
+        return importlib.import_module(f"{self.package}.report")
 
     @property
     def is_generic(self) -> bool:

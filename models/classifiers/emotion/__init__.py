@@ -30,4 +30,4 @@ def label_config(names: Sequence[str]) -> dict:
 CLASSIFIER = Classifier(NAME, head_for, label_config, languages=frozenset({"en"}),
                         published_checkpoint="fikriau/praktikum-ai-modul6-robertalargefocal",
                         base_model="roberta-large", problem_type="multi_label_classification",
-                        tiny_architecture="roberta")
+                        tiny_architecture="roberta", package=__name__)

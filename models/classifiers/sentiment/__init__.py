@@ -42,4 +42,4 @@ def label_config(names: Sequence[str] = LABELS) -> dict:
 CLASSIFIER = Classifier(NAME, head_for, label_config, languages=frozenset({"en"}),
                         published_checkpoint="Hansaht/Text_classification_model_1_pytorch",
                         base_model="distilbert-base-uncased", problem_type="single_label_classification",
-                        tiny_architecture="distilbert", fixed_labels=LABELS)
+                        tiny_architecture="distilbert", package=__name__, fixed_labels=LABELS)

@@ -41,4 +41,4 @@ def label_config(names: Sequence[str] = LABELS) -> dict:
 CLASSIFIER = Classifier(NAME, head_for, label_config, languages=frozenset({"zh"}),
                         published_checkpoint="Ayazhankad/bert-finetuned-semantic-chinese",
                         base_model="bert-base-chinese", problem_type="multi_label_classification",
-                        tiny_architecture="bert-cased", fixed_labels=LABELS)
+                        tiny_architecture="bert-cased", package=__name__, fixed_labels=LABELS)

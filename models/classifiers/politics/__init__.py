@@ -39,4 +39,4 @@ def label_config(names: Sequence[str] = TOPICS) -> dict:
 
 CLASSIFIER = Classifier(NAME, head_for, label_config, languages=frozenset({"en", "ms"}),
                         published_checkpoint="YagiASAFAS/MyPoliBERT-ver02", base_model="bert-base-uncased",
-                        tiny_architecture="bert", fixed_labels=TOPICS)
+                        tiny_architecture="bert", package=__name__, fixed_labels=TOPICS)
