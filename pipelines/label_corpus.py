@@ -209,7 +209,7 @@ def read_models_file(path: str) -> dict[str, str]:
         raise UsageError(f"--models {path!r} cannot be read as JSON ({type(exc).__name__}: {detail})") from exc
     if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
         raise UsageError(f"--models {path!r} must be a JSON object mapping classifier names to checkpoints, "
-                         f'e.g. {{"sentiment": "/path/to/checkpoint"}}')
+                         f'e.g. {{"toxicity": "/path/to/checkpoint"}}')
     return models
 
 
