@@ -31,7 +31,7 @@ from models.classifier import InferenceOptions
 from models.handler import Classify, ClassifiersHandler
 from models.heads import CheckpointMismatch, Head
 from models.runtime import position_limit
-from transforms import language, partition, reuse, stopping
+from transforms import contract, language, partition, reuse, stopping
 from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
                                 ReadRecordsFn, ToTableFn, is_record_letter)
 from transforms.cleaning import CleaningOptions
@@ -40,7 +40,6 @@ from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
 LOG = logging.getLogger("pipelines.label_corpus")
-BASE_FIELDS = (pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("lang", pa.string()))
 KEPT_TYPE_SAMPLE = 1000
 
 
@@ -197,9 +196,9 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, kept_types, config.lang_field))
         .with_outputs(DEAD_LETTERS, main="records")
     )
-    counts = [parsed.records | "CountRecords" >> CountAs("records_read"),
+    counts = [parsed.records | "CountRecords" >> CountAs(contract.RECORDS_READ),
               parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
-              | "CountRecordLetters" >> CountAs("records_read")]
+              | "CountRecordLetters" >> CountAs(contract.RECORDS_READ)]
     read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read", started=started.timestamp())
     rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
     if work.carried:
@@ -218,10 +217,10 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS],
                     pipeline | "UnreadInputs" >> beam.Create([letter.to_json() for letter in not_read])]
     tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
-    counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([("empty_text_rows", 0)])]
+    counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([(contract.EMPTY_TEXT_ROWS, 0)])]
     shards = (tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
-        partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy",
-        file_name_suffix=partition.STAGED_SHARD_SUFFIX,
+        partition.join(staging, contract.SHARD_PREFIX), schema, codec="snappy",
+        file_name_suffix=partition.STAGED_SHARD_SUFFIX, shard_name_template=contract.SHARD_TEMPLATE,
         num_shards=config.num_shards))
     letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
         partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
@@ -372,15 +371,15 @@ def lang_field_hint(first_path: str) -> str | None:
 
 
 def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Classifier]) -> pa.Schema:
-    fields = [*BASE_FIELDS]
+    fields = [*contract.BASE_FIELDS]
     fields += [pa.field(name, kept_types[name]) for name in kept_types]
-    fields.append(pa.field("clean_text", pa.string()))
+    fields.append(contract.CLEAN_TEXT_FIELD)
     for classifier in classifiers.values():
         fields += classifier.head.fields
     names = [f.name for f in fields]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        hint = " (for the input's language field: --lang-field lang)" if "lang" in clashes else ""
+        hint = " (for the input's language field: --lang-field lang)" if contract.LANG in clashes else ""
         raise UsageError(f"--keep-fields {clashes} clash with output columns{hint}")
     checkpoints = checkpoint_ids(classifiers)
     metadata = {"label_corpus.checkpoints": json.dumps(checkpoints)}
