@@ -275,15 +275,16 @@ def run_ours_child(spec_path: str) -> None:
     started = time.perf_counter()  # Beam's import counts, as in benchmarks.throughput
     from pipelines.label_corpus import run
     from pipelines.labeling import counter_values
+    from transforms import contract
 
     counters = counter_values(run(spec["argv"]))
     wall = time.perf_counter() - started
     per = {}
     for (namespace, name), value in counters.items():
-        if namespace.startswith("classifier_"):
-            per.setdefault(namespace[len("classifier_"):], {})[name] = value
+        if contract.namespace_classifier(namespace) is not None:
+            per.setdefault(contract.namespace_classifier(namespace), {})[name] = value
     Path(spec["result"]).write_text(json.dumps({"wall_s": wall, "per_classifier": per,
-                                                "rows_written": counters.get(("label_corpus", "rows_written"))}))
+                                                "rows_written": counters.get((contract.METRICS_NAMESPACE, contract.ROWS_WRITTEN))}))
 
 
 def ours(input_path: str, models_file: str, output: str, device: str, workers: int, workdir: Path,

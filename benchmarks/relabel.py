@@ -47,6 +47,7 @@ def label(folder: Path, output: Path, models: dict[str, str], threads: int | Non
     """One run of the job in this process: wall and model seconds, and its manifest."""
     from pipelines.label_corpus import config_from_argv
     from pipelines.labeling import counter_values, label as run_label
+    from transforms import contract
     from transforms import partition
 
     argv = ["--input", str(folder / "*.jsonl"), "--output", str(output), "--device", "cpu",
@@ -60,7 +61,7 @@ def label(folder: Path, output: Path, models: dict[str, str], threads: int | Non
     wall = time.perf_counter() - started
     counters = counter_values(result) if result is not None else {}
     model_s = sum(v for (namespace, name), v in counters.items()
-                  if namespace.startswith("classifier_") and name == "inference_us") / 1e6
+                  if contract.namespace_classifier(namespace) is not None and name == "inference_us") / 1e6
     return {"wall_s": wall, "model_s": model_s, "manifest": partition.read_manifest(str(output))}
 
 

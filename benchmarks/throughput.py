@@ -211,6 +211,7 @@ def ours_flags(name: str) -> list[str]:
 def run_ours(spec: dict) -> dict:
     from pipelines.label_corpus import config_from_argv
     from pipelines.labeling import counter_values, label
+    from transforms import contract
 
     argv = ["--input", spec["input"], "--output", spec["output"], "--models", spec["models_file"],
             "--device", spec["device"], "--batch-size", str(spec["batch_size"]), *ours_flags(spec["name"]),
@@ -223,12 +224,13 @@ def run_ours(spec: dict) -> dict:
         argv += ["--cpu-threads", str(spec["cpu_threads"])]
     argv += spec.get("pipeline_args", [])
     counters = counter_values(label(config_from_argv(argv)))
-    names = {key[0][len("classifier_"):] for key in counters if key[0].startswith("classifier_")}
+    names = {contract.namespace_classifier(key[0]) for key in counters} - {None}
+    per = [contract.classifier_namespace(n) for n in names]
     return {
-        "real_tokens": sum(counters.get((f"classifier_{n}", "real_tokens"), 0) for n in names),
-        "padded_tokens": sum(counters.get((f"classifier_{n}", "padded_tokens"), 0) for n in names),
-        "inference_s": sum(counters.get((f"classifier_{n}", "inference_us"), 0) for n in names) / 1e6,
-        "rows_written": counters.get(("label_corpus", "rows_written"), 0),
+        "real_tokens": sum(counters.get((namespace, "real_tokens"), 0) for namespace in per),
+        "padded_tokens": sum(counters.get((namespace, "padded_tokens"), 0) for namespace in per),
+        "inference_s": sum(counters.get((namespace, "inference_us"), 0) for namespace in per) / 1e6,
+        "rows_written": counters.get((contract.METRICS_NAMESPACE, contract.ROWS_WRITTEN), 0),
     }
 
 
@@ -245,11 +247,12 @@ def _write_parquet(rows: list[dict], classifiers: dict, output: str) -> None:
     import pyarrow.parquet as pq
 
     from pipelines.labeling import output_schema
+    from transforms.contract import shard_name
 
     schema = output_schema({}, classifiers)
     os.makedirs(output, exist_ok=True)
     table = pa.Table.from_pylist([{n: row.get(n) for n in schema.names} for row in rows], schema=schema)
-    pq.write_table(table, os.path.join(output, "labels-00000-of-00001.parquet"))
+    pq.write_table(table, os.path.join(output, shard_name(0, 1)))
 
 
 def run_hf_loop(spec: dict) -> dict:

@@ -37,6 +37,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from models.checkpoints import ResolvedCheckpoint
 from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifier, load_classifier
 from models.runtime import worker_cores
+from transforms import contract
 from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, add_languages, language_counts
 from transforms.language import runs_on, script_shares
 from transforms.reuse import take_carried
@@ -212,10 +213,10 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
     @staticmethod
     def metrics_namespace(name: str) -> str:
         """Where a classifier's counters go (real_tokens, padded_tokens, sub_batches, ...)."""
-        return f"classifier_{name}"
+        return contract.classifier_namespace(name)
 
     def get_metrics_namespace(self) -> str:
-        return "classifiers"
+        return contract.CLASSIFIERS_NAMESPACE
 
 
 class SplitResultsFn(beam.DoFn):
@@ -224,7 +225,7 @@ class SplitResultsFn(beam.DoFn):
     labeled_<name>, skipped_language_<name>, and posts per language, failed ones included)."""
 
     def __init__(self):
-        self.dead = Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
+        self.dead = Metrics.counter(METRICS_NAMESPACE, contract.DEAD_LETTERED)
 
     def process(self, result: LabeledBatch):
         for failed in result.failed:
@@ -233,14 +234,14 @@ class SplitResultsFn(beam.DoFn):
             letter = DeadLetter(classifier_source(failed.classifier), None, failed.reason, raw)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter.to_json())
         for name, count in result.inferences.items():
-            yield beam.pvalue.TaggedOutput(COUNTS, (f"inferences_{name}", count))
+            yield beam.pvalue.TaggedOutput(COUNTS, (contract.inferences_key(name), count))
         for name, count in result.tokens.items():
-            yield beam.pvalue.TaggedOutput(COUNTS, (f"tokens_{name}", count))
+            yield beam.pvalue.TaggedOutput(COUNTS, (contract.tokens_key(name), count))
         for name in result.labeled:
-            yield beam.pvalue.TaggedOutput(COUNTS, (f"labeled_{name}", result.labeled[name]))
-            yield beam.pvalue.TaggedOutput(COUNTS, (f"skipped_language_{name}", result.skipped_language[name]))
+            yield beam.pvalue.TaggedOutput(COUNTS, (contract.labeled_key(name), result.labeled[name]))
+            yield beam.pvalue.TaggedOutput(COUNTS, (contract.skipped_language_key(name), result.skipped_language[name]))
         for name, count in result.carried.items():
-            yield beam.pvalue.TaggedOutput(COUNTS, (f"carried_{name}", count))
+            yield beam.pvalue.TaggedOutput(COUNTS, (contract.carried_key(name), count))
         for pair in language_counts([*result.rows, *(failed.row for failed in result.failed)]):
             yield beam.pvalue.TaggedOutput(COUNTS, pair)
         if result.rows:

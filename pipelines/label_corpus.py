@@ -23,6 +23,7 @@ The command line only: it turns argv into a LabelConfig and calls pipelines.labe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -33,19 +34,27 @@ from pipelines import console  # first: it keeps Beam's import-time warnings off
 from apache_beam.io.filesystems import FileSystems
 
 from models.checkpoints import CheckpointError
+from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS
 from models.classifier import InferenceOptions
 from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem
 from pipelines import flags
 from pipelines.labeling import LabelConfig, SuspectRun, UsageError, fill_date, label
 from transforms import language, partition, stopping
 from transforms.cleaning import CleaningOptions
-from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
 from transforms.records import FieldMap
 
 LOG = logging.getLogger("pipelines.label_corpus")  # not __main__ under python -m
 OFFLINE_HINT = ("label_corpus: no network? `python -m pipelines.demo --output out/demo` trains and runs small "
                 "classifiers offline; `python -m models.tiny_checkpoints out/checkpoints` builds random-weight ones "
                 "for --models out/checkpoints/models.json")
+
+
+def defaults(cls) -> dict:
+    """A dataclass's field defaults by name (those without one left out): the command line's
+    defaults are the configuration's, said once there."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
 
 
 def parse_args(argv):
@@ -67,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
             raise argparse.ArgumentTypeError(f"{value!r}: give positive integers")
         return sorted(numbers)
 
+    config, inference = defaults(LabelConfig), InferenceOptions()
+    fields, cleaning = config["fields"], config["cleaning"]
     parser = flags.ArgumentParser(prog=console.prog("python -m pipelines.label_corpus", "label-corpus"),
                                   description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,10 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "(columns NAME and NAME_score, or NAME_<label> when it is multi-label)")
     parser.add_argument("--only", help=f"comma-separated subset of the run's classifiers ({','.join(PUBLISHED_NAMES)} "
                                        "and those --model adds)")
-    parser.add_argument("--id-field", default="id",
-                        help="input field holding the post's id (default id; missing ids become a hash of the text)")
-    parser.add_argument("--text-field", default="text", help="input field holding the post's text (default text)")
-    parser.add_argument("--lang-field", default=None,
+    parser.add_argument("--id-field", default=fields.id_field,
+                        help=f"input field holding the post's id (default {fields.id_field}; missing ids become a "
+                             "hash of the text)")
+    parser.add_argument("--text-field", default=fields.text_field,
+                        help=f"input field holding the post's text (default {fields.text_field})")
+    parser.add_argument("--lang-field", default=config["lang_field"],
                         help="input field holding the post's language (ISO 639-1, e.g. en, zh-CN); posts without "
                              "a usable value, or all posts when this is not given, are detected offline")
     parser.add_argument("--languages", action="append", default=[], metavar="NAME=CODES",
@@ -95,52 +108,55 @@ def build_parser() -> argparse.ArgumentParser:
                                "label_corpus_languages, else every language")
     parser.add_argument("--all-languages", action="store_true",
                         help="run every classifier on every post, whatever its language")
-    parser.add_argument("--keep-fields", default="", help="comma-separated input fields copied to the output")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where the models run (default auto: CUDA when a GPU is visible, else CPU)")
-    parser.add_argument("--batch-size", type=flags.integer(1), default=1024,
-                        help="texts per RunInference batch, sorted by length within it (default 1024)")
-    parser.add_argument("--max-tokens-per-batch", type=flags.integer(1), default=None,
-                        help="padded tokens per forward pass (default: 8192 on CPU, 65536 on CUDA)")
-    parser.add_argument("--max-items-per-batch", type=flags.integer(1), default=None,
-                        help="texts per forward pass (default: 256 on CPU, 1024 on CUDA)")
-    parser.add_argument("--no-sort", dest="sort_by_length", action="store_false",
+    parser.add_argument("--keep-fields", default=",".join(fields.keep_fields), help="comma-separated input fields copied to the output")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=inference.device,
+                        help=f"where the models run (default {inference.device}; auto: CUDA when a GPU is visible, else CPU)")
+    parser.add_argument("--batch-size", type=flags.integer(1), default=inference.batch_size,
+                        help=f"texts per RunInference batch, sorted by length within it (default {inference.batch_size})")
+    parser.add_argument("--max-tokens-per-batch", type=flags.integer(1), default=inference.max_tokens_per_batch,
+                        help="padded tokens per forward pass (default: "
+                             f"{DEFAULT_MAX_TOKENS['cpu']} on CPU, {DEFAULT_MAX_TOKENS['cuda']} on CUDA)")
+    parser.add_argument("--max-items-per-batch", type=flags.integer(1), default=inference.max_items_per_batch,
+                        help=f"texts per forward pass (default: {DEFAULT_MAX_ITEMS['cpu']} on CPU, "
+                             f"{DEFAULT_MAX_ITEMS['cuda']} on CUDA)")
+    parser.add_argument("--no-sort", dest="sort_by_length", action="store_false", default=inference.sort_by_length,
                         help="run each batch in arrival order instead of sorted by token length (slower; "
                              "for comparisons)")
-    parser.add_argument("--cpu-dtype", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--cpu-dtype", choices=("fp32", "bf16"), default=inference.cpu_dtype,
                         help="on CPU: bf16 runs under bf16 autocast (faster where the CPU has bf16 "
                              "instructions; scores move slightly). CUDA always uses bf16/fp16 autocast")
-    parser.add_argument("--quantize-int8", action="store_true",
+    parser.add_argument("--quantize-int8", action="store_true", default=inference.quantize_int8,
                         help="on CPU: dynamic int8 quantization of the linear layers (scores move slightly)")
-    parser.add_argument("--cpu-threads", type=flags.integer(1), default=None,
+    parser.add_argument("--cpu-threads", type=flags.integer(1), default=inference.cpu_threads,
                         help="torch threads per worker process on CPU (default: the cores it may run on)")
-    parser.add_argument("--length-buckets", type=_int_list, default=None, metavar="N,N,...",
+    parser.add_argument("--length-buckets", type=_int_list, default=list(inference.length_buckets), metavar="N,N,...",
                         help="character-length boundaries for Beam's length-bucketed batching "
                              "(batch_length_fn/batch_bucket_boundaries), e.g. 64,128,256,512")
-    parser.add_argument("--model-copies", type=flags.integer(1), default=None,
+    parser.add_argument("--model-copies", type=flags.integer(1), default=inference.model_copies,
                         help="on CUDA: model copies per machine, shared by its worker processes (default 1)")
-    parser.add_argument("--num-shards", type=flags.integer(0), default=0, help="Parquet files to write (0: the runner decides)")
+    parser.add_argument("--num-shards", type=flags.integer(0), default=config["num_shards"],
+                        help="Parquet files to write (0: the runner decides)")
     parser.add_argument("--date", help="YYYY-MM-DD: fills {date} in --input and --output", type=_iso_date)
-    parser.add_argument("--skip-if-done", action="store_true",
+    parser.add_argument("--skip-if-done", action="store_true", default=config["skip_if_done"],
                         help="do only the work the committed partition lacks: exit at once (no model loaded) when "
                              "its checkpoints, routing and input files are the same; else run only the new or "
                              "changed classifiers and label only posts it has not labeled, carrying the rest")
-    parser.add_argument("--no-reuse", action="store_true",
+    parser.add_argument("--no-reuse", action="store_true", default=config["no_reuse"],
                         help="with --skip-if-done: when there is work to do, relabel every post with every "
                              "classifier instead of carrying committed columns over")
-    parser.add_argument("--no-wait", dest="wait", action="store_false",
+    parser.add_argument("--no-wait", dest="wait", action="store_false", default=config["wait"],
                         help="return once the job is submitted; the job commits the partition itself (the "
                              "DirectRunner runs the job in this process: it returns when the job is done)")
-    parser.add_argument("--cost-per-hour", type=flags.decimal(0), default=None, metavar="USD",
+    parser.add_argument("--cost-per-hour", type=flags.decimal(0), default=config["cost_per_hour"], metavar="USD",
                         help="price of one worker per hour: the manifest then states the partition's cost "
                              "and cost per million posts (workers: --max_num_workers or --num_workers, else 1)")
-    parser.add_argument("--url-token", default=None, help="replace URLs with this token instead of removing them")
-    parser.add_argument("--allow-empty", action="store_true",
+    parser.add_argument("--url-token", default=cleaning.url_token, help="replace URLs with this token instead of removing them")
+    parser.add_argument("--allow-empty", action="store_true", default=config["allow_empty"],
                         help="an input without records is a success (default: exit 3 with a message)")
-    parser.add_argument("--max-dead-letter-share", type=flags.decimal(0, 1), default=DEFAULT_MAX_DEAD_SHARE,
+    parser.add_argument("--max-dead-letter-share", type=flags.decimal(0, 1), default=config["max_dead_share"],
                         help="exit 3 (after writing the partition) when more than this share of the records "
-                             f"read is dead-lettered (default {DEFAULT_MAX_DEAD_SHARE}; 1 turns the check off)")
-    parser.add_argument("--mention-token", default=None,
+                             f"read is dead-lettered (default {config['max_dead_share']}; 1 turns the check off)")
+    parser.add_argument("--mention-token", default=cleaning.mention_token,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
@@ -230,7 +246,7 @@ def config_from_argv(argv=None) -> LabelConfig:
             device=args.device, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch,
             max_items_per_batch=args.max_items_per_batch, sort_by_length=args.sort_by_length,
             cpu_dtype=args.cpu_dtype, quantize_int8=args.quantize_int8, cpu_threads=args.cpu_threads,
-            length_buckets=tuple(args.length_buckets or ()), model_copies=args.model_copies),
+            length_buckets=tuple(args.length_buckets), model_copies=args.model_copies),
         cleaning=CleaningOptions(url_token=args.url_token, mention_token=args.mention_token),
         num_shards=args.num_shards, date=args.date, skip_if_done=args.skip_if_done, no_reuse=args.no_reuse,
         wait=args.wait,

@@ -13,6 +13,7 @@ from models.heads import column_suffix
 from models.classifiers import PUBLISHED_NAMES as CLASSIFIER_NAMES
 from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
 from models.classifiers.sentiment import LABELS as SENTIMENT_LABELS
+from transforms.contract import SHARD_GLOB
 
 STARS = (1, 2, 3, 4, 5)
 LABEL_COLUMN = {  # one column per classifier that is null exactly where the row had no text
@@ -37,10 +38,10 @@ def read_label_columns(directory: str, max_rows: int | None = None) -> tuple[pa.
     the files' footers alone) over max_rows."""
     from apache_beam.io.filesystems import FileSystems
 
-    pattern = FileSystems.join(directory, "labels-*.parquet")
+    pattern = FileSystems.join(directory, SHARD_GLOB)
     paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     if not paths:
-        raise FileNotFoundError(f"no labels-*.parquet under {directory}")
+        raise FileNotFoundError(f"no {SHARD_GLOB} under {directory}")
     handles = [FileSystems.open(path) for path in paths]
     try:
         files = [pq.ParquetFile(handle) for handle in handles]

@@ -32,7 +32,7 @@ from models.classifiers import classifier_for
 from models.handler import Classify, ClassifiersHandler
 from models.heads import CheckpointMismatch, Head
 from models.runtime import position_limit
-from transforms import language, partition, reuse, stopping
+from transforms import contract, language, partition, reuse, stopping
 from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
                                 ReadRecordsFn, ToTableFn, is_record_letter)
 from transforms.cleaning import CleaningOptions
@@ -41,7 +41,6 @@ from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
 LOG = logging.getLogger("pipelines.label_corpus")
-BASE_FIELDS = (pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("lang", pa.string()))
 KEPT_TYPE_SAMPLE = 1000
 
 
@@ -199,9 +198,9 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, kept_types, config.lang_field))
         .with_outputs(DEAD_LETTERS, main="records")
     )
-    counts = [parsed.records | "CountRecords" >> CountAs("records_read"),
+    counts = [parsed.records | "CountRecords" >> CountAs(contract.RECORDS_READ),
               parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
-              | "CountRecordLetters" >> CountAs("records_read")]
+              | "CountRecordLetters" >> CountAs(contract.RECORDS_READ)]
     read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read", started=started.timestamp())
     rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
     if work.carried:
@@ -220,10 +219,10 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS],
                     pipeline | "UnreadInputs" >> beam.Create([letter.to_json() for letter in not_read])]
     tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
-    counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([("empty_text_rows", 0)])]
+    counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([(contract.EMPTY_TEXT_ROWS, 0)])]
     shards = (tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
-        partition.join(staging, partition.SHARD_PREFIX), schema, codec="snappy",
-        file_name_suffix=partition.STAGED_SHARD_SUFFIX,
+        partition.join(staging, contract.SHARD_PREFIX), schema, codec="snappy",
+        file_name_suffix=partition.STAGED_SHARD_SUFFIX, shard_name_template=contract.SHARD_TEMPLATE,
         num_shards=config.num_shards))
     letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
         partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
@@ -388,13 +387,13 @@ def lang_field_hint(first_path: str) -> str | None:
 
 
 def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Classifier]) -> pa.Schema:
-    fields = [*BASE_FIELDS]
+    fields = [*contract.BASE_FIELDS]
     fields += [pa.field(name, kept_types[name]) for name in kept_types]
-    fields.append(pa.field("clean_text", pa.string()))
+    fields.append(contract.CLEAN_TEXT_FIELD)
     for classifier in classifiers.values():
         fields += classifier.head.fields
     owners: dict[str, list[str]] = {}
-    for f in (*BASE_FIELDS, pa.field("clean_text", pa.string())):
+    for f in (*contract.BASE_FIELDS, contract.CLEAN_TEXT_FIELD):
         owners.setdefault(f.name, []).append("the base columns")
     for name in kept_types:
         owners.setdefault(name, []).append("--keep-fields")
@@ -403,7 +402,7 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
             owners.setdefault(f.name, []).append(f"classifier {name!r}")
     clashes = {column: who for column, who in owners.items() if len(who) > 1}
     if clashes:
-        hint = " (for the input's language field: --lang-field lang)" if "lang" in clashes else ""
+        hint = " (for the input's language field: --lang-field lang)" if contract.LANG in clashes else ""
         listed = "; ".join(f"{column!r} ({' and '.join(who)})" for column, who in sorted(clashes.items()))
         raise UsageError(f"output columns clash: {listed}{hint}; rename the classifier (--model NAME=...) or "
                          "leave the field out of --keep-fields")

@@ -30,6 +30,7 @@ from models.heads import column_suffix
 from models.classifiers import PUBLISHED_NAMES as CLASSIFIER_NAMES
 from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
 from pipelines.label_shares import LABEL_COLUMN, STARS
+from transforms.contract import SHARD_GLOB
 from transforms.partition import read_manifest
 
 REPORT_FOLDER = "_report"
@@ -449,10 +450,10 @@ def trend_chart(trend: pl.DataFrame) -> bytes:
 # ---------------------------------------------------------------- reading and writing
 
 def read_partition(directory: str) -> pl.DataFrame:
-    pattern = FileSystems.join(directory, "labels-*.parquet")
+    pattern = FileSystems.join(directory, SHARD_GLOB)
     paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     if not paths:
-        raise FileNotFoundError(f"no labels-*.parquet under {directory}")
+        raise FileNotFoundError(f"no {SHARD_GLOB} under {directory}")
     frames = []
     for path in paths:
         with FileSystems.open(path) as handle:

@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from tests.test_commit import NOW, FaultyStorage, Killed, committed, complete_ids, leftovers, stage_run
-from transforms import liveness, partition, stopping
+from transforms import contract, liveness, partition, stopping
 
 DT = "dt=2026-11-21"
 
@@ -104,7 +104,7 @@ def test_beams_temporary_parquet_files_carry_the_staged_suffix(tmp_path):
     root, directory = tmp_path, tmp_path / DT
     committed(directory, "20261121T010000-old", shards=1)
     staging = partition.staging_dir(str(directory), "20261121T020000-killed")
-    sink = beam.io.WriteToParquetBatched(partition.join(staging, partition.SHARD_PREFIX), pa.schema([("id", pa.string())]),
+    sink = beam.io.WriteToParquetBatched(partition.join(staging, contract.SHARD_PREFIX), pa.schema([("id", pa.string())]),
                                          file_name_suffix=partition.STAGED_SHARD_SUFFIX)._sink
     writer = sink.open_writer(sink.initialize_write(), "0123-uid")  # opened, never closed: no footer
     writer.write(pa.table({"id": ["a row of a killed run"]}))

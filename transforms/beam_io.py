@@ -9,6 +9,7 @@ from typing import Iterable, Mapping, Sequence
 import apache_beam as beam
 import pyarrow as pa
 
+from transforms import contract
 from transforms.cleaning import CleaningOptions, clean_for_models
 from transforms.language import UNDETERMINED, post_language, post_languages
 from transforms.inputs import InputFile, InputProblem, open_listed
@@ -18,7 +19,7 @@ from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, iter_f
                                 to_record)
 
 LOG = logging.getLogger(__name__)
-METRICS_NAMESPACE = "label_corpus"
+METRICS_NAMESPACE = contract.METRICS_NAMESPACE
 DEAD_LETTERS = "dead_letters"
 COUNTS = "counts"  # (key, number) pairs the commit step sums: records_read, inferences_<name>, ...
 
@@ -41,10 +42,10 @@ class ReadRecordsFn(beam.DoFn):
         self.fields = fields
         self.lang_field = lang_field
         self.kept_types = dict(kept_types)
-        self.read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records_read")
-        self.dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
-        self.files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "files_read")
-        self.broken_files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "files_broken_off")
+        self.read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.RECORDS_READ)
+        self.dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.DEAD_LETTERED)
+        self.files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.FILES_READ)
+        self.broken_files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.FILES_BROKEN_OFF)
 
     def process(self, listed: InputFile):
         path = listed.path
@@ -62,7 +63,7 @@ class ReadRecordsFn(beam.DoFn):
                     value = item[1]
                     item = safe_to_record(item, self.fields, self.kept_types, path)
                     if self.lang_field and isinstance(item, dict) and isinstance(value, dict):
-                        item["lang"] = value.get(self.lang_field)  # as given; AddLanguageFn normalizes it
+                        item[contract.LANG] = value.get(self.lang_field)  # as given; AddLanguageFn normalizes it
                 if isinstance(item, DeadLetter):
                     if item.position is None:  # the file broke off: named in the dead letters,
                         self.broken_files.inc()  # but not a record, so not in the record counts
@@ -79,7 +80,7 @@ def prepare_row(record: dict, options: CleaningOptions, max_tokens: int) -> dict
     """The record as the classifiers get it: with clean_text (what models reading at most
     max_tokens tokens see). Its `lang` (the input's value, if any) becomes the post's language in
     the inference step, for a whole batch at once (add_languages)."""
-    record["clean_text"] = clean_for_models(record["text"], max_tokens, options)
+    record[contract.CLEAN_TEXT] = clean_for_models(record[contract.TEXT], max_tokens, options)
     return record
 
 
@@ -116,22 +117,23 @@ class PrepareFn(beam.DoFn):
         yield prepare_row(record, self.options, self.max_tokens)
 
 
-LANGUAGE_COUNT_PREFIX = "lang:"  # in-pipeline counts of posts per `lang` value
+LANGUAGE_COUNT_PREFIX = contract.LANGUAGE_COUNT_PREFIX
 
 
 def language_counts(rows: Iterable[dict]) -> list[tuple[str, int]]:
     """(lang:<code>, posts) pairs for the in-pipeline counts."""
-    return [(f"{LANGUAGE_COUNT_PREFIX}{lang}", n) for lang, n in Counter(row["lang"] for row in rows).items()]
+    return [(contract.language_key(lang), n) for lang, n in Counter(row[contract.LANG] for row in rows).items()]
 
 
 def language_manifest(counts: Mapping[str, int], routes) -> dict:
     """The manifest's language fields from the in-pipeline counts: posts per language and, per
     classifier, the rows written with its labels and those routing kept from it (outside its
     languages or script), as the handler counted them (models.handler.LabeledBatch)."""
-    languages = {key[len(LANGUAGE_COUNT_PREFIX):]: n for key, n in sorted(counts.items())
-                 if key.startswith(LANGUAGE_COUNT_PREFIX) and n}
-    by_classifier = {name: {"labeled": counts.get(f"labeled_{name}", 0),
-                            "skipped_language": counts.get(f"skipped_language_{name}", 0)} for name in routes or {}}
+    languages = {contract.key_language(key): n for key, n in sorted(counts.items())
+                 if contract.key_language(key) is not None and n}
+    by_classifier = {name: {"labeled": counts.get(contract.labeled_key(name), 0),
+                            "skipped_language": counts.get(contract.skipped_language_key(name), 0)}
+                     for name in routes or {}}
     return {"languages": languages, "by_classifier": by_classifier}
 
 
@@ -146,14 +148,14 @@ class ToTableFn(beam.DoFn):
 
     def __init__(self, schema: pa.Schema):
         self.schema = schema
-        self.rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_written")
-        self.empty = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "empty_text_rows")
+        self.rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.ROWS_WRITTEN)
+        self.empty = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.EMPTY_TEXT_ROWS)
 
     def process(self, rows: list[dict]):
-        empty = sum(1 for row in rows if not row.get("clean_text"))
+        empty = sum(1 for row in rows if not row.get(contract.CLEAN_TEXT))
         self.rows.inc(len(rows))
         self.empty.inc(empty)
-        yield beam.pvalue.TaggedOutput(COUNTS, ("empty_text_rows", empty))
+        yield beam.pvalue.TaggedOutput(COUNTS, (contract.EMPTY_TEXT_ROWS, empty))
         yield rows_to_table(rows, self.schema)
 
 
@@ -210,10 +212,10 @@ class CommitPartitionFn(beam.DoFn):
         if set(found["files"]) != written:
             raise partition.VerificationError(
                 f"{self.staging} holds {sorted(found['files'])}, the pipeline wrote {sorted(written)}")
-        partition.reconcile(counts.get("records_read", 0), found)
+        partition.reconcile(counts.get(contract.RECORDS_READ, 0), found)
         manifest = partition.finish_manifest(self.base_manifest, dict(counts), found, datetime.now(timezone.utc))
         manifest.update(language_manifest(counts, self.routes))
-        manifest["carried"] = {name: counts.get(f"carried_{name}", 0) for name in self.base_manifest["checkpoints"]}
+        manifest["carried"] = {name: counts.get(contract.carried_key(name), 0) for name in self.base_manifest["checkpoints"]}
         manifest["provenance"] = provenance(self.previous, counts, self.base_manifest["run_id"],
                                             list(self.base_manifest["checkpoints"]))
         manifest["problem"] = run_problem(manifest["records_read"], found["rows_written"],

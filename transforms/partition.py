@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import liveness, stopping
+from transforms.contract import EMPTY_TEXT_ROWS, RECORDS_READ, SHARD_SUFFIX, inferences_key, shard_glob, tokens_key
 from transforms.records import decode_dead_letter, is_classifier_source, split_dead_letter_lines
 
 LOG = logging.getLogger(__name__)
@@ -57,13 +58,12 @@ SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
 LOCK = "_commit.lock"
 ERRORS_DIR = "_errors"
-SHARD_PREFIX = "labels"
 STAGING_PREFIX = "_staging-"
 BACKUP_PREFIX = "_previous-"
 BACKED_UP = "_BACKED_UP"  # in the backup: every old file is there, staged files may be moving in
 STAGED_SUFFIX = ".staged"  # staged Parquet: labels-00000-of-00001.parquet.staged
 BACKUP_SUFFIX = ".previous"  # backed-up Parquet, in _previous-<run>/
-STAGED_SHARD_SUFFIX = ".parquet" + STAGED_SUFFIX  # what the pipeline's Parquet sink writes
+STAGED_SHARD_SUFFIX = SHARD_SUFFIX + STAGED_SUFFIX  # what the pipeline's Parquet sink writes
 OWNER = "_OWNER"  # in a staging directory: the launcher that runs its pipeline in-process, and its heartbeat
 LOCK_HEARTBEAT = LOCK + ".heartbeat"  # the lock holder's heartbeat, renewed while it commits
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
@@ -187,8 +187,7 @@ def _write_text(path: str, text: str) -> None:
 
 def shard_paths(directory: str, storage: Storage | None = None, staged: bool = False) -> list[str]:
     """The Parquet shards in a partition, or (staged) in a staging directory."""
-    suffix = STAGED_SHARD_SUFFIX if staged else ".parquet"
-    return (storage or Storage()).glob(join(directory, f"{SHARD_PREFIX}-*{suffix}"))
+    return (storage or Storage()).glob(join(directory, shard_glob(STAGED_SHARD_SUFFIX if staged else SHARD_SUFFIX)))
 
 
 def dead_letter_paths(directory: str, storage: Storage | None = None) -> list[str]:
@@ -347,14 +346,14 @@ def finish_manifest(base: dict, counts: dict, found: dict, finished: datetime) -
     """The manifest of a run: what the launcher knew (base), the counts taken in the pipeline,
     what the files hold (found), and what the partition cost."""
     wall = (finished - datetime.fromisoformat(base["started"])).total_seconds()
-    read = counts.get("records_read", 0)
+    read = counts.get(RECORDS_READ, 0)
     price = base.get("cost_per_hour_usd")
     cost = price * base.get("cost_workers", 1) * wall / 3600 if price is not None else None
     return {
-        **base, "records_read": read, **found,
-        "empty_text_rows": counts.get("empty_text_rows", 0),
-        "inferences": {name: counts.get(f"inferences_{name}", 0) for name in base["checkpoints"]},
-        "tokens": {name: counts.get(f"tokens_{name}", 0) for name in base["checkpoints"]},
+        **base, RECORDS_READ: read, **found,
+        EMPTY_TEXT_ROWS: counts.get(EMPTY_TEXT_ROWS, 0),
+        "inferences": {name: counts.get(inferences_key(name), 0) for name in base["checkpoints"]},
+        "tokens": {name: counts.get(tokens_key(name), 0) for name in base["checkpoints"]},
         "finished": finished.isoformat(timespec="seconds"),
         "wall_seconds": round(wall, 3),
         "posts_per_second": round(read / wall, 3) if wall > 0 else None,

@@ -30,6 +30,8 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
+from transforms import contract
+
 CARRY_KEY = "__carried__"  # a row's carried columns (lang -> {column: value}) until inference takes them
 
 
@@ -133,12 +135,12 @@ def carry_group(new_rows: Iterable[dict], committed: Iterable[tuple[str, dict]])
 def take_carried(row: dict) -> Optional[dict]:
     """The carried columns for the row's language (popped from the row), or None."""
     carried = row.pop(CARRY_KEY, None)
-    return carried.get(row.get("lang")) if carried else None
+    return carried.get(row.get(contract.LANG)) if carried else None
 
 
 def committed_entry(row: Mapping, columns: Sequence[str]) -> tuple[str, tuple[str, dict]]:
     """A committed row -> (its cleaned text, (its language, the carried columns))."""
-    return row["clean_text"], (row["lang"], {name: row.get(name) for name in columns})
+    return row[contract.CLEAN_TEXT], (row[contract.LANG], {name: row.get(name) for name in columns})
 
 
 def provenance(previous: Optional[Mapping], counts: Mapping[str, int], run_id: str, names: Sequence[str]) -> dict:
@@ -147,7 +149,7 @@ def provenance(previous: Optional[Mapping], counts: Mapping[str, int], run_id: s
     before = (previous or {}).get("provenance") or {}
     result = {}
     for name in names:
-        inferences, carried = counts.get(f"inferences_{name}", 0), counts.get(f"carried_{name}", 0)
+        inferences, carried = counts.get(contract.inferences_key(name), 0), counts.get(contract.carried_key(name), 0)
         earlier = before.get(name, {}).get("runs") or ([previous["run_id"]] if previous else [])
         runs = (list(earlier) if carried else []) + ([run_id] if inferences or not carried else [])
         result[name] = {"runs": list(dict.fromkeys(runs)), "inferences": inferences, "carried": carried}
@@ -167,13 +169,13 @@ class AttachCarried(beam.PTransform):
         self.shards, self.columns = list(shards), list(columns)
 
     def expand(self, rows):
-        columns = self.columns
-        with_text = rows | "HasText" >> beam.Partition(lambda row, _: 0 if row.get("clean_text") else 1, 2)
+        columns, clean_text = self.columns, contract.CLEAN_TEXT
+        with_text = rows | "HasText" >> beam.Partition(lambda row, _: 0 if row.get(clean_text) else 1, 2)
         committed = (rows.pipeline | "CommittedShards" >> beam.Create(self.shards)
-                     | "ReadCommitted" >> beam.io.ReadAllFromParquet(columns=["clean_text", "lang", *columns])
-                     | "CommittedWithText" >> beam.Filter(lambda row: bool(row.get("clean_text")))
+                     | "ReadCommitted" >> beam.io.ReadAllFromParquet(columns=[clean_text, contract.LANG, *columns])
+                     | "CommittedWithText" >> beam.Filter(lambda row: bool(row.get(clean_text)))
                      | "KeyCommitted" >> beam.Map(committed_entry, columns))
-        new = with_text[0] | "KeyNew" >> beam.Map(lambda row: (row["clean_text"], row))
+        new = with_text[0] | "KeyNew" >> beam.Map(lambda row: (row[clean_text], row))
         carried = ({"new": new, "committed": committed} | "ByText" >> beam.CoGroupByKey()
                    | "Carry" >> beam.FlatMap(lambda item: carry_group(item[1]["new"], item[1]["committed"])))
         return (carried, with_text[1]) | "WithEmpty" >> beam.Flatten()
