@@ -24,6 +24,7 @@ from pipelines import console
 from models.training import TASKS, FitResult, TrainingDataError, TrainingSetupError, TrainRequest, train_classifier
 from models.training.recipes import PRESETS, nearest_optimizer, preset_defaults
 from transforms.cleaning import CleaningOptions
+from transforms.records import ACCEPTED_SUFFIXES
 
 LOG = logging.getLogger(__name__)
 PROG = "python -m pipelines.train"
@@ -44,7 +45,7 @@ def _help(text: str, **extra) -> dict:
 @dataclass
 class TaskArguments:
     task: Task = field(metadata=_help("which classifier to train"))
-    train: str = field(metadata=_help("training data: .jsonl/.csv/.parquet (optionally .gz), local or remote"))
+    train: str = field(metadata=_help(f"training data: {ACCEPTED_SUFFIXES}; local or remote"))
     output: str = field(metadata=_help("checkpoint directory to write (also --output_dir); Trainer's checkpoints "
                                        "go to OUTPUT/training_state/"))
     eval: Optional[str] = field(default=None, metadata=_help(
