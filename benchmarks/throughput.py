@@ -498,7 +498,8 @@ def parse_args(argv):
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, from {','.join(CONTENDERS + EXTRAS)}")
     parser.add_argument("--extra", default="", help=f"more contenders, e.g. {','.join(EXTRAS)}")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when there is one")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto (default): cuda when torch sees one, as the pipeline and training decide")
     parser.add_argument("--batch-size", type=int, default=1024, help="texts per RunInference batch (ours)")
     parser.add_argument("--max-tokens-per-batch", type=int, default=None)
     parser.add_argument("--max-items-per-batch", type=int, default=None)
@@ -619,10 +620,10 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    from models.runtime import worker_cores
+    from models.runtime import pick_device, worker_cores
 
     quiet_offline_transformers()
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device)  # the pipeline's rule (models.runtime)
     torch.set_num_threads(args.cpu_threads or worker_cores())
     workdir, posts, corpus_note, input_path, present = prepare_posts(args, "throughput-")
     started = time.perf_counter()
