@@ -32,7 +32,7 @@ from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_vali
 from models.classifier import InferenceOptions
 from models.handler import Classify, ClassifiersHandler
 from models.heads import CheckpointMismatch, Head
-from models.runtime import position_limit
+from models.runtime import clean_token_limit
 from transforms import language, partition, reuse, stopping
 from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
                                 ReadRecordsFn, ToTableFn, is_record_letter)
@@ -155,7 +155,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     # Before any data is read; no model weights are loaded until there is work to do.
     checkpoints = resolve_checkpoints(dict(config.checkpoints))
     try:
-        max_tokens = max(position_limit(load_config_dict(c.local_dir)) for c in checkpoints.values())
+        max_tokens = clean_token_limit(load_config_dict(c.local_dir) for c in checkpoints.values())
         listed, not_read = list_launch_inputs(config.input)
     except (UsageError, CheckpointMismatch):
         validate_checkpoints(checkpoints)  # a checkpoint's problem is reported first, in its words
