@@ -1,6 +1,6 @@
 """One input-format rule for labeling and training (issue 20): a file name's format and compression
 are read by transforms.records.file_format for both, so the pipeline's reader (--input) and
-training's load_task_data (--train, --dev) accept the same names, refuse the same names with the
+training's load_task_data (--train, --eval) accept the same names, refuse the same names with the
 same list of accepted suffixes, and treat gzip content the same way whatever the name says. What
 each reads is checked against polars reading the uncompressed file."""
 from __future__ import annotations

@@ -33,7 +33,7 @@ from typing import IO, Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-# The one rule, for labeling (--input) and training (--train, --dev), of what a file's name says it
+# The one rule, for labeling (--input) and training (--train, --eval), of what a file's name says it
 # holds: its format, then optionally a compression (the names are Beam's CompressionTypes values).
 FORMAT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
                    ".parquet": "parquet", ".pq": "parquet"}
