@@ -453,7 +453,8 @@ def parse_args(argv):
     parser.add_argument("--n", type=int, default=20_000, help="posts (default 20,000)")
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="JSONL(.gz) with id and text")
     parser.add_argument("--scale", choices=("real", "small", "tiny"), default="real")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when there is one")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto (default): cuda when torch sees one, as the pipeline and training decide")
     parser.add_argument("--contenders", default="ours,hf-loop", help="besides the bare loop, which always runs")
     parser.add_argument("--workers", default="1,4", help="worker counts for ours (1: in memory)")
     parser.add_argument("--ours-args", default="", help="more options for ours, e.g. '--max-tokens-per-batch 131072'")
@@ -482,9 +483,10 @@ def main(argv=None) -> int:
     from benchmarks.throughput import (device_name, prepare_checkpoints, prepare_posts,
                                        quiet_offline_transformers, run_child)
     from models.checkpoints import load_config_dict
+    from models.runtime import pick_device
 
     quiet_offline_transformers()
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device)  # the pipeline's rule (models.runtime)
     workdir, posts, corpus_note, input_path, present = prepare_posts(args, "gpu-bench-")
     checkpoints, models_file = prepare_checkpoints(args, posts, workdir)
     configs = {name: load_config_dict(path) for name, path in checkpoints.items()}

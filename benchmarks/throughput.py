@@ -167,14 +167,14 @@ def token_profile(checkpoints: dict[str, str], scale: str, texts: list[str]) -> 
     """Per classifier: real token lengths (as the handler truncates), the useful FLOPs of an
     unpadded pass, what a corpus-order batch of 32 pads to, and tokenization time."""
     from models.checkpoints import load_config_dict, load_tokenizer
-    from models.runtime import token_limit
     from benchmarks.checkpoints import SHAPES, useful_flops
 
+    _, limits = pipeline_cuts(checkpoints)
     profile = {}
     for name, path in checkpoints.items():
         config = load_config_dict(path)
         tokenizer = load_tokenizer(path)
-        max_length = token_limit(tokenizer, config)
+        max_length = limits[name]
         started = time.perf_counter()
         ids = tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False)["input_ids"]
         seconds = time.perf_counter() - started
@@ -501,7 +501,8 @@ def parse_args(argv):
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, from {','.join(CONTENDERS + EXTRAS)}")
     parser.add_argument("--extra", default="", help=f"more contenders, e.g. {','.join(EXTRAS)}")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when there is one")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto (default): cuda when torch sees one, as the pipeline and training decide")
     parser.add_argument("--batch-size", type=int, default=1024, help="texts per RunInference batch (ours)")
     parser.add_argument("--max-tokens-per-batch", type=int, default=None)
     parser.add_argument("--max-items-per-batch", type=int, default=None)
@@ -528,6 +529,17 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------- overhead mode: time per stage
 
+def pipeline_cuts(checkpoints: dict[str, str]) -> tuple[int, dict[str, int]]:
+    """Where the pipeline cuts, from models.runtime: how many tokens' worth of each text it cleans,
+    and each classifier's token limit (what its tokenizer truncates to)."""
+    from models.checkpoints import load_config_dict, load_tokenizer
+    from models.runtime import clean_token_limit, token_limit
+
+    configs = {name: load_config_dict(path) for name, path in checkpoints.items()}
+    limits = {name: token_limit(load_tokenizer(path), configs[name]) for name, path in checkpoints.items()}
+    return clean_token_limit(configs.values()), limits
+
+
 def stage_times(input_path: Path, checkpoints: dict[str, str]) -> dict[str, float]:
     """Seconds each stage of the job takes on its own, on these posts, through the same pure
     functions the pipeline runs (no Beam): read (parse + records), clean, language, tokenize (each
@@ -538,7 +550,7 @@ def stage_times(input_path: Path, checkpoints: dict[str, str]) -> dict[str, floa
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from models.checkpoints import load_config_dict, load_tokenizer
+    from models.checkpoints import load_tokenizer
     from transforms.cleaning import CleaningOptions, clean_for_models
     from transforms.language import post_languages
     from transforms.records import DeadLetter, FieldMap, iter_file_records, to_record
@@ -550,9 +562,10 @@ def stage_times(input_path: Path, checkpoints: dict[str, str]) -> dict[str, floa
     rows = [to_record(value, FieldMap(), {}, str(input_path), position, raw) for position, value, raw in items]
     times["read"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    clean_limit, token_limits = pipeline_cuts(checkpoints)
     options = CleaningOptions()
     for row in rows:
-        row["clean_text"] = clean_for_models(row["text"], 512, options)
+        row["clean_text"] = clean_for_models(row["text"], clean_limit, options)
     times["clean"] = time.perf_counter() - clock
     clock = time.perf_counter()
     for start in range(0, len(rows), 1024):  # as the pipeline detects: a RunInference batch at once
@@ -564,11 +577,10 @@ def stage_times(input_path: Path, checkpoints: dict[str, str]) -> dict[str, floa
     times["tokenize"] = 0.0
     for name, path in checkpoints.items():
         tokenizer = load_tokenizer(path)
-        config = load_config_dict(path)
-        length = min(int(tokenizer.model_max_length or 10**9), int(config.get("max_position_embeddings") or 512) - 2)
         clock = time.perf_counter()
         for start in range(0, len(texts), 1024):
-            tokenizer(texts[start:start + 1024], truncation=True, max_length=length, return_attention_mask=False)
+            tokenizer(texts[start:start + 1024], truncation=True, max_length=token_limits[name],
+                      return_attention_mask=False)
         times["tokenize"] += time.perf_counter() - clock
     clock = time.perf_counter()
     pq.write_table(pa.Table.from_pylist(rows), input_path.with_suffix(".stages.parquet"))
@@ -622,10 +634,10 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    from models.runtime import worker_cores
+    from models.runtime import pick_device, worker_cores
 
     quiet_offline_transformers()
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device)  # the pipeline's rule (models.runtime)
     torch.set_num_threads(args.cpu_threads or worker_cores())
     workdir, posts, corpus_note, input_path, present = prepare_posts(args, "throughput-")
     started = time.perf_counter()

@@ -36,7 +36,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from models.checkpoints import ResolvedCheckpoint
 from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifier, load_classifier
-from models.runtime import worker_cores
+from models.runtime import pick_device, worker_cores
 from transforms import contract
 from transforms.beam_io import COUNTS, DEAD_LETTERS, METRICS_NAMESPACE, add_languages, language_counts
 from transforms.language import runs_on, script_shares
@@ -128,10 +128,8 @@ def wants_shared_model(device: str) -> bool:
     """Whether the classifiers run on CUDA, where one copy per machine is shared by its processes.
     Decided where the pipeline is built: Dataflow GPU runs pass --device cuda."""
     if device == "auto":
-        import torch
-
-        return torch.cuda.is_available()
-    return device == "cuda"
+        return pick_device("auto") == "cuda"
+    return device == "cuda"  # not checked here: the launcher of a GPU run may have no GPU itself
 
 
 class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):

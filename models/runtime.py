@@ -82,6 +82,12 @@ def token_limit(tokenizer, config: dict) -> int:
     return min(int(tokenizer.model_max_length or 10**9), position_limit(config))
 
 
+def clean_token_limit(configs) -> int:
+    """How many tokens' worth of each text a run cleans (transforms.cleaning.clean_for_models):
+    the most any of its models' position embeddings take."""
+    return max(position_limit(config) for config in configs)
+
+
 def position_limit(config: dict) -> int:
     """How many tokens the model's position embeddings allow."""
     limit = int(config.get("max_position_embeddings") or 512)

@@ -41,7 +41,7 @@ from pipelines import flags
 from pipelines.labeling import LabelConfig, SuspectRun, UsageError, fill_date, label
 from transforms import language, partition, stopping
 from transforms.cleaning import CleaningOptions
-from transforms.records import FieldMap
+from transforms.records import ACCEPTED_SUFFIXES, FieldMap
 
 LOG = logging.getLogger("pipelines.label_corpus")  # not __main__ under python -m
 OFFLINE_HINT = ("label_corpus: no network? `python -m pipelines.demo --output out/demo` trains and runs small "
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = flags.ArgumentParser(prog=console.prog("python -m pipelines.label_corpus", "label-corpus"),
                                   description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", required=True, help="file glob: .jsonl[.gz], .csv[.gz], .parquet; local, gs://, s3://")
+    parser.add_argument("--input", required=True, help=f"file glob: {ACCEPTED_SUFFIXES}; local, gs://, s3://")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
     parser.add_argument("--models", help="JSON file mapping classifier name -> checkpoint (default for each: its "
                                          "published checkpoint on the Hugging Face hub, which needs network)")

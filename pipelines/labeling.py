@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import io
 import itertools
 import json
 import logging
@@ -21,6 +22,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from pipelines import console  # first: it keeps Beam's import-time warnings off the terminal
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 from apache_beam.runners.runner import PipelineState
@@ -31,12 +33,12 @@ from models.classifier import InferenceOptions
 from models.classifiers import classifier_for
 from models.handler import Classify, ClassifiersHandler
 from models.heads import CheckpointMismatch, Head
-from models.runtime import position_limit
+from models.runtime import clean_token_limit
 from transforms import contract, language, partition, reuse, stopping
 from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
                                 ReadRecordsFn, ToTableFn, is_record_letter)
 from transforms.cleaning import CleaningOptions
-from transforms.inputs import InputFile, list_inputs
+from transforms.inputs import InputFile, decompressed, list_inputs
 from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
 from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
 
@@ -153,7 +155,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     # Before any data is read; no model weights are loaded until there is work to do.
     checkpoints = resolve_checkpoints(dict(config.checkpoints))
     try:
-        max_tokens = max(position_limit(load_config_dict(c.local_dir)) for c in checkpoints.values())
+        max_tokens = clean_token_limit(load_config_dict(c.local_dir) for c in checkpoints.values())
         config = replace(config, routes=default_routes(config.routes, checkpoints))
         listed, not_read = list_launch_inputs(config.input)
     except (UsageError, CheckpointMismatch):
@@ -359,7 +361,8 @@ def _kept_field_types(first_path: str, keep_fields: list[str]) -> dict[str, pa.D
         with FileSystems.open(first_path) as handle:
             schema = pq.ParquetFile(handle).schema_arrow
         return {name: (schema.field(name).type if name in schema.names else pa.string()) for name in keep_fields}
-    with FileSystems.open(first_path) as handle:
+    raw = FileSystems.open(first_path, compression_type=CompressionTypes.UNCOMPRESSED)
+    with decompressed(io.BufferedReader(raw), first_path) as handle:  # as the records themselves are read
         items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
         sample = [item[1] for item in items if not isinstance(item, DeadLetter)]
     return infer_kept_types(sample, keep_fields)

@@ -23,7 +23,9 @@ from typing import Literal, Optional
 from pipelines import console
 from models.training import TASKS, FitResult, TrainingDataError, TrainingSetupError, TrainRequest, train_classifier
 from models.training.recipes import PRESETS, nearest_optimizer, preset_defaults
+from models.runtime import pick_device
 from transforms.cleaning import CleaningOptions
+from transforms.records import ACCEPTED_SUFFIXES
 
 LOG = logging.getLogger(__name__)
 PROG = "python -m pipelines.train"
@@ -44,7 +46,7 @@ def _help(text: str, **extra) -> dict:
 @dataclass
 class TaskArguments:
     task: Task = field(metadata=_help("which classifier to train"))
-    train: str = field(metadata=_help("training data: .jsonl/.csv/.parquet (optionally .gz), local or remote"))
+    train: str = field(metadata=_help(f"training data: {ACCEPTED_SUFFIXES}; local or remote"))
     output: str = field(metadata=_help("checkpoint directory to write (also --output_dir); Trainer's checkpoints "
                                        "go to OUTPUT/training_state/"))
     eval: Optional[str] = field(default=None, metadata=_help(
@@ -118,7 +120,6 @@ def _preset_of(argv: list[str]) -> dict:
 
 def parse_args(argv=None):
     """(TaskArguments, TrainingArguments): the preset's values, overridden by the flags given."""
-    import torch
     from transformers import TrainingArguments
 
     argv = _canonical(list(sys.argv[1:] if argv is None else argv))
@@ -126,11 +127,8 @@ def parse_args(argv=None):
     parser.set_defaults(**_preset_of(argv))
     values = vars(parser.parse_args(argv))
     task_args = TaskArguments(**{f.name: values.pop(f.name) for f in fields(TaskArguments)})
-    if task_args.device == "cpu":
-        values["use_cpu"] = True
-    cuda = torch.cuda.is_available() and not values.get("use_cpu")
-    if task_args.device == "cuda" and not cuda:
-        raise TrainingSetupError("--device cuda was asked for, but torch sees no CUDA device")
+    cuda = training_device(task_args.device, bool(values.get("use_cpu"))) == "cuda"
+    values["use_cpu"] = not cuda  # Trainer would take a GPU (or an Apple one) by its own rule otherwise
     if not cuda and (values.get("fp16") or values.get("bf16")):
         LOG.info("mixed precision is used on CUDA only; training in float32 on CPU")
         values["fp16"] = values["bf16"] = False
@@ -143,6 +141,17 @@ def parse_args(argv=None):
         values["disable_tqdm"] = not sys.stderr.isatty()
     values["output_dir"] = task_args.output
     return task_args, TrainingArguments(**{k: v for k, v in values.items() if k in _init_fields(TrainingArguments)})
+
+
+def training_device(requested: str, use_cpu: bool) -> str:
+    """'cuda' or 'cpu': --device by the pipeline's rule (models.runtime.pick_device); Trainer's own
+    --use_cpu counts as --device cpu. Raises TrainingSetupError for a CUDA device that is not there."""
+    if use_cpu and requested == "cuda":
+        raise TrainingSetupError("--device cuda and --use_cpu contradict each other")
+    try:
+        return pick_device("cpu" if use_cpu else requested)
+    except RuntimeError as exc:
+        raise TrainingSetupError(str(exc)) from exc
 
 
 def _init_fields(cls) -> set[str]:

@@ -230,3 +230,24 @@ def test_the_classifiers_shared_across_processes_label_through_beams_proxy(tiny_
     with make_pipeline([]) as pipeline:
         labeled = pipeline | beam.Create(rows) | Classify(handler)
         assert_that(labeled.rows, check)
+
+
+def test_the_benchmark_cuts_texts_where_the_pipeline_does(tiny_checkpoints):
+    """benchmarks/throughput.py tokenizes (stage times, token profile) and cleans at the pipeline's
+    limits, taken from models.runtime: a BERT checkpoint with 512 positions is cut at 512 tokens,
+    where the benchmark once cut at 510, and a RoBERTa one at its positions less the padding offset."""
+    from benchmarks.throughput import pipeline_cuts
+    from models.checkpoints import load_config_dict
+
+    clean_limit, limits = pipeline_cuts(tiny_checkpoints)
+    configs = {name: load_config_dict(path) for name, path in tiny_checkpoints.items()}
+    bert = [name for name, config in configs.items() if config["model_type"] == "bert"]
+    assert bert, "the tiny checkpoints have a BERT-like one"
+    for name, path in tiny_checkpoints.items():
+        loaded = load_classifier(resolve(name, path), InferenceOptions(device="cpu"))
+        assert limits[name] == loaded.max_length, name  # what the pipeline's classifier truncates to
+        text = " ".join(f"w{i}" for i in range(2000))  # far more tokens than any limit
+        assert len(loaded.tokenizer([text], truncation=True, max_length=limits[name])["input_ids"][0]) == limits[name]
+    for name in bert:
+        assert limits[name] == configs[name]["max_position_embeddings"] == 512
+    assert clean_limit >= max(limits.values())  # each text is cleaned for as many tokens as any model takes

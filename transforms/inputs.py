@@ -23,7 +23,7 @@ import stat
 from dataclasses import asdict, dataclass
 from typing import IO
 
-from transforms.records import DeadLetter, input_format
+from transforms.records import DeadLetter, file_format, input_format
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -116,8 +116,7 @@ class _LaunchBytes(io.RawIOBase):
 
 
 def open_listed(item: InputFile) -> IO[bytes]:
-    """A binary stream of what item held at launch, decompressed when its name says gzip (through
-    Python's gzip module, which raises on a truncated file where Beam's stops quietly). Raises
+    """A binary stream of what item held at launch, decompressed (decompressed()). Raises
     InputProblem when the file is gone, shrunk, not a regular file any more, unreadable, or not
     gzip though named so."""
     path = item.path
@@ -134,18 +133,97 @@ def open_listed(item: InputFile) -> IO[bytes]:
     if input_format(path) == "parquet":
         return raw  # read through its footer, which needs seeks; a shrunk one was refused above
     stream = io.BufferedReader(_LaunchBytes(raw, item.size, path), buffer_size=1 << 20)
-    if path.lower().endswith(".gz"):
-        start = stream.peek(2)[:2]
-        if item.size and start != GZIP_MAGIC:
-            stream.close()
-            raise InputProblem(f"named .gz but not gzip (it starts with {start!r}, gzip with {GZIP_MAGIC!r})")
+    try:
+        return decompressed(stream, path)
+    except InputProblem:
+        stream.close()
+        raise
+
+
+def stream_compression(path: str, start: bytes) -> str | None:
+    """The compression to read a file with, from its name (file_format) checked against its first
+    bytes: a file named .gz must start with gzip's magic number (an empty one may not); a JSON Lines
+    or CSV file whose name says no compression but which starts with it is read as gzip (text never
+    starts with byte 0x1f). Raises InputProblem for a .gz that is not gzip. Labeling and training
+    both read through here, so they accept and refuse the same files."""
+    fmt, compression = file_format(path)
+    if compression == "gzip" and start and not start.startswith(GZIP_MAGIC):
+        raise InputProblem(f"named .gz but not gzip (it starts with {start[:2]!r}, gzip with {GZIP_MAGIC!r})")
+    if compression is None and fmt != "parquet" and start.startswith(GZIP_MAGIC):
+        return "gzip"
+    return compression
+
+
+def _decompressor(compression: str):
+    """A fresh streaming decompressor (decompress(), eof, unused_data) for a non-gzip compression."""
+    if compression == "bzip2":
+        import bz2
+
+        return bz2.BZ2Decompressor()
+    if compression == "lzma":
+        import lzma
+
+        return lzma.LZMADecompressor()  # FORMAT_AUTO: .xz and .lzma alike
+    if compression == "deflate":
+        import zlib
+
+        return zlib.decompressobj()
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+class _Decompressing(io.RawIOBase):
+    """What a streaming decompressor makes of a stream, stream after stream (as bzip2, xz and zstd
+    tools write when files are concatenated). Its input ending inside a stream raises EOFError, as
+    Python's gzip module does, where Beam's CompressedFile and zstandard's stream_reader stop quietly:
+    a truncated file is a dead letter, never a silent loss."""
+
+    def __init__(self, stream: IO[bytes], compression: str):
+        self.stream, self.compression = stream, compression
+        self.decompressor, self.pending, self.started = _decompressor(compression), b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            if self.decompressor.eof:
+                rest = self.decompressor.unused_data or self.stream.read(1 << 16)
+                if not rest:
+                    return 0
+                self.decompressor, self.started = _decompressor(self.compression), False
+            else:
+                rest = self.stream.read(1 << 16)
+                if not rest:
+                    if not self.started:
+                        return 0  # an empty file
+                    raise EOFError(f"{self.compression} stream ended before its end-of-stream marker")
+            self.started = True
+            try:
+                self.pending = self.decompressor.decompress(rest)
+            except Exception as exc:  # noqa: BLE001 - LZMAError, ZstdError, zlib.error: one kind for the readers
+                raise OSError(f"not valid {self.compression} data ({type(exc).__name__}: {exc})") from exc
+        count = min(len(buffer), len(self.pending))
+        buffer[:count], self.pending = self.pending[:count], self.pending[count:]
+        return count
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+def decompressed(stream: io.BufferedReader, path: str) -> IO[bytes]:
+    """stream (peekable) as the bytes of its records, decompressed as stream_compression says: gzip
+    through Python's gzip module, the others through _Decompressing; both raise EOFError on a
+    truncated file. Raises InputProblem as stream_compression."""
+    compression = stream_compression(path, stream.peek(2)[:2])
+    if compression == "gzip":
         import gzip
 
         return gzip.GzipFile(fileobj=stream, mode="rb")
-    if path.lower().endswith(tuple(s for s in (".bz2", ".zst", ".deflate", ".lzma", ".xz"))):
-        from apache_beam.io.filesystem import CompressedFile, CompressionTypes
-
-        return CompressedFile(stream, CompressionTypes.detect_compression_type(path))
+    if compression:
+        return io.BufferedReader(_Decompressing(stream, compression), buffer_size=1 << 20)
     return stream
 
 

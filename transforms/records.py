@@ -33,8 +33,15 @@ from typing import IO, Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".deflate", ".lzma", ".xz")
-JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
+# The one rule, for labeling (--input) and training (--train, --eval), of what a file's name says it
+# holds: its format, then optionally a compression (the names are Beam's CompressionTypes values).
+FORMAT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
+                   ".parquet": "parquet", ".pq": "parquet"}
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".zst": "zstd", ".deflate": "deflate",
+                        ".lzma": "lzma", ".xz": "lzma"}
+ACCEPTED_SUFFIXES = (f"{', '.join(s for s, f in FORMAT_SUFFIXES.items() if f != 'parquet')} (each optionally "
+                     f"compressed: {', '.join(COMPRESSION_SUFFIXES)}), or "
+                     f"{', '.join(s for s, f in FORMAT_SUFFIXES.items() if f == 'parquet')} (not compressed)")
 
 
 @dataclass(frozen=True)
@@ -101,20 +108,28 @@ def repair_strings(value: Any) -> Any:
     return value
 
 
-def input_format(path: str) -> str:
-    """'jsonl', 'csv' or 'parquet' from a file name (compression suffixes ignored)."""
-    name = path.lower()
-    for suffix in COMPRESSION_SUFFIXES:
+def file_format(path: str) -> tuple[str, str | None]:
+    """(format, compression) that a file's name says: format 'jsonl', 'csv' or 'parquet';
+    compression None or a COMPRESSION_SUFFIXES value. Raises ValueError, naming the accepted
+    suffixes, for any other name. A compressed Parquet file is refused: Parquet compresses its own
+    pages, and its reader needs to seek, which a compressed stream cannot do."""
+    name, compression = path.lower(), None
+    for suffix, kind in COMPRESSION_SUFFIXES.items():
         if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    if name.endswith(JSON_SUFFIXES):
-        return "jsonl"
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith(".parquet"):
-        return "parquet"
-    raise ValueError(f"{path}: unknown input format (expected .jsonl/.json/.ndjson, .csv or .parquet, "
-                     f"optionally compressed)")
+            name, compression = name[: -len(suffix)], kind
+            break
+    for suffix, fmt in FORMAT_SUFFIXES.items():
+        if name.endswith(suffix):
+            if fmt == "parquet" and compression:
+                raise ValueError(f"{path}: a compressed Parquet file is not read (Parquet compresses its own "
+                                 f"pages; decompress it); accepted: {ACCEPTED_SUFFIXES}")
+            return fmt, compression
+    raise ValueError(f"{path}: unknown input format; accepted: {ACCEPTED_SUFFIXES}")
+
+
+def input_format(path: str) -> str:
+    """'jsonl', 'csv' or 'parquet': file_format's format."""
+    return file_format(path)[0]
 
 
 def text_id(text: str) -> str:

@@ -6,7 +6,6 @@ heads' (models.classifiers, models.heads): what training accepts is what the pip
 """
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
@@ -22,6 +21,8 @@ from models.classifiers.stars import LABELS as STAR_LABELS, star_number
 from models.heads import column_suffix
 from models.training.errors import TrainingDataError, TrainingSetupError
 from transforms.cleaning import CleaningOptions, clean_text
+from transforms.inputs import decompressed
+from transforms.records import file_format
 
 TASKS = PUBLISHED_NAMES
 MAX_LISTED_PROBLEMS = 10
@@ -72,28 +73,27 @@ class TaskData:
 
 
 def table_format(path: str) -> str:
-    name = path.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    for suffix, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl"), (".csv", "csv"),
-                        (".parquet", "parquet"), (".pq", "parquet")):
-        if name.endswith(suffix):
-            return fmt
-    raise TrainingDataError(f"{path}: unknown file type; use .jsonl, .json, .csv or .parquet (optionally .gz)")
+    """'jsonl', 'csv' or 'parquet' by the labeling pipeline's rule (transforms.records.file_format)."""
+    try:
+        return file_format(path)[0]
+    except ValueError as exc:
+        raise TrainingDataError(str(exc)) from exc
 
 
 def _read_bytes(path: str) -> bytes:
+    """The file's records' bytes, decompressed as the labeling pipeline would read them
+    (transforms.inputs.decompressed)."""
     if "://" in path:
+        from apache_beam.io.filesystem import CompressionTypes
         from apache_beam.io.filesystems import FileSystems
 
-        with FileSystems.open(path) as handle:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             data = handle.read()
     else:
         with open(path, "rb") as handle:
             data = handle.read()
-    if path.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return data
+    with decompressed(io.BufferedReader(io.BytesIO(data)), path) as stream:
+        return stream.read()
 
 
 def read_table(path: str):
@@ -107,6 +107,8 @@ def read_table(path: str):
         raise TrainingDataError(f"{path}: no such file") from exc
     except OSError as exc:
         raise TrainingDataError(f"{path}: cannot be read ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - a decompressor's own error: EOFError (truncated gzip), LZMAError...
+        raise TrainingDataError(f"{path}: cannot be decompressed ({type(exc).__name__}: {exc})") from exc
     try:
         if fmt == "jsonl":
             return pl.read_ndjson(source, infer_schema_length=None)
