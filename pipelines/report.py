@@ -10,7 +10,12 @@ partitions), each label's share per partition also goes, as a CSV, a Markdown ta
 line chart, to --trend-dir (default: the latest partition's _report/). A partition's date is
 the first YYYY-MM-DD in its path, else the folder name.
 
-The aggregations are pure functions of a polars DataFrame; the rest is reading and writing.
+The classifiers present are the published four, recognized by their columns, and the generic
+ones the files' label_corpus.checkpoints metadata names (pipelines.label_shares). Each classifier's
+tables, charts, most confident examples, same-label warnings and label shares are its report
+hooks (models/classifiers/<name>/report.py, protocol in models.classifiers.reporting); this module
+iterates over the classifiers present and does the rest: reading, Markdown and CSV, PNGs.
+The aggregations are pure functions of a polars DataFrame.
 """
 from __future__ import annotations
 
