@@ -76,8 +76,8 @@ MOST_CONFIDENT_SCHEMA = {"classifier": pl.String, "label": pl.String, "rank": pl
 
 def most_confident(df: pl.DataFrame, k: int = 3, classifiers: Sequence[str] | None = None) -> pl.DataFrame:
     """The k rows with the highest score for each label of each classifier (ties: smaller id first),
-    as its `most_confident` hook picks them (e.g. politics leaves out `unknown`, which says the topic
-    is absent; a multi-label classifier ranks the rows carrying the label by its probability)."""
+    as its `most_confident` hook picks them: which labels, and which score ranks each (a multi-label
+    classifier ranks the rows carrying the label by that label's probability)."""
     parts = []
     for name in _present(df, classifiers):
         for label, top in classifier_for(name).report.most_confident(df, name, k):
@@ -111,7 +111,7 @@ LABEL_SHARES_SCHEMA = {"classifier": pl.String, "label": pl.String, "count": pl.
 
 def label_shares(df: pl.DataFrame, classifiers: Sequence[str] | None = None) -> pl.DataFrame:
     """Each label's share in one partition, long format (classifier, label, count, share), as each
-    classifier's `label_shares` hook counts it (politics: the 12 topics' cells pooled)."""
+    classifier's `label_shares` hook counts it (a classifier of several topics pools their cells)."""
     parts = [classifier_for(name).report.label_shares(df, name).select(pl.lit(name).alias("classifier"), "label",
                                                                        "count", "share")
              for name in _present(df, classifiers)]
@@ -194,7 +194,7 @@ def _figure_bytes(fig) -> bytes:
 
 MAX_LANGUAGE_BARS = 12
 # Lines of a trend chart: matplotlib's 10 qualitative colours, then the same colours dashed, with a
-# marker of their own, so that 14 emotion labels (or more) stay apart.
+# marker of their own, so that 14 labels of one classifier (or more) stay apart.
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 

@@ -151,6 +151,11 @@ def trend_title(name: str) -> str:
     return f"{name}: label share per date"
 
 
+def polarity_style(label: str) -> dict | None:
+    """A trend line of a polarity class in its colour (CLASS_COLORS), else None."""
+    return {"color": CLASS_COLORS[label], "linestyle": "-", "marker": "o"} if label in CLASS_COLORS else None
+
+
 # ---------------------------------------------------------------- charts (matplotlib imported when drawing)
 
 def pyplot():

@@ -63,6 +63,6 @@ def trend_title(name: str) -> str:
 
 
 def trend_style(label: str) -> dict | None:
-    from models.classifiers.reporting import CLASS_COLORS
+    from models.classifiers.reporting import polarity_style
 
-    return {"color": CLASS_COLORS[label], "linestyle": "-", "marker": "o"} if label in CLASS_COLORS else None
+    return polarity_style(label)
