@@ -43,6 +43,7 @@ from models.heads import column_suffix
 # Colours of the classes that mean a polarity, wherever a classifier's labels are such classes.
 CLASS_COLORS = {"unknown": "#bbbbbb", "negative": "#d62728", "neutral": "#1f77b4", "positive": "#2ca02c"}
 DEFAULT_BAR_COLOR = "#1f77b4"
+TITLE_INCHES_PER_CHAR = 0.09  # a title's width at matplotlib's default 12 pt
 
 
 @dataclass
@@ -214,7 +215,9 @@ def cooccurrence_chart(section: Section):
         return None
     plt = pyplot()
     matrix = table.select(labels).to_numpy()
-    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(labels), 0.8 + 0.5 * len(labels)))
+    # wide enough for the title too: a few labels make a narrow map
+    width = max(1 + 0.55 * len(labels), TITLE_INCHES_PER_CHAR * len(section.title))
+    fig, ax = plt.subplots(figsize=(width, 0.8 + 0.5 * len(labels)))
     image = ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
     ax.set_yticks(range(len(labels)), labels)
