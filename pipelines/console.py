@@ -89,18 +89,19 @@ def label_line(classifier: str, shares: list[tuple[str, float]], top: int = 8) -
 
 def label_lines(output: str, max_rows: int = 2_000_000) -> list[str]:
     """One line per classifier with its labels' distribution, read back from the written partition
-    (politics: the classes of the 12 topics pooled; emotion: share of rows carrying each). With
-    pyarrow alone (pipelines.label_shares): the job runs where polars and matplotlib are not installed."""
+    (each classifier's shares as its report hooks count them: a multi-label one's, the share of rows
+    carrying each label). With pyarrow alone (pipelines.label_shares): the job runs where polars and
+    matplotlib are not installed."""
     from pipelines.label_shares import TooManyRows, label_shares, read_label_columns
 
     try:
-        table, names = read_label_columns(output, max_rows)
+        table, names, classifiers = read_label_columns(output, max_rows)
     except FileNotFoundError:
         return []
     except TooManyRows as many:
         return [f"labels: {many.rows:,} rows; run python -m pipelines.report {output} for their distribution"]
     return [label_line(classifier, [(label, share) for label, _, share in part])
-            for classifier, part in label_shares(table, names).items()]
+            for classifier, part in label_shares(table, names, classifiers).items()]
 
 
 def reuse_lines(manifest: dict) -> list[str]:

@@ -36,7 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from models.checkpoints import CheckpointError
 from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS
 from models.classifier import InferenceOptions
-from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem
+from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem, prefix_problems
 from pipelines import flags
 from pipelines.labeling import LabelConfig, SuspectRun, UsageError, fill_date, label
 from transforms import language, partition, stopping
@@ -192,7 +192,11 @@ def choose_checkpoints(args) -> dict[str, str]:
     bad = [name for name in only if name not in refs]
     if bad:
         raise UsageError(f"--only names classifier(s) {bad} that this run does not have; it has: {list(refs)}")
-    return {name: ref for name, ref in refs.items() if name in only}
+    chosen = {name: ref for name, ref in refs.items() if name in only}
+    problems = prefix_problems(chosen)
+    if problems:
+        raise UsageError("; ".join(problems))
+    return chosen
 
 
 def choose_languages(args, names) -> dict[str, frozenset[str] | None]:

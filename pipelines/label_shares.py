@@ -2,27 +2,24 @@
 lines (pipelines.console.label_lines). The labeling job must run where polars and matplotlib are not
 installed (a GPU worker's image); pipelines.report computes the same shares with polars for its
 tables and charts, and tests/test_label_shares.py holds the two to the same figures.
+
+Which classifiers a partition has: the published ones whose label column it has (each classifier's
+report hooks name that column, models.classifiers.reporting), then every other classifier the files'
+`label_corpus.checkpoints` metadata names (pipelines.labeling.output_schema writes it) whose label
+column is there. A file without that metadata has only the published classifiers recognized.
 """
 from __future__ import annotations
 
+import json
+from typing import Iterable, Mapping, Optional, Sequence
+
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from models.heads import column_suffix
-from models.classifiers import PUBLISHED_NAMES as CLASSIFIER_NAMES
-from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
-from models.classifiers.sentiment import LABELS as SENTIMENT_LABELS
-from transforms.contract import SHARD_GLOB
+from models.classifiers import PUBLISHED_NAMES, classifier_for, name_problem
+from transforms.contract import CHECKPOINTS_METADATA_KEY, SHARD_GLOB
 
-STARS = (1, 2, 3, 4, 5)
-LABEL_COLUMN = {  # one column per classifier that is null exactly where the row had no text
-    "politics": f"politics_{POLITICS_TOPICS[0]}",
-    "stars": "stars",
-    "sentiment": "sentiment",
-    "emotion": "emotions",
-}
-_LABEL_COLUMNS = (*(f"politics_{t}" for t in POLITICS_TOPICS), "stars", "sentiment", "emotions")
+CHECKPOINTS_KEY = CHECKPOINTS_METADATA_KEY.encode()  # pipelines.labeling.output_schema: {name: {checkpoint, revision}}
 
 
 class TooManyRows(Exception):
@@ -31,11 +28,39 @@ class TooManyRows(Exception):
         self.rows = rows
 
 
-def read_label_columns(directory: str, max_rows: int | None = None) -> tuple[pa.Table, list[str]]:
+def named_classifiers(metadata: Optional[Mapping[bytes, bytes]]) -> list[str]:
+    """The classifiers a Parquet file's key-value metadata names, in run order ([] without it, or
+    where it cannot be read: such a file's classifiers are recognized by their columns)."""
+    raw = (metadata or {}).get(CHECKPOINTS_KEY)
+    try:
+        named = json.loads(raw) if raw else {}
+    except ValueError:
+        return []
+    return [name for name in named if isinstance(name, str) and name_problem(name) is None] \
+        if isinstance(named, dict) else []
+
+
+def classifiers_present(column_names: Iterable[str], named: Sequence[str] = ()) -> list[str]:
+    """The classifiers whose columns are among column_names: the published ones, in run order,
+    recognized by their label column; then the other classifiers of `named` (the files' metadata)
+    whose label column is there."""
+    columns = set(column_names)
+    others = [name for name in dict.fromkeys(named) if name not in PUBLISHED_NAMES]
+    return [name for name in (*PUBLISHED_NAMES, *others)
+            if classifier_for(name).report.label_column(name) in columns]
+
+
+def in_report_order(names: Iterable[str]) -> list[str]:
+    """The published classifiers among names in run order, then the others in the order given."""
+    names = list(dict.fromkeys(names))
+    return [n for n in PUBLISHED_NAMES if n in names] + [n for n in names if n not in PUBLISHED_NAMES]
+
+
+def read_label_columns(directory: str, max_rows: int | None = None) -> tuple[pa.Table, list[str], list[str]]:
     """The label columns of every labels-*.parquet under directory (local, gs://, s3://), files with
-    fewer columns filled with nulls, and every column name the files have (the emotion_<label> score
-    columns name the labels no row carries). FileNotFoundError without files; TooManyRows (read from
-    the files' footers alone) over max_rows."""
+    fewer columns filled with nulls; every column name the files have (multi-label score columns name
+    the labels no row carries); and the classifiers present. FileNotFoundError without files;
+    TooManyRows (read from the files' footers alone) over max_rows."""
     from apache_beam.io.filesystems import FileSystems
 
     pattern = FileSystems.join(directory, SHARD_GLOB)
@@ -49,54 +74,24 @@ def read_label_columns(directory: str, max_rows: int | None = None) -> tuple[pa.
         if max_rows is not None and rows > max_rows:
             raise TooManyRows(rows)
         names = list(dict.fromkeys(name for f in files for name in f.schema_arrow.names))
-        tables = [f.read(columns=[c for c in _LABEL_COLUMNS if c in f.schema_arrow.names]) for f in files]
+        named = [name for f in files for name in named_classifiers(f.schema_arrow.metadata)]
+        classifiers = classifiers_present(names, named)
+        wanted = list(dict.fromkeys(column for name in classifiers
+                                    for column in classifier_for(name).report.arrow_columns(name, names)))
+        tables = [f.read(columns=[c for c in wanted if c in f.schema_arrow.names]) for f in files]
     finally:
         for handle in handles:
             handle.close()
-    return pa.concat_tables(tables, promote_options="permissive"), names
+    return pa.concat_tables(tables, promote_options="permissive"), names, classifiers
 
 
-def _equal_count(column: pa.ChunkedArray, value) -> int:
-    return pc.sum(pc.equal(column, value)).as_py() or 0
-
-
-def _share(count: int, total: int) -> float:
-    return count / total if total else 0.0
-
-
-def emotion_counts(emotions: pa.ChunkedArray, column_names: list[str]) -> list[tuple[str, int]]:
-    """(label, rows carrying it) for every emotion label, most frequent first (ties by name): those
-    seen in `emotions`, then the emotion_<label> columns no seen label accounts for, at 0."""
-    flat = pa.table({"row": pc.list_parent_indices(emotions), "label": pc.list_flatten(emotions)})
-    flat = flat.filter(pc.is_valid(flat["label"]))
-    grouped = flat.group_by("label").aggregate([("row", "count_distinct")]).to_pydict()
-    counts = dict(zip(grouped["label"], grouped["row_count_distinct"]))
-    covered = {column_suffix(label) for label in counts}
-    for name in column_names:
-        if name.startswith("emotion_") and name[len("emotion_"):] not in covered:
-            counts.setdefault(name[len("emotion_"):], 0)
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-
-
-def label_shares(table: pa.Table, column_names: list[str] | None = None) -> dict[str, list[tuple[str, int, float]]]:
-    """classifier -> [(label, count, share)] for each classifier with columns in the table, as
-    pipelines.report.label_shares: politics pools the 12 topics' cells (share of all labeled cells);
-    stars and sentiment: share of the rows with a label; emotion: share of the rows with `emotions`
-    carrying each label."""
+def label_shares(table: pa.Table, column_names: list[str] | None = None, classifiers: Sequence[str] | None = None
+                 ) -> dict[str, list[tuple[str, int, float]]]:
+    """classifier -> [(label, count, share)] for each classifier present (default: those whose
+    columns the table has, published ones only), as pipelines.report.label_shares computes them
+    (each classifier's `label_shares_arrow` hook)."""
     column_names = column_names if column_names is not None else table.column_names
-    present = [name for name in CLASSIFIER_NAMES if LABEL_COLUMN[name] in table.column_names]
-    shares: dict[str, list[tuple[str, int, float]]] = {}
-    if "politics" in present:
-        topics = [table[f"politics_{t}"] for t in POLITICS_TOPICS if f"politics_{t}" in table.column_names]
-        counts = [sum(_equal_count(column, cls) for column in topics) for cls in POLITICS_CLASSES]
-        shares["politics"] = [(cls, n, n / max(sum(counts), 1)) for cls, n in zip(POLITICS_CLASSES, counts)]
-    for name, values in (("stars", STARS), ("sentiment", SENTIMENT_LABELS)):
-        if name in present:
-            column = table[LABEL_COLUMN[name]]
-            labeled = len(column) - column.null_count
-            shares[name] = [(str(v), n, _share(n, labeled)) for v in values for n in [_equal_count(column, v)]]
-    if "emotion" in present:
-        emotions = table["emotions"]
-        labeled = len(emotions) - emotions.null_count
-        shares["emotion"] = [(label, n, _share(n, labeled)) for label, n in emotion_counts(emotions, column_names)]
+    if classifiers is None:
+        classifiers = classifiers_present(table.column_names)
+    shares = {name: classifier_for(name).report.label_shares_arrow(table, name, column_names) for name in classifiers}
     return {name: part for name, part in shares.items() if part}

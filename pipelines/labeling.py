@@ -410,10 +410,10 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
         raise UsageError(f"output columns clash: {listed}{hint}; rename the classifier (--model NAME=...) or "
                          "leave the field out of --keep-fields")
     checkpoints = checkpoint_ids(classifiers)
-    metadata = {"label_corpus.checkpoints": json.dumps(checkpoints)}
+    metadata = {contract.CHECKPOINTS_METADATA_KEY: json.dumps(checkpoints)}
     for name, entry in checkpoints.items():
-        metadata[f"label_corpus.{name}.checkpoint"] = entry["checkpoint"]
-        metadata[f"label_corpus.{name}.revision"] = entry["revision"]
+        checkpoint_key, revision_key = contract.checkpoint_metadata_keys(name)
+        metadata[checkpoint_key], metadata[revision_key] = entry["checkpoint"], entry["revision"]
     return pa.schema(fields, metadata=metadata)
 
 

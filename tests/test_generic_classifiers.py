@@ -104,6 +104,7 @@ def test_two_classifiers_of_ones_own_are_labeled_beside_the_four(tmp_path, tiny_
     ("tox-icity=CKPT", "not a valid column prefix"),
     ("9lives=CKPT", "not a valid column prefix"),
     ("=CKPT", "expected NAME=CHECKPOINT"),
+    ("emotion_x=CKPT", "starts with 'emotion_'"),  # its columns would read as emotion labels
 ])
 def test_a_name_that_is_no_column_prefix_is_refused_before_anything_is_read(tmp_path, flag, problem):
     missing_input = str(tmp_path / "never-read-*.jsonl")

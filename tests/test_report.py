@@ -119,7 +119,7 @@ def test_summary_counts(one_partition):
     empty = count_equal(table, "text", "")
     assert empty > 0  # the fixture has rows without text
     for row, csv_row in zip(md, read_csv(os.path.join(folder, "summary.csv"))):
-        column = report.LABEL_COLUMN[row["classifier"]]
+        column = report.label_column(row["classifier"])
         nulls = table.column(column).null_count
         assert nulls == empty
         assert int(row["rows"]) == int(csv_row["rows"]) == table.num_rows

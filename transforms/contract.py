@@ -20,6 +20,15 @@ BASE_FIELDS = (pa.field(ID, pa.string()), pa.field(TEXT, pa.string()), pa.field(
 CLEAN_TEXT_FIELD = pa.field(CLEAN_TEXT, pa.string())
 BASE_COLUMNS = (ID, TEXT, LANG, CLEAN_TEXT)  # every output has them, whatever its classifiers
 
+# The files' key-value metadata: every classifier of the run as JSON {name: {checkpoint, revision}}
+# (the report finds the generic classifiers of a partition by it), and each one's under its name.
+CHECKPOINTS_METADATA_KEY = "label_corpus.checkpoints"
+
+
+def checkpoint_metadata_keys(name: str) -> tuple[str, str]:
+    return f"label_corpus.{name}.checkpoint", f"label_corpus.{name}.revision"
+
+
 # ------------------------------------------------------------------------------- shard files
 
 SHARD_PREFIX = "labels"

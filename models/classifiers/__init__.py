@@ -10,7 +10,7 @@ checkpoints), training.py and report.py (its hooks, imported when used).
 from __future__ import annotations
 
 from models.classifiers import emotion, politics, sentiment, stars
-from models.classifiers.base import Classifier, name_problem
+from models.classifiers.base import Classifier, name_problem, prefix_problems
 from models.classifiers.generic import generic
 
 # Run order of the published four (their columns' order in the output).
@@ -24,4 +24,4 @@ def classifier_for(name: str) -> Classifier:
     return PUBLISHED.get(name) or generic(name)
 
 
-__all__ = ["Classifier", "PUBLISHED", "PUBLISHED_NAMES", "classifier_for", "name_problem"]
+__all__ = ["Classifier", "PUBLISHED", "PUBLISHED_NAMES", "classifier_for", "name_problem", "prefix_problems"]

@@ -71,3 +71,11 @@ def name_problem(name: str) -> Optional[str]:
         return (f"classifier name {name!r} is not a valid column prefix: use lower-case letters, digits and '_', "
                 "starting with a letter (at most 63 characters)")
     return None
+
+
+def prefix_problems(names) -> list[str]:
+    """Pairs of a run's classifiers whose columns could be taken for each other's: a classifier's
+    columns start with its name and '_', so no name may start with another's name and '_'."""
+    names = list(names)
+    return [f"classifier name {b!r} starts with {a + '_'!r}, which prefixes classifier {a!r}'s columns: "
+            f"choose a name that does not" for a in names for b in names if a != b and b.startswith(a + "_")]
