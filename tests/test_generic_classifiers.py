@@ -98,6 +98,35 @@ def test_two_classifiers_of_ones_own_are_labeled_beside_the_four(tmp_path, tiny_
     checkpoints = json.loads(schema.metadata[b"label_corpus.checkpoints"])
     assert {"stance", "toxicity"} <= set(checkpoints)
 
+    # the summary's label lines (pyarrow) and the report (polars): one of each per classifier, figures from the rows
+    from pipelines.console import label_lines
+    from pipelines.report import run as report
+
+    lines = {line.split(":")[0].strip(): line for line in label_lines(str(out))}
+    assert set(lines) == {"politics", "stars", "sentiment", "emotion", "stance", "toxicity"}
+    stance_counts = {label: sum(rows[r]["stance"] == label for r in labeled) for label in STANCE}
+    from pipelines.console import label_line
+
+    assert lines["stance"] == label_line("stance", [(label, n / len(labeled)) for label, n in stance_counts.items() if n])
+    written = report([str(out)], out=__import__("io").StringIO())
+    folder = out / "_report"
+    markdown = (folder / "report.md").read_text()
+    for name in ("stance", "toxicity"):
+        assert f"{name}_labels.csv" in {p.name for p in folder.iterdir()} and (folder / f"{name}_labels.png").stat().st_size
+        assert f"`{name}`" in markdown or name in markdown
+    import polars as pl
+
+    stance_table = pl.read_csv(folder / "stance_labels.csv")
+    assert dict(zip(*stance_table.select(stance_table.columns[:2]).to_dict(as_series=False).values())) == {
+        label: count for label, count in stance_counts.items() if count}
+    toxicity_table = pl.read_csv(folder / "toxicity_labels.csv")
+    carried = {label: sum(label in (rows[r]["toxicity"] or []) for r in labeled) for label in TOXICITY}
+    # a label no row carries is known only by its score column's suffix (as emotion's)
+    carried = {label if n else column_suffix(label): n for label, n in carried.items()}
+    assert {label: count for label, count in zip(*toxicity_table.select(toxicity_table.columns[:2])
+                                                 .to_dict(as_series=False).values())} == carried
+    assert written
+
 
 @pytest.mark.parametrize("flag, problem", [
     ("Toxicity=CKPT", "not a valid column prefix"),
