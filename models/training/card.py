@@ -13,12 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from models.classifiers import PUBLISHED
 from models.training.metrics import unflatten
-
-LOSS_NAMES = {"politics": "mean over the 12 topics of the cross-entropy within each topic",
-              "stars": "BCE-with-logits on one-hot stars", "sentiment": "cross-entropy",
-              "emotion": "sigmoid focal loss (alpha {focal_alpha}, gamma {focal_gamma})"}
 
 
 def epoch_history(log_history: list[dict]) -> list[dict]:
@@ -57,7 +52,7 @@ def model_card(report: dict, history: list[dict]) -> ModelCard:
     lines = [
         f"# label-corpus {task} classifier", "",
         f"This model is a fine-tuned version of {base} for the `{task}` classifier of the label_corpus pipeline "
-        f"(the recipe of `{PUBLISHED[task].published_checkpoint}`), trained on {report['train_rows']} rows and "
+        f"({report['recipe']}), trained on {report['train_rows']} rows and "
         f"evaluated on {report['eval_rows']}.",
         f"It achieves the following results on the evaluation set (epoch {report['best_epoch']:g} of "
         f"{report['epochs_trained']:g}, the best by {report['metric']}):",
@@ -74,7 +69,7 @@ def model_card(report: dict, history: list[dict]) -> ModelCard:
     lines += ["", "## Training procedure", "", "Trained with transformers' Trainer (`python -m pipelines.train`).", "",
               "### Training hyperparameters", "", "The following hyperparameters were used during training:"]
     lines += [f"- {key}: {value}" for key, value in hp.items() if value is not None]
-    lines += [f"- loss: {LOSS_NAMES[task].format(**hp)}",
+    lines += [f"- loss: {report['loss']}",
               f"- mixed_precision_training: {report['mixed_precision']}",
               f"- text cleaning (label_corpus_cleaning): {json.dumps(report['label_corpus_cleaning'])}",
               "", "### Training results", ""]

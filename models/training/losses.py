@@ -1,10 +1,13 @@
-"""The training losses of the four recipes (README.md, Training), as pure torch functions.
+"""The training losses, as pure torch functions; each classifier's training hooks pick one
+(models/classifiers/<name>/training.py `loss`):
 
-- politics: mean over the 12 topics of the cross-entropy within each topic's 4 logits
-  (the 48 logits are topic-major: topic t class c is logit t*4+c);
-- stars: BCE-with-logits on one-hot stars (multi_label_classification);
-- sentiment: cross-entropy;
-- emotion: sigmoid focal loss (alpha 0.25, gamma 2.0 in the recipe).
+- grouped_cross_entropy: the mean over groups of the cross-entropy within each group's logits
+  (a grouped softmax head, group-major);
+- one_hot_bce: BCE-with-logits on one-hot classes (a sigmoid per class, one class per row);
+- cross_entropy: one class per row, softmax;
+- multi_label_bce: BCE-with-logits on 0/1 targets per label;
+- focal_loss: sigmoid focal loss on 0/1 targets per label.
+task_loss(task, ...) is the task's hook applied.
 """
 from __future__ import annotations
 
@@ -59,18 +62,18 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
+def multi_label_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits on multi-label targets in {0, 1} (mean over all cells)."""
+    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+
+
 def task_loss(task: str, logits: torch.Tensor, targets: torch.Tensor, *, focal_alpha: float = 0.25,
-              focal_gamma: float = 2.0) -> torch.Tensor:
-    """The recipe's loss for a task. targets as models.training.data encodes them:
-    politics [n, 12] class indices; stars [n] star index 0-4; sentiment [n] class index;
-    emotion [n, labels] floats in {0, 1}."""
-    logits = logits.float()
-    if task == "politics":
-        return grouped_cross_entropy(logits, targets, num_classes=4)
-    if task == "stars":
-        return one_hot_bce(logits, targets)
-    if task == "sentiment":
-        return cross_entropy(logits, targets)
-    if task == "emotion":
-        return focal_loss(logits, targets, alpha=focal_alpha, gamma=focal_gamma)
-    raise ValueError(f"unknown task {task!r}")
+              focal_gamma: float = 2.0, space=None) -> torch.Tensor:
+    """The loss of a task's training hooks, on float32 logits, for targets as its label encoding
+    gives them. `space` (models.training.labels.LabelSpace): the task's label space; a generic task
+    needs it (its problem type picks the loss), a published one has a fixed one."""
+    from models.training.hooks import hooks_for
+    from models.training.labels import LabelSpace
+
+    space = space or LabelSpace(task, ())
+    return hooks_for(task).loss(logits.float(), targets, space, dict(focal_alpha=focal_alpha, focal_gamma=focal_gamma))

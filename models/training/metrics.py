@@ -2,8 +2,8 @@
 checkpoint's reported scores are those of the labels it will produce; scikit-learn's F1,
 accuracy and ROC AUC.
 
-compute_metrics returns {"metric", "score", "overall": {...}, "per_label": {...}} (per topic for
-politics; emotion adds "thresholds"); flatten / unflatten turn that into the flat scalar dict that
+evaluate returns {"metric", "score", "overall": {...}, "per_label": {...}} (the task's `scores`
+hook fills overall and per_label; a head with per-label thresholds adds "thresholds"); flatten / unflatten turn that into the flat scalar dict that
 Trainer logs (and trackers receive) and back.
 """
 from __future__ import annotations
@@ -14,30 +14,23 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from models.classifiers import classifier_for
-from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
-from models.classifiers.sentiment import LABELS as SENTIMENT_LABELS
-from models.heads import column_suffix, sigmoid
-from models.training.recipes import TASK_METRIC
+from models.heads import sigmoid
+from models.training.hooks import hooks_for
+from models.training.labels import LabelSpace
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
 
-def label_config(task: str, names: Sequence[str], thresholds: Sequence[float] | None = None) -> dict:
+def label_config(task: str, names: Sequence[str], thresholds: Sequence[float] | None = None,
+                 problem_type: str | None = None) -> dict:
     """The part of a checkpoint's config.json that the task's head reads."""
-    if task == "politics":
-        config = {"id2label": {i: f"{t}_{c}" for i, (t, c) in
-                               enumerate((t, c) for t in POLITICS_TOPICS for c in POLITICS_CLASSES)},
-                  "topics": list(POLITICS_TOPICS)}
-    else:
-        config = {"id2label": dict(enumerate(names))}
-    if thresholds is not None:
-        config["thresholds"] = [float(t) for t in thresholds]
-    return config
+    return LabelSpace(task, tuple(names), problem_type).label_config(thresholds)
 
 
-def head_columns(task: str, logits: np.ndarray, names: Sequence[str], thresholds=None) -> list[dict]:
+def head_columns(space: LabelSpace, logits: np.ndarray, thresholds=None) -> list[dict]:
     """The pipeline's output columns for these logits (models.heads, as the handler applies it)."""
-    return classifier_for(task).head_for(label_config(task, names, thresholds)).to_columns(np.asarray(logits, np.float32))
+    head = classifier_for(space.task).head_for(space.label_config(thresholds))
+    return head.to_columns(np.asarray(logits, np.float32))
 
 
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: Sequence[float] = THRESHOLD_GRID,
@@ -56,7 +49,8 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: Sequence[float
     return chosen
 
 
-def _per_class(truth: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, dict]:
+def per_class_scores(truth: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, dict]:
+    """F1, one-vs-rest accuracy, precision, recall and support of each class (class indices)."""
     labels = list(range(len(names)))
     precision, recall, f1, support = precision_recall_fscore_support(truth, pred, labels=labels, zero_division=0)
     return {name: {"f1": float(f1[i]), "accuracy": float(np.mean((truth == i) == (pred == i))),
@@ -64,70 +58,61 @@ def _per_class(truth: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dic
             for i, name in enumerate(names)}
 
 
-def compute_metrics(task: str, logits: np.ndarray, targets: np.ndarray, names: Sequence[str],
-                    thresholds: np.ndarray | None = None, tune: bool = False) -> dict:
+def single_label_scores(truth: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> tuple[dict, dict]:
+    """(overall: accuracy, macro_f1, weighted_f1; per class) of class indices."""
+    overall = {"accuracy": float(accuracy_score(truth, pred)),
+               "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
+               "weighted_f1": float(f1_score(truth, pred, average="weighted", zero_division=0))}
+    return overall, per_class_scores(truth, pred, names)
+
+
+def multi_label_scores(truth: np.ndarray, pred: np.ndarray, probs: np.ndarray, names: Sequence[str],
+                       thresholds: np.ndarray | None) -> tuple[dict, dict]:
+    """(overall: macro_f1, macro_f1_at_0.5, micro_f1, exact_match; per label with its threshold) of
+    boolean [n, labels] truth and predictions (the labels the head wrote) and the probabilities."""
+    thresholds = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds, float)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, pred, zero_division=0)
+    per_label = {name: {"f1": float(f1[j]), "accuracy": float(np.mean(truth[:, j] == pred[:, j])),
+                        "precision": float(precision[j]), "recall": float(recall[j]),
+                        "threshold": float(thresholds[j]), "support": int(support[j])}
+                 for j, name in enumerate(names)}
+    overall = {"macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
+               "macro_f1_at_0.5": float(f1_score(truth, probs >= 0.5, average="macro", zero_division=0)),
+               "micro_f1": float(f1_score(truth, pred, average="micro", zero_division=0)),
+               "exact_match": float(accuracy_score(truth, pred))}
+    return overall, per_label
+
+
+def evaluate(space: LabelSpace, logits: np.ndarray, targets: np.ndarray, thresholds: np.ndarray | None = None,
+             tune: bool = False) -> dict:
     """Metrics of a task from the head's columns for `logits` against encoded `targets`
-    (models.training.data). Emotion: `tune` picks per-label thresholds on these rows first."""
+    (models.training.data), by the task's `scores` hook. Where the head decides labels at thresholds,
+    `tune` picks per-label thresholds on these rows first, and the result holds them."""
+    hooks = hooks_for(space.task)
     targets = np.asarray(targets)
-    per_label: dict[str, dict] = {}
-    overall: dict[str, float] = {}
-    if task == "emotion" and tune:
+    with_thresholds = hooks.has_thresholds(space)
+    if with_thresholds and tune:
         thresholds = tune_thresholds(sigmoid(np.asarray(logits, np.float32)), targets)
-    columns = head_columns(task, logits, names, thresholds)
-    if task == "politics":
-        class_of = {c: i for i, c in enumerate(POLITICS_CLASSES)}
-        pred = np.array([[class_of[row[f"politics_{t}"]] for t in names] for row in columns]).reshape(targets.shape)
-        for t, topic in enumerate(names):
-            truth, guess = targets[:, t], pred[:, t]
-            per_label[topic] = {"f1": float(f1_score(truth, guess, average="weighted", zero_division=0)),
-                                "accuracy": float(accuracy_score(truth, guess)),
-                                "macro_f1": float(f1_score(truth, guess, average="macro", zero_division=0)),
-                                "support_known": int(np.sum(truth != 0))}
-        overall["overall_f1"] = float(np.mean([v["f1"] for v in per_label.values()]))
-        overall["overall_accuracy"] = float(np.mean([v["accuracy"] for v in per_label.values()]))
-        # weighted F1 (as the card's) rewards "unknown" everywhere; the macro mean shows the minority classes
-        overall["overall_macro_f1"] = float(np.mean([v["macro_f1"] for v in per_label.values()]))
-    elif task in ("stars", "sentiment"):
-        pred = np.array([row["stars"] - 1 if task == "stars" else SENTIMENT_LABELS.index(row["sentiment"])
-                         for row in columns])
-        per_label = _per_class(targets, pred, names)
-        overall["accuracy"] = float(accuracy_score(targets, pred))
-        overall["f1"] = float(f1_score(targets, pred, average="macro", zero_division=0))
-        overall["weighted_f1"] = float(f1_score(targets, pred, average="weighted", zero_division=0))
-        if task == "stars":
-            probs = sigmoid(np.asarray(logits, np.float32))
-            present = [i for i in range(len(names)) if 0 < np.sum(targets == i) < len(targets)]
-            overall["roc_auc"] = (float(np.mean([roc_auc_score(targets == i, probs[:, i]) for i in present]))
-                                  if present else float("nan"))
-    elif task == "emotion":
-        suffixes = [column_suffix(n) for n in names]
-        truth = targets > 0.5
-        probs = np.array([[row[f"emotion_{s}"] for s in suffixes] for row in columns]).reshape(truth.shape)
-        pred = np.array([[n in row["emotions"] for n in names] for row in columns]).reshape(truth.shape)
-        thresholds = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds, float)
-        precision, recall, f1, support = precision_recall_fscore_support(truth, pred, zero_division=0)
-        for j, name in enumerate(names):
-            per_label[name] = {"f1": float(f1[j]), "accuracy": float(np.mean(truth[:, j] == pred[:, j])),
-                               "precision": float(precision[j]), "recall": float(recall[j]),
-                               "threshold": float(thresholds[j]), "support": int(support[j])}
-        overall["macro_f1"] = float(f1_score(truth, pred, average="macro", zero_division=0))
-        overall["macro_f1_at_0.5"] = float(f1_score(truth, probs >= 0.5, average="macro", zero_division=0))
-        overall["micro_f1"] = float(f1_score(truth, pred, average="micro", zero_division=0))
-        overall["exact_match"] = float(accuracy_score(truth, pred))
-    else:
-        raise ValueError(f"unknown task {task!r}")
-    metric = TASK_METRIC[task]
-    result = {"metric": metric, "score": overall[metric], "overall": overall, "per_label": per_label}
-    if task == "emotion":
-        result["thresholds"] = {name: float(t) for name, t in zip(names, thresholds)}
+    if with_thresholds and thresholds is None:
+        thresholds = np.full(len(space.names), 0.5)
+    columns = head_columns(space, logits, thresholds if with_thresholds else None)
+    overall, per_label = hooks.scores(space, columns, np.asarray(logits, np.float32), targets, thresholds)
+    result = {"metric": hooks.METRIC, "score": overall[hooks.METRIC], "overall": overall, "per_label": per_label}
+    if with_thresholds:
+        result["thresholds"] = {name: float(t) for name, t in zip(space.names, thresholds)}
     return result
 
 
-def trainer_metrics(task: str, names: Sequence[str], tune: bool, prediction) -> dict[str, float]:
-    """Trainer's compute_metrics (bind the first three with functools.partial): an EvalPrediction
-    of logits and encoded targets -> flatten(compute_metrics(...))."""
-    return flatten(compute_metrics(task, prediction.predictions, prediction.label_ids, names,
-                                   tune=tune and task == "emotion"))
+def compute_metrics(task: str, logits: np.ndarray, targets: np.ndarray, names: Sequence[str],
+                    thresholds: np.ndarray | None = None, tune: bool = False, problem_type: str | None = None) -> dict:
+    """evaluate() for the task's label space of these names (a generic task: give its problem_type)."""
+    return evaluate(LabelSpace(task, tuple(names), problem_type), logits, targets, thresholds, tune)
+
+
+def trainer_metrics(space: LabelSpace, tune: bool, prediction) -> dict[str, float]:
+    """Trainer's compute_metrics (bind the first two with functools.partial): an EvalPrediction
+    of logits and encoded targets -> flatten(evaluate(...))."""
+    return flatten(evaluate(space, prediction.predictions, prediction.label_ids, tune=tune))
 
 
 def flatten(metrics: Mapping) -> dict[str, float]:

@@ -1,38 +1,45 @@
 """The model cards' recipes (README "Training"), in transformers' TrainingArguments terms, and
 what every run of ours sets on top of them.
 
-PUBLISHED_PRESETS[task] holds TrainingArguments fields (learning_rate, per_device_train_batch_size,
-...) and our own task options (max_length, focal_alpha, focal_gamma, eval_fraction); the entrypoint
-uses them as the defaults of its flags, so any flag given on the command line wins.
+PUBLISHED_PRESETS[task] is the PRESET of the task's training hooks (models/classifiers/<name>/training.py):
+TrainingArguments fields (learning_rate, per_device_train_batch_size, ...) and our own task options
+(max_length, focal_alpha, focal_gamma, eval_fraction); the entrypoint uses them as the defaults of its
+flags, so any flag given on the command line wins.
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import Any
+from typing import Any, Iterator, Mapping
 
+from models.classifiers import PUBLISHED_NAMES
 from models.training.errors import TrainingSetupError
+from models.training.hooks import hooks_for
 
 LOG = logging.getLogger(__name__)
 
-PUBLISHED_PRESETS: dict[str, dict[str, Any]] = {
-    # YagiASAFAS/MyPoliBERT-ver02
-    "politics": dict(learning_rate=5e-5, per_device_train_batch_size=16, gradient_accumulation_steps=2,
-                     num_train_epochs=16, lr_scheduler_type="linear", fp16=True, optim="adamw_torch", seed=42,
-                     eval_fraction=0.2),
-    # Ayazhankad/bert-finetuned-semantic-chinese
-    "stars": dict(learning_rate=2e-5, per_device_train_batch_size=8, num_train_epochs=5, lr_scheduler_type="linear",
-                  optim="adamw_torch", seed=42, eval_fraction=0.2),
-    # Hansaht/Text_classification_model_1_pytorch
-    "sentiment": dict(learning_rate=2e-5, per_device_train_batch_size=16, num_train_epochs=5,
-                      lr_scheduler_type="linear", optim="adamw_torch", seed=42, eval_fraction=0.2),
-    # fikriau/praktikum-ai-modul6-robertalargefocal
-    "emotion": dict(learning_rate=2e-5, per_device_train_batch_size=4, gradient_accumulation_steps=8,
-                    num_train_epochs=3, lr_scheduler_type="cosine", fp16=True, optim="adamw_8bit", seed=42,
-                    max_length=128, focal_alpha=0.25, focal_gamma=2.0, eval_fraction=0.1),
-}
+class _TaskPresets(Mapping):
+    """task -> its recipe, the PRESET of its training hooks (the published four: their model cards';
+    any other task: the generic default). Iterates over the published four."""
+
+    def __getitem__(self, task: str) -> dict[str, Any]:
+        return dict(hooks_for(task).PRESET)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PUBLISHED_NAMES)
+
+    def __len__(self) -> int:
+        return len(PUBLISHED_NAMES)
+
+
+PUBLISHED_PRESETS: Mapping[str, dict[str, Any]] = _TaskPresets()
 PRESETS = {"published": PUBLISHED_PRESETS}
-TASK_METRIC = {"politics": "overall_f1", "stars": "f1", "sentiment": "accuracy", "emotion": "macro_f1"}
+
+
+def task_metric(task: str) -> str:
+    """The metric that picks a task's best epoch (its hooks' METRIC)."""
+    return hooks_for(task).METRIC
+
 
 # Every run: evaluate and save each epoch, keep the best epoch by the task's metric (plus the
 # last one, for --resume), one log entry per epoch, no tracker unless --report_to names one.
@@ -46,7 +53,7 @@ def preset_defaults(task: str, preset: str = "published") -> dict[str, Any]:
     """The flag defaults of a task under a preset: RUN_SETTINGS, the card's recipe, the metric."""
     if preset not in PRESETS:
         raise TrainingSetupError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    return {**RUN_SETTINGS, **PRESETS[preset][task], "metric_for_best_model": TASK_METRIC[task]}
+    return {**RUN_SETTINGS, **PRESETS[preset][task], "metric_for_best_model": task_metric(task)}
 
 
 def nearest_optimizer(optim: str, cuda: bool) -> str:

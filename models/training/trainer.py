@@ -1,6 +1,6 @@
-"""transformers' Trainer for our four tasks, sharing the labeling pipeline's code.
+"""transformers' Trainer for any task, sharing the labeling pipeline's code.
 
-- TaskTrainer.compute_loss: the recipe's loss (models.training.losses);
+- TaskTrainer.compute_loss: the task's loss (its training hooks' `loss`, models.training.hooks);
 - TaskTrainer.create_optimizer: the optimizer --optim names (Trainer's own choice of class and
   arguments), with the new head and the pooler in parameter groups of their own learning rate;
 - TaskTrainer.evaluation_loop: the eval texts through the pipeline's LoadedClassifier (its
@@ -25,9 +25,9 @@ from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, pad_sub_batch
 from models.classifier import LoadedClassifier
 from models.runtime import PinnedStaging, autocast_dtype_for, token_limit
 from models.classifiers import classifier_for
-from models.training.data import LabelSpace, TaskData
-from models.training.losses import task_loss
-from models.training.metrics import label_config
+from models.training.data import TaskData
+from models.training.hooks import hooks_for
+from models.training.labels import LabelSpace
 
 LOG = logging.getLogger(__name__)
 
@@ -38,14 +38,14 @@ def max_tokens(model, tokenizer, requested: int | None) -> int:
     return min(limit, requested) if requested else limit
 
 
-def pipeline_classifier(model, tokenizer, task: str, names: Sequence[str], max_length: int) -> LoadedClassifier:
+def pipeline_classifier(model, tokenizer, space: LabelSpace, max_length: int) -> LoadedClassifier:
     """The handler's LoadedClassifier around a model being trained (on the model's device, with the
     autocast the pipeline uses there: bf16/fp16 on CUDA, fp32 on CPU)."""
     device = model.device.type
     return LoadedClassifier(
-        model, tokenizer, classifier_for(task).head_for(label_config(task, names)), device, max_length,
+        model, tokenizer, classifier_for(space.task).head_for(space.label_config()), device, max_length,
         autocast_dtype_for(device), "token_type_ids" in inspect.signature(model.forward).parameters,
-        name=task, max_tokens=DEFAULT_MAX_TOKENS.get(device, DEFAULT_MAX_TOKENS["cpu"]),
+        name=space.task, max_tokens=DEFAULT_MAX_TOKENS.get(device, DEFAULT_MAX_TOKENS["cpu"]),
         max_items=DEFAULT_MAX_ITEMS.get(device, DEFAULT_MAX_ITEMS["cpu"]),
         staging=PinnedStaging() if device == "cuda" else None, onednn=device != "cpu")
 
@@ -83,10 +83,10 @@ class PadCollator:
 
 
 class TaskTrainer(Trainer):
-    def __init__(self, *args, task: str, space: LabelSpace, max_length: int, head_learning_rate: float | None = None,
-                 focal_alpha: float = 0.25, focal_gamma: float = 2.0, **kwargs):
-        self.task, self.space, self.max_length = task, space, max_length
-        self.head_learning_rate, self.focal = head_learning_rate, dict(focal_alpha=focal_alpha, focal_gamma=focal_gamma)
+    def __init__(self, *args, space: LabelSpace, max_length: int, head_learning_rate: float | None = None,
+                 loss_options: dict | None = None, **kwargs):
+        self.space, self.max_length, self.head_learning_rate = space, max_length, head_learning_rate
+        self.training_hooks, self.loss_options = hooks_for(space.task), dict(loss_options or {})
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False  # our losses are batch means: Trainer scales them for accumulation
         # Trainer prints each log dict (ours have a key per label); EpochLogCallback logs one line instead
@@ -98,8 +98,11 @@ class TaskTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         targets = inputs.pop("labels")
         outputs = model(**inputs)
-        loss = task_loss(self.task, outputs.logits, targets, **self.focal)
+        loss = self.task_loss(outputs.logits, targets)
         return (loss, outputs) if return_outputs else loss
+
+    def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.training_hooks.loss(logits.float(), targets, self.space, self.loss_options)
 
     def create_optimizer(self, model=None):
         model = self.model if model is None else model
@@ -123,7 +126,7 @@ class TaskTrainer(Trainer):
         was_training = model.training
         model.eval()
         try:
-            logits, failures, _ = pipeline_classifier(model, self.processing_class, self.task, self.space.names,
+            logits, failures, _ = pipeline_classifier(model, self.processing_class, self.space,
                                                       self.max_length).logits(texts)
         finally:
             model.train(was_training)
@@ -136,8 +139,7 @@ class TaskTrainer(Trainer):
         dataset = dataloader.dataset
         logits = self.pipeline_logits(dataset.texts)
         targets = dataset.targets
-        loss = float(task_loss(self.task, torch.from_numpy(logits), torch.from_numpy(np.ascontiguousarray(targets)),
-                               **self.focal))
+        loss = float(self.task_loss(torch.from_numpy(logits), torch.from_numpy(np.ascontiguousarray(targets))))
         metrics = {"loss": loss, **self.compute_metrics(EvalPrediction(predictions=logits, label_ids=targets))}
         metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
         return EvalLoopOutput(predictions=logits, label_ids=targets, metrics=metrics, num_samples=len(targets))
