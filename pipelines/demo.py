@@ -21,24 +21,21 @@ import sys
 import time
 from pathlib import Path
 
+from models.classifiers import PUBLISHED_NAMES
 from pipelines import console
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TASK_ORDER = ("politics", "stars", "sentiment", "emotion")
-# Demo settings per base: (learning rate, head learning rate, epochs); batch 16, linear schedule,
-# 10% warm-up, 64 tokens. The MiniLM sentence encoder's pooled [CLS] output is small, so its new head
-# learns far faster with a higher rate of its own (without it, politics stays at "all unknown").
-DEMO_SETTINGS = {
-    "small-encoder": {"politics": (1e-4, 2e-3, 6), "stars": (1e-4, 2e-3, 4), "sentiment": (1e-4, 2e-3, 3),
-                      "emotion": (1e-4, 2e-3, 4)},
-    "tiny": {"politics": (2e-3, 2e-2, 40), "stars": (2e-3, 2e-2, 25), "sentiment": (2e-3, 2e-2, 15),
-             "emotion": (2e-3, 2e-2, 25)},
-}
 
 
 def train_argv(task: str, examples: Path, output: Path, base: str, progress: bool,
                cpu_threads: int | None = None) -> list[str]:
-    lr, head_lr, epochs = DEMO_SETTINGS[base][task]
+    """The demo's training command of a task: the learning rate, head learning rate and epochs of its
+    classifier's training hooks (DEMO, per base); batch 16, linear schedule, 10% warm-up, 64 tokens.
+    The MiniLM sentence encoder's pooled [CLS] output is small, so a new head learns far faster
+    with a higher rate of its own."""
+    from models.classifiers import classifier_for
+
+    lr, head_lr, epochs = classifier_for(task).training.DEMO[base]
     argv = ["--task", task, "--train", str(examples / f"train_{task}.jsonl"), "--base_model", base,
             "--output", str(output / "checkpoints" / task), "--learning_rate", str(lr),
             "--head_learning_rate", str(head_lr), "--num_train_epochs", str(epochs),
@@ -61,6 +58,9 @@ def read_labels(directory: Path):
 
 
 def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base: str, directory: str = "DIR") -> str:
+    from models.classifiers import classifier_for
+    from pipelines.label_shares import classifiers_present
+
     rows = table.to_pylist()
     labeled = [r for r in rows if r.get("clean_text")]
     lines = ["", f"Demo classifiers ({'packaged MiniLM-L6 encoder, fine-tuned' if base == 'small-encoder' else 'tiny BERT trained from scratch'}):"]
@@ -72,34 +72,14 @@ def summarize(table, metrics: dict[str, tuple[str, float]], seconds: float, base
     languages = collections.Counter(r.get("lang") for r in rows)
     lines.append("  languages: " + ", ".join(f"{k} {v}" for k, v in languages.most_common())
                  + "  (each classifier runs on its own languages; the others' columns are null)")
-    if "sentiment" in table.column_names:
-        counts = collections.Counter(r["sentiment"] for r in labeled if r["sentiment"] is not None)
-        lines.append("  sentiment: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
-    if "stars" in table.column_names:
-        counts = collections.Counter(r["stars"] for r in labeled if r["stars"] is not None)
-        lines.append("  stars:     " + ", ".join(f"{k}★ {counts[k]}" for k in sorted(counts)))
-    if "emotions" in table.column_names:
-        counts = collections.Counter(e for r in labeled for e in (r["emotions"] or []))
-        lines.append("  emotions:  " + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none"))
-    topic_columns = [c for c in table.column_names if c.startswith("politics_") and not c.endswith("_score")]
-    if topic_columns:
-        counts = collections.Counter(f"{c[len('politics_'):]}={r[c]}" for r in labeled for c in topic_columns
-                                     if r[c] not in (None, "unknown"))
-        lines.append("  politics:  " + (", ".join(f"{k} {v}" for k, v in counts.most_common(8)) or "all unknown"))
+    lines += [f"  {line}" for line in console.label_lines(directory)]
+    present = classifiers_present(table.column_names, list(metrics))
     lines.append("\nA few posts:")
     chinese = [r for r in labeled if any("\u4e00" <= ch <= "\u9fff" for ch in r["text"])]
     sample = [r for r in labeled if r not in chinese][:4] + chinese[:3]
     for r in sample:
         bits = [r.get("lang") or "?"]
-        if r.get("sentiment") is not None:
-            bits.append(f"{r['sentiment']} {r['sentiment_score']:.2f}")
-        if r.get("stars") is not None:
-            bits.append(f"{r['stars']}★")
-        if r.get("emotions") is not None:
-            bits.append("emotions=" + ("+".join(r["emotions"]) or "-"))
-        topics = [f"{c[len('politics_'):]}:{r[c]}" for c in topic_columns if r[c] not in (None, "unknown")]
-        if topics:
-            bits.append(" ".join(topics))
+        bits += [bit for name in present for bit in [classifier_for(name).report.row_summary(r, name)] if bit]
         lines.append(f"  {pad_to_width(sample_text(r['text']), SAMPLE_COLUMNS)} {' | '.join(bits)}")
     lines.append(f"\nWall time: {seconds:.1f} s")
     lines.append(f"Report with charts: {directory}/_report/report.md  (again: python -m pipelines.report {directory})")
@@ -140,7 +120,7 @@ def run(argv=None) -> dict:
     parser.add_argument("--examples", type=Path, default=EXAMPLES, help="folder with train_*.jsonl and posts.jsonl")
     parser.add_argument("--base-model", choices=("auto", "small-encoder", "tiny"), default="auto",
                         help="auto: the packaged small encoder when installed, else tiny")
-    parser.add_argument("--tasks", default=",".join(TASK_ORDER), help="comma-separated subset to train")
+    parser.add_argument("--tasks", default=",".join(PUBLISHED_NAMES), help="comma-separated subset to train")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--cpu-threads", type=int, default=1,
                         help="torch CPU threads (default 1: small batches gain little from more, and several "

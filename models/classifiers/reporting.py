@@ -22,6 +22,9 @@ partition's files have:
     uniform_warnings(df, name, share, min_rows) -> list[str]
         one line where (nearly) every labeled row got one label: the mark of a broken, random or
         mismatched checkpoint
+    row_summary(row, name) -> str | None
+        the classifier's labels of one row (a dict) in a few words, None where it has none (the demo's
+        lines about single posts)
     trend_title(name) -> str, trend_style(label) -> dict | None
         the title of its panel in the trend chart, and a fixed colour/line/marker for a label
         (None: the chart's own cycle)

@@ -71,3 +71,9 @@ def trend_title(name: str) -> str:
 
 def trend_style(label: str) -> dict | None:
     return None
+
+
+def row_summary(row: dict, name: str) -> str | None:
+    """'emotions=joy+love' ('-' for none), for a line about one post (pipelines.demo)."""
+    labels = row.get(label_column(name))
+    return None if labels is None else f"{label_column(name)}=" + ("+".join(labels) or "-")

@@ -109,3 +109,13 @@ def trend_title(name: str) -> str:
 
 def trend_style(label: str) -> dict | None:
     return None
+
+
+def row_summary(row: dict, name: str) -> str | None:
+    """'NAME=label 0.91', or 'NAME=a+b' for a multi-label one ('-' for none), for a line about one post."""
+    value = row.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return f"{name}=" + ("+".join(value) or "-")
+    return f"{name}={value} {row[score_column(name)]:.2f}"

@@ -116,3 +116,9 @@ def trend_style(label: str) -> dict | None:
     from models.classifiers.reporting import polarity_style
 
     return polarity_style(label)
+
+
+def row_summary(row: dict, name: str) -> str | None:
+    """The topics a row is not `unknown` on, for a line about one post (pipelines.demo)."""
+    topics = [f"{t}:{row[topic_column(t)]}" for t in TOPICS if row.get(topic_column(t)) not in (None, CLASSES[0])]
+    return " ".join(topics) or None

@@ -66,3 +66,8 @@ def trend_style(label: str) -> dict | None:
     from models.classifiers.reporting import polarity_style
 
     return polarity_style(label)
+
+
+def row_summary(row: dict, name: str) -> str | None:
+    """'negative 0.87', for a line about one post (pipelines.demo)."""
+    return None if row.get(name) is None else f"{row[name]} {row[f'{name}_score']:.2f}"

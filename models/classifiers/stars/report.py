@@ -72,3 +72,8 @@ def trend_title(name: str) -> str:
 
 def trend_style(label: str) -> dict | None:
     return None
+
+
+def row_summary(row: dict, name: str) -> str | None:
+    """'4★', for a line about one post (pipelines.demo)."""
+    return None if row.get(name) is None else f"{row[name]}★"

@@ -19,6 +19,9 @@ PRESET = dict(learning_rate=2e-5, per_device_train_batch_size=8, num_train_epoch
               optim="adamw_torch", seed=42, eval_fraction=0.2)
 RECIPE = f"the recipe of `{CLASSIFIER.published_checkpoint}`"
 METRIC = "f1"
+# pipelines.demo's settings per base (learning rate, head learning rate, epochs): sized for its few
+# hundred examples on a couple of CPU cores, not the published recipe
+DEMO = {"small-encoder": (0.0001, 0.002, 4), "tiny": (0.002, 0.02, 25)}
 LOSS_OPTIONS: tuple[str, ...] = ()
 COLUMN = NAME
 
