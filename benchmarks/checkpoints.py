@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from models.classifiers import PUBLISHED as SPECS
-from models.tiny_checkpoints import EMOTION_LABELS, _labels, byte_bpe_tokenizer, wordpiece_tokenizer
+from models.tiny_checkpoints import byte_bpe_tokenizer, label_fields, wordpiece_tokenizer
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,7 @@ def build_checkpoint(name: str, shape: Shape, texts: Sequence[str], target: Path
                               RobertaConfig)
 
     torch.manual_seed(seed)
-    labels, extra = _labels(name, EMOTION_LABELS)
-    id2label = dict(enumerate(labels))
-    common = dict(id2label=id2label, label2id={v: k for k, v in id2label.items()}, **extra)
+    common = label_fields(name)
     training = _training_texts(texts)
     if shape.arch == "roberta":
         tokenizer = _byte_bpe(training, shape.vocab)

@@ -74,6 +74,21 @@ EMOTION_LABELS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "op
                   "sadness", "surprise", "trust", "neutral", "admiration", "gratitude"]
 
 
+def label_fields(name: str, emotion_labels: list[str] | None = None, num_labels: int | None = None,
+                 problem_type: str | None = None) -> dict:
+    """The label part of a checkpoint config of classifier `name` (id2label, label2id and what its
+    head reads, such as topics or problem_type); see build_tiny_checkpoint for the arguments."""
+    classifier = classifier_for(name)
+    extra = dict(classifier.label_config(classifier.fixed_labels or emotion_labels or EMOTION_LABELS))
+    problem_type = problem_type or classifier.problem_type
+    if problem_type == "multi_label_classification":
+        extra["problem_type"] = problem_type
+    if num_labels is not None:
+        extra["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
+    id2label = {int(i): label for i, label in extra.pop("id2label").items()}
+    return dict(id2label=id2label, label2id={v: k for k, v in id2label.items()}, **extra)
+
+
 def build_tiny_checkpoint(name: str, output: Path, seed: int = 0, hidden: int = 32, layers: int = 2,
                           emotion_labels: list[str] | None = None, num_labels: int | None = None,
                           problem_type: str | None = None) -> Path:
@@ -86,17 +101,8 @@ def build_tiny_checkpoint(name: str, output: Path, seed: int = 0, hidden: int = 
                               RobertaConfig)
 
     torch.manual_seed(seed)
-    classifier = classifier_for(name)
-    extra = dict(classifier.label_config(classifier.fixed_labels or emotion_labels or EMOTION_LABELS))
-    problem_type = problem_type or classifier.problem_type
-    if problem_type == "multi_label_classification":
-        extra["problem_type"] = problem_type
-    if num_labels is not None:
-        extra["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
-    id2label = {int(i): label for i, label in extra.pop("id2label").items()}
-    label2id = {v: k for k, v in id2label.items()}
-    common = dict(id2label=id2label, label2id=label2id, **extra)
-    architecture = classifier.tiny_architecture
+    common = label_fields(name, emotion_labels, num_labels, problem_type)
+    architecture = classifier_for(name).tiny_architecture
     if architecture == "roberta":
         tokenizer = byte_bpe_tokenizer()
         config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
