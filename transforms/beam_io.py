@@ -13,8 +13,6 @@ from transforms import contract
 from transforms.cleaning import CleaningOptions, clean_for_models
 from transforms.language import UNDETERMINED, post_language, post_languages
 from transforms.inputs import InputFile, InputProblem, open_listed
-from transforms.outcome import run_problem
-from transforms.reuse import provenance
 from transforms.records import (DeadLetter, FieldMap, decode_dead_letter, iter_file_records,
                                 to_record)
 
@@ -125,18 +123,6 @@ def language_counts(rows: Iterable[dict]) -> list[tuple[str, int]]:
     return [(contract.language_key(lang), n) for lang, n in Counter(row[contract.LANG] for row in rows).items()]
 
 
-def language_manifest(counts: Mapping[str, int], routes) -> dict:
-    """The manifest's language fields from the in-pipeline counts: posts per language and, per
-    classifier, the rows written with its labels and those routing kept from it (outside its
-    languages or script), as the handler counted them (models.handler.LabeledBatch)."""
-    languages = {contract.key_language(key): n for key, n in sorted(counts.items())
-                 if contract.key_language(key) is not None and n}
-    by_classifier = {name: {"labeled": counts.get(contract.labeled_key(name), 0),
-                            "skipped_language": counts.get(contract.skipped_language_key(name), 0)}
-                     for name in routes or {}}
-    return {"languages": languages, "by_classifier": by_classifier}
-
-
 def rows_to_table(rows: Sequence[dict], schema: pa.Schema) -> pa.Table:
     """A batch of rows as an Arrow table of exactly the output columns (absent ones null)."""
     return pa.Table.from_pylist(rows, schema=schema)
@@ -179,8 +165,8 @@ class CountAs(beam.PTransform):
 
 class CommitPartitionFn(beam.DoFn):
     """The pipeline's last step, on a worker, once every Parquet shard and dead-letter file is
-    finalized (they arrive as side inputs): check the staged files are exactly those written,
-    reconcile the in-pipeline counts, and commit the partition (transforms/partition.py)."""
+    finalized (they arrive as side inputs): transforms.commit_step.commit_partition checks and
+    commits the partition."""
 
     def __init__(self, staging: str, directory: str, base_manifest: dict, base_run, routes=None,
                  outcome_limits: dict | None = None, previous: dict | None = None):
@@ -193,36 +179,10 @@ class CommitPartitionFn(beam.DoFn):
         self.base_run = base_run
 
     def process(self, _, written, counts):
-        from datetime import datetime, timezone
+        from transforms.commit_step import commit_partition
 
-        from transforms import partition
-
-        done = partition.resume(self.directory, self.base_manifest["run_id"])
-        if done:  # a retry of this step after the worker died mid-commit
-            yield done
-            return
-        current = partition.committed_run(self.directory)
-        if current != self.base_run:  # also what a retry after a lost race finds
-            partition.Storage().delete_tree(self.staging)  # this run's output is discarded
-            raise partition.ConcurrentRunError(
-                f"another run ({current}) committed {self.directory} while this run "
-                f"({self.base_manifest['run_id']}) was running; that partition stands")
-        found = partition.count_outputs(self.staging, staged=True)
-        written = {partition.committed_name(partition.relative(path, self.staging)) for path in written}
-        if set(found["files"]) != written:
-            raise partition.VerificationError(
-                f"{self.staging} holds {sorted(found['files'])}, the pipeline wrote {sorted(written)}")
-        partition.reconcile(counts.get(contract.RECORDS_READ, 0), found)
-        manifest = partition.finish_manifest(self.base_manifest, dict(counts), found, datetime.now(timezone.utc))
-        manifest.update(language_manifest(counts, self.routes))
-        manifest["carried"] = {name: counts.get(contract.carried_key(name), 0) for name in self.base_manifest["checkpoints"]}
-        manifest["provenance"] = provenance(self.previous, counts, self.base_manifest["run_id"],
-                                            list(self.base_manifest["checkpoints"]))
-        manifest["problem"] = run_problem(manifest["records_read"], found["rows_written"],
-                                          found["dead_lettered_by_reason"], found["files_broken_off"],
-                                          **self.outcome_limits)
-        partition.commit(self.staging, self.directory, manifest, base_run=self.base_run)
-        yield manifest
+        yield commit_partition(self.staging, self.directory, self.base_manifest, self.base_run, written, counts,
+                               self.routes, self.previous, self.outcome_limits)
 
 
 class CommitPartition(beam.PTransform):
