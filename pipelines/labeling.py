@@ -22,8 +22,6 @@ from pipelines import console  # first: it keeps Beam's import-time warnings off
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
-from apache_beam.runners.runner import PipelineState
 
 from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_validated, load_config_dict, resolve,
                                 validate)
@@ -31,6 +29,7 @@ from models.classifier import InferenceOptions
 from models.handler import Classify, ClassifiersHandler
 from models.heads import CheckpointMismatch, Head
 from models.runtime import position_limit
+from pipelines.runner import Runner, dies_with_this_process, finished
 from transforms import contract, language, partition, reuse, stopping
 from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
                                 ReadRecordsFn, ToTableFn, is_record_letter)
@@ -115,25 +114,10 @@ def finish_dead_commit(output: str) -> None:
         LOG.warning("%s", exc)
 
 
-def _finished(result) -> bool:
-    try:
-        return PipelineState.is_terminal(result.state)
-    except Exception:  # noqa: BLE001 - a runner that cannot tell: not known to be finished
-        return False
-
-
-def dies_with_this_process(pipeline: beam.Pipeline) -> bool:
-    """Whether the pipeline runs in this process or its children (the DirectRunner)."""
-    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-    return isinstance(pipeline.runner, (FnApiRunner, SwitchingDirectRunner, BundleBasedDirectRunner))
-
-
 def _after_failure(output: str, run_id: str, local: bool, result) -> None:
     """A run that failed or was stopped removes its own staging, unless it is a remote job that
     still runs (its launcher was stopped: the job is asked to cancel)."""
-    if not local and (result is None or not _finished(result)):
+    if not local and (result is None or not finished(result)):
         if result is not None and stopping.requested() is not None:
             try:
                 result.cancel()
@@ -149,6 +133,7 @@ def _after_failure(output: str, run_id: str, local: bool, result) -> None:
 
 
 def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict):
+    runner = Runner.from_args(config.beam_args)  # Beam's options, parsed once
     # Before any data is read; no model weights are loaded until there is work to do.
     checkpoints = resolve_checkpoints(dict(config.checkpoints))
     try:
@@ -173,7 +158,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
             return None
         LOG.info("--skip-if-done: %s: %s", config.output, work.reason)
     # A worker in this process takes the models validation loaded.
-    classifiers = validate_checkpoints(checkpoints, keep_models=runs_in_this_process(config.beam_args))
+    classifiers = validate_checkpoints(checkpoints, keep_models=runner.in_this_process)
     if config.lang_field is None and listed:
         hint = lang_field_hint(listed[0].path)
         if hint:
@@ -188,7 +173,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
              f"{len(listed)} file(s), about {expected:,} posts" if expected else f"{len(listed)} file(s)",
              config.output, ", ".join(f"{n} [{language.describe(config.routes[n])}]" for n in classifiers))
 
-    pipeline = test_pipeline or make_pipeline(list(config.beam_args))
+    pipeline = test_pipeline or runner.make_pipeline()
     parsed = (
         pipeline
         | "ListedInputs" >> beam.Create(listed, reshuffle=False)  # the files listed at launch, no new match
@@ -199,7 +184,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     counts = [parsed.records | "CountRecords" >> CountAs(contract.RECORDS_READ),
               parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
               | "CountRecordLetters" >> CountAs(contract.RECORDS_READ)]
-    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read", started=started.timestamp())
+    read_progress = ProgressFn(expected, runner.workers, verb="read", started=started.timestamp())
     rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
     if work.carried:
         carried_columns = [f.name for name in work.carried for f in classifiers[name].head.fields]
@@ -210,7 +195,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     rows = rows | "Spread" >> beam.Reshuffle()
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, config.routes,
                                  config.inference, forward, carried=work.carried,
-                                 progress=ProgressFn(expected, workers_of(config.beam_args), started=started.timestamp()))
+                                 progress=ProgressFn(expected, runner.workers, started=started.timestamp()))
     labeled = rows | "Classify" >> Classify(handler)
     rows = labeled.rows
     counts.append(labeled[COUNTS])
@@ -224,10 +209,9 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         num_shards=config.num_shards))
     letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
         partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
-    runner = type(pipeline.runner).__name__
     totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
     manifest = {**base_manifest(config, [item.path for item in listed], classifiers, run_id, started.isoformat(),
-                                runner, cost_workers(config.beam_args), config.routes),
+                                type(pipeline.runner).__name__, runner.cost_workers, config.routes),
                 "inputs": inputs, "row_options": row_options, "reuse": work.to_manifest()}
     _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(
         staging, config.output, manifest, base_run, config.routes, previous=previous,
@@ -245,13 +229,13 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     except BaseException as exc:
         _after_failure(config.output, run_id, local, result)
         raise _our_error(exc) or exc
-    if local and _finished(result):
+    if local and finished(result):
         partition.discard_staging(config.output, run_id)  # what a late heartbeat may have left
     if not config.wait:
-        if not _finished(result):
+        if not finished(result):
             LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
             return result
-        LOG.info("--no-wait: the %s ran the job in this process, so it is done", runner)
+        LOG.info("--no-wait: the %s ran the job in this process, so it is done", type(pipeline.runner).__name__)
     done = partition.read_manifest(config.output, suspect=True)
     if done and done.get("run_id") == run_id:
         for line in console.summary_lines(done, time.time() - started.timestamp(),
@@ -389,27 +373,6 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
     return pa.schema(fields, metadata=metadata)
 
 
-def runs_in_this_process(beam_args) -> bool:
-    """Whether make_pipeline's pipeline runs its workers in this process (the DirectRunner, in
-    memory or multi-threaded), so that they can take the models validation loaded."""
-    options = PipelineOptions(list(beam_args))
-    return (options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
-            and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
-
-
-def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
-    """A Beam pipeline for the given options. The DirectRunner (the default) runs on Beam's
-    FnApiRunner, in memory or with --direct_num_workers processes; we skip its attempt to
-    download the Prism runner, which fails on machines without internet access."""
-    options = PipelineOptions(beam_args)
-    runner = options.view_as(StandardOptions).runner
-    if runner in (None, "DirectRunner", "direct"):
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return beam.Pipeline(runner=FnApiRunner(), options=options)
-    return beam.Pipeline(options=options)
-
-
 def fill_date(template: str, date: str | None) -> str:
     if "{date}" in template and not date:
         raise UsageError(f"{template!r} contains {{date}}: pass --date YYYY-MM-DD")
@@ -450,16 +413,6 @@ def base_manifest(config: "LabelConfig", paths, classifiers, run_id, started, ru
     }
 
 
-def cost_workers(beam_args: list[str]) -> int:
-    """Workers the cost is charged for: Dataflow's --max_num_workers (an upper bound under
-    autoscaling) or --num_workers; one machine for the DirectRunner."""
-    options = PipelineOptions(beam_args)
-    if "Dataflow" not in str(options.view_as(StandardOptions).runner):
-        return 1
-    workers = options.view_as(WorkerOptions)
-    return workers.max_num_workers or workers.num_workers or 1
-
-
 def code_version() -> str:
     try:
         return importlib.metadata.version("social-corpus-labeling")
@@ -479,15 +432,6 @@ def _our_error(exc: BaseException):
                 return kind(str(seen).split(f"{kind.__name__}: ", 1)[1].split("\n")[0].strip(" '\""))
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def workers_of(beam_args: list[str]) -> int:
-    """Worker processes the DirectRunner runs (for the progress estimate); 1 when not said."""
-    for i, arg in enumerate(beam_args):
-        if arg.startswith("--direct_num_workers"):
-            value = arg.partition("=")[2] or (beam_args[i + 1] if i + 1 < len(beam_args) else "1")
-            return max(int(value), 1) if value.isdigit() else 1
-    return 1
 
 
 def expected_records(paths: list[str], limit_bytes: int = 2 << 30) -> int | None:

@@ -213,7 +213,7 @@ def test_the_classifiers_shared_across_processes_label_through_beams_proxy(tiny_
     from apache_beam.testing.util import assert_that
 
     from models.handler import Classify
-    from pipelines.labeling import make_pipeline
+    from pipelines.runner import make_pipeline
 
     handler = ClassifiersHandler({name: resolve(name, path) for name, path in tiny_checkpoints.items()},
                                  {name: None for name in tiny_checkpoints}, InferenceOptions(device="cpu", batch_size=8))
