@@ -134,7 +134,50 @@ def _after_failure(output: str, run_id: str, local: bool, result) -> None:
 
 def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict):
     runner = Runner.from_args(config.beam_args)  # Beam's options, parsed once
-    # Before any data is read; no model weights are loaded until there is work to do.
+    checked = preflight(config, runner)
+    if checked is None:
+        return None
+    launch = start_run(config, checked)
+    pipeline = test_pipeline or runner.make_pipeline()
+    build(pipeline, config, checked, launch, runner, forward)
+    run["id"] = launch.run_id
+    return finish(pipeline, config, launch)
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a run settles before any data is read: its classifiers (validated), the inputs listed
+    at launch (and the matches not read), the kept fields' types, what the models read at most
+    (max_tokens), the row options reuse compares, the committed partition it may carry from
+    (previous) and the run it replaces (base_run), the reuse plan, and the output schema."""
+
+    classifiers: dict[str, Classifier]
+    listed: list[InputFile]
+    not_read: list[DeadLetter]
+    kept_types: dict[str, pa.DataType]
+    max_tokens: int
+    row_options: dict
+    inputs: dict
+    previous: Optional[dict]
+    base_run: Optional[str]
+    work: reuse.ReusePlan
+    schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A run as launched: its id, its clock (the progress lines', the summary's and the
+    manifest's), its staging directory and about how many records its inputs hold."""
+
+    run_id: str
+    started: datetime
+    staging: str
+    expected: Optional[int]
+
+
+def preflight(config: LabelConfig, runner: Runner) -> Optional[Preflight]:
+    """Checkpoints, inputs, reuse and schema, before any data is read (no model weights are
+    loaded until there is work to do); None when --skip-if-done finds nothing to do."""
     checkpoints = resolve_checkpoints(dict(config.checkpoints))
     try:
         max_tokens = max(position_limit(load_config_dict(c.local_dir)) for c in checkpoints.values())
@@ -165,80 +208,97 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
             LOG.info("%s", hint)
     schema = output_schema(kept_types, classifiers)
     warn_on_cleaning_mismatch(classifiers, config.cleaning)
+    return Preflight(classifiers, listed, not_read, kept_types, max_tokens, row_options, inputs, previous, base_run,
+                     work, schema)
+
+
+def start_run(config: LabelConfig, checked: Preflight) -> Launch:
+    """The run's id, clock and staging directory, and the line that says what it labels."""
     started = datetime.now(timezone.utc)  # the one clock of the progress lines, the summary and the manifest
     run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
-    staging = partition.staging_dir(config.output, run_id)
-    expected = expected_records([item.path for item in listed])
+    expected = expected_records([item.path for item in checked.listed])
     LOG.info("labeling %s (%s) -> %s with %s", config.input,
-             f"{len(listed)} file(s), about {expected:,} posts" if expected else f"{len(listed)} file(s)",
-             config.output, ", ".join(f"{n} [{language.describe(config.routes[n])}]" for n in classifiers))
+             f"{len(checked.listed)} file(s), about {expected:,} posts" if expected else f"{len(checked.listed)} file(s)",
+             config.output, ", ".join(f"{n} [{language.describe(config.routes[n])}]" for n in checked.classifiers))
+    return Launch(run_id, started, partition.staging_dir(config.output, run_id), expected)
 
-    pipeline = test_pipeline or runner.make_pipeline()
+
+def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, launch: Launch, runner: Runner,
+          forward: Optional[Callable]) -> None:
+    """Wire the run into pipeline: read, prepare, [carry], classify, write to staging, commit
+    (docs/architecture.md, Data flow)."""
+    classifiers, work, started = checked.classifiers, checked.work, launch.started.timestamp()
     parsed = (
         pipeline
-        | "ListedInputs" >> beam.Create(listed, reshuffle=False)  # the files listed at launch, no new match
+        | "ListedInputs" >> beam.Create(checked.listed, reshuffle=False)  # the files listed at launch, no new match
         | "SpreadFiles" >> beam.Reshuffle()
-        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, kept_types, config.lang_field))
+        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, checked.kept_types, config.lang_field))
         .with_outputs(DEAD_LETTERS, main="records")
     )
     counts = [parsed.records | "CountRecords" >> CountAs(contract.RECORDS_READ),
               parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
               | "CountRecordLetters" >> CountAs(contract.RECORDS_READ)]
-    read_progress = ProgressFn(expected, runner.workers, verb="read", started=started.timestamp())
-    rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
+    read_progress = ProgressFn(launch.expected, runner.workers, verb="read", started=started)
+    rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, checked.max_tokens, read_progress))
     if work.carried:
         carried_columns = [f.name for name in work.carried for f in classifiers[name].head.fields]
-        committed = [partition.join(config.output, name) for name in previous["files"] if name.endswith(".parquet")]
+        committed = [partition.join(config.output, name) for name in checked.previous["files"]
+                     if name.endswith(contract.SHARD_SUFFIX)]
         rows = rows | "CarryCommitted" >> reuse.AttachCarried(committed, carried_columns)
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
     rows = rows | "Spread" >> beam.Reshuffle()
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, config.routes,
                                  config.inference, forward, carried=work.carried,
-                                 progress=ProgressFn(expected, runner.workers, started=started.timestamp()))
+                                 progress=ProgressFn(launch.expected, runner.workers, started=started))
     labeled = rows | "Classify" >> Classify(handler)
-    rows = labeled.rows
     counts.append(labeled[COUNTS])
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS],
-                    pipeline | "UnreadInputs" >> beam.Create([letter.to_json() for letter in not_read])]
-    tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
+                    pipeline | "UnreadInputs" >> beam.Create([letter.to_json() for letter in checked.not_read])]
+    tables = labeled.rows | "ToArrow" >> beam.ParDo(ToTableFn(checked.schema)).with_outputs(COUNTS, main="tables")
     counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([(contract.EMPTY_TEXT_ROWS, 0)])]
     shards = (tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
-        partition.join(staging, contract.SHARD_PREFIX), schema, codec="snappy",
+        partition.join(launch.staging, contract.SHARD_PREFIX), checked.schema, codec="snappy",
         file_name_suffix=partition.STAGED_SHARD_SUFFIX, shard_name_template=contract.SHARD_TEMPLATE,
         num_shards=config.num_shards))
     letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
-        partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
+        partition.join(launch.staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
     totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
-    manifest = {**base_manifest(config, [item.path for item in listed], classifiers, run_id, started.isoformat(),
-                                type(pipeline.runner).__name__, runner.cost_workers, config.routes),
-                "inputs": inputs, "row_options": row_options, "reuse": work.to_manifest()}
+    manifest = {**base_manifest(config, [item.path for item in checked.listed], classifiers, launch.run_id,
+                                launch.started.isoformat(), type(pipeline.runner).__name__, runner.cost_workers,
+                                config.routes),
+                "inputs": checked.inputs, "row_options": checked.row_options, "reuse": work.to_manifest()}
     _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(
-        staging, config.output, manifest, base_run, config.routes, previous=previous,
+        launch.staging, config.output, manifest, checked.base_run, config.routes, previous=checked.previous,
         outcome_limits={"allow_empty": config.allow_empty, "max_dead_share": config.max_dead_share})
-    run["id"] = run_id
+
+
+def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch):
+    """Run the pipeline (and, unless --no-wait, wait for it); after a failure remove this run's
+    staging; then the summary, and SuspectRun for a run whose counts do not look like success.
+    Returns the PipelineResult."""
     local = dies_with_this_process(pipeline)
     result = None
     try:
         # A pipeline in this process: this process owns its staging (its death is the run's,
         # and a later run may then delete it); a remote job's outlives its launcher.
-        with partition.claim_staging(staging) if local else contextlib.nullcontext():
+        with partition.claim_staging(launch.staging) if local else contextlib.nullcontext():
             result = pipeline.run()
             if config.wait:
                 result.wait_until_finish()
     except BaseException as exc:
-        _after_failure(config.output, run_id, local, result)
+        _after_failure(config.output, launch.run_id, local, result)
         raise _our_error(exc) or exc
     if local and finished(result):
-        partition.discard_staging(config.output, run_id)  # what a late heartbeat may have left
+        partition.discard_staging(config.output, launch.run_id)  # what a late heartbeat may have left
     if not config.wait:
         if not finished(result):
             LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
             return result
         LOG.info("--no-wait: the %s ran the job in this process, so it is done", type(pipeline.runner).__name__)
     done = partition.read_manifest(config.output, suspect=True)
-    if done and done.get("run_id") == run_id:
-        for line in console.summary_lines(done, time.time() - started.timestamp(),
+    if done and done.get("run_id") == launch.run_id:
+        for line in console.summary_lines(done, time.time() - launch.started.timestamp(),
                                            console.label_lines(config.output)):
             LOG.info("%s", line)
         if done.get("problem"):
