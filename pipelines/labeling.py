@@ -26,17 +26,16 @@ from apache_beam.io.filesystems import FileSystems
 from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_validated, load_config_dict, resolve,
                                 validate)
 from models.classifier import InferenceOptions
-from models.handler import Classify, ClassifiersHandler
 from models.heads import CheckpointMismatch, Head
 from models.runtime import position_limit
+from pipelines.beam_steps import (COUNTS, DEAD_LETTERS, Classify, ClassifiersHandler, CommitPartition, CountAs,
+                                  PrepareFn, ProgressFn, ReadRecordsFn, ToTableFn)
 from pipelines.runner import Runner, dies_with_this_process, finished
 from transforms import contract, language, partition, reuse, stopping
-from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
-                                ReadRecordsFn, ToTableFn, is_record_letter)
 from transforms.cleaning import CleaningOptions
 from transforms.inputs import InputFile, list_inputs
 from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
-from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
+from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, is_record_letter, iter_file_records
 
 LOG = logging.getLogger("pipelines.label_corpus")
 KEPT_TYPE_SAMPLE = 1000

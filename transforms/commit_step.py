@@ -66,7 +66,7 @@ def run_manifest(base_manifest: dict, counts: Mapping[str, int], found: dict, fi
 def language_manifest(counts: Mapping[str, int], routes) -> dict:
     """The manifest's language fields from the in-pipeline counts: posts per language and, per
     classifier, the rows written with its labels and those routing kept from it (outside its
-    languages or script), as the handler counted them (models.handler.LabeledBatch)."""
+    languages or script), as the handler counted them (models.batch_labeling.LabeledBatch)."""
     languages = {contract.key_language(key): n for key, n in sorted(counts.items())
                  if contract.key_language(key) is not None and n}
     by_classifier = {name: {"labeled": counts.get(contract.labeled_key(name), 0),
