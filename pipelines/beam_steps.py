@@ -187,7 +187,8 @@ class SplitResultsFn(beam.DoFn):
     def process(self, result: LabeledBatch):
         for failed in result.failed:
             self.dead.inc()
-            raw = json.dumps({"id": failed.row["id"], "text": failed.row["text"]}, ensure_ascii=False)
+            raw = json.dumps({contract.ID: failed.row[contract.ID], contract.TEXT: failed.row[contract.TEXT]},
+                             ensure_ascii=False)
             letter = DeadLetter(classifier_source(failed.classifier), None, failed.reason, raw)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter.to_json())
         for name, count in result.inferences.items():
