@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from models.classifier import InferenceFailure, LoadedClassifier
 from models.runtime import worker_cores
+from transforms.contract import CLEAN_TEXT, LANG
 from transforms.language import add_languages, runs_on, script_shares
 from transforms.reuse import take_carried
 
@@ -113,7 +114,7 @@ class BatchShare:
 
 def clean_text_length(row: dict) -> int:
     """Beam's batch_length_fn: characters of the row's cleaned text."""
-    return len(row.get("clean_text") or "")
+    return len(row.get(CLEAN_TEXT) or "")
 
 
 def wants_shared_model(device: str) -> bool:
@@ -141,13 +142,13 @@ def label_batch(batch: Sequence[dict], model, routes: Mapping[str, Optional[froz
         if columns is not None:
             row.update(columns)
             carrying.add(i)
-    shares = script_shares([row.get("clean_text") for row in batch])
+    shares = script_shares([row.get(CLEAN_TEXT) for row in batch])
     routed = {name: [i for i, row in enumerate(batch)
-                     if row.get("clean_text") and runs_on(row.get("lang"), languages, shares[i])]
+                     if row.get(CLEAN_TEXT) and runs_on(row.get(LANG), languages, shares[i])]
               for name, languages in routes.items()}
     positions = {name: [i for i in present if not (name in carried and i in carrying)]
                  for name, present in routed.items()}
-    texts = {name: [batch[i]["clean_text"] for i in present] for name, present in positions.items()}
+    texts = {name: [batch[i][CLEAN_TEXT] for i in present] for name, present in positions.items()}
     share = BatchShare(len(batch), sum(map(len, texts.values())), progress)
     # a shared model (CUDA) runs in another process: its batches are ticked whole
     results = model.classify_all(texts, share) if isinstance(model, LoadedClassifiers) else model.classify_all(texts)
@@ -165,7 +166,7 @@ def label_batch(batch: Sequence[dict], model, routes: Mapping[str, Optional[froz
         tokens[name] = stats["real_tokens"]
         stats_by_classifier[name] = stats
     kept = [i for i in range(len(batch)) if i not in failed]
-    with_text = sum(1 for i in kept if batch[i].get("clean_text"))
+    with_text = sum(1 for i in kept if batch[i].get(CLEAN_TEXT))
     labeled = {name: sum(1 for i in present if i not in failed) for name, present in routed.items()}
     carried_rows = {name: len(routed[name]) - len(positions[name]) for name in routes}
     return LabeledBatch([batch[i] for i in kept], list(failed.values()),

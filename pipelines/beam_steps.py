@@ -165,7 +165,7 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
         return [labeled]
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
-        return sum(len(row["clean_text"].encode("utf-8")) for row in batch if row.get("clean_text"))
+        return sum(len(row[contract.CLEAN_TEXT].encode("utf-8")) for row in batch if row.get(contract.CLEAN_TEXT))
 
     @staticmethod
     def metrics_namespace(name: str) -> str:

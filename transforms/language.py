@@ -384,13 +384,13 @@ def add_languages(rows: Sequence[dict]) -> None:
     (post_languages: several times cheaper a post than one by one). Should the
     batch call ever fail, each row is detected alone, and a row whose detection fails is `und`
     (it then runs every classifier): one odd text never costs the batch its labels."""
-    texts, given = [row.get("text") for row in rows], [row.get("lang") for row in rows]
+    texts, given = [row.get(contract.TEXT) for row in rows], [row.get(contract.LANG) for row in rows]
     try:
         langs = post_languages(texts, given)
     except Exception:  # noqa: BLE001 - isolate the text that breaks detection
         langs = [_language_alone(text, value) for text, value in zip(texts, given)]
     for row, lang in zip(rows, langs):
-        row["lang"] = lang
+        row[contract.LANG] = lang
 
 
 def _language_alone(text, given) -> str:
