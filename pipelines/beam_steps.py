@@ -118,7 +118,8 @@ class ProgressFn(beam.DoFn):
             state[1] = now
             # the step's own pace for the estimate: the read stage may run alone before labeling starts
             rate = (state[0] - state[3]) / (now - state[2])
-            LOG.info("%s", console.progress_line(state[0], now - self.started, self.expected, self.workers, self.verb, rate))
+            LOG.info("%s", console.progress_line(state[0], now - self.started, self.expected, self.workers, self.verb,
+                                                 rate))
 
 
 # ------------------------------------------------------------------------------- label

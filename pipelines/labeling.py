@@ -216,8 +216,8 @@ def start_run(config: LabelConfig, checked: Preflight) -> Launch:
     started = datetime.now(timezone.utc)  # the one clock of the progress lines, the summary and the manifest
     run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
     expected = expected_records([item.path for item in checked.listed])
-    LOG.info("labeling %s (%s) -> %s with %s", config.input,
-             f"{len(checked.listed)} file(s), about {expected:,} posts" if expected else f"{len(checked.listed)} file(s)",
+    files = f"{len(checked.listed)} file(s)"
+    LOG.info("labeling %s (%s) -> %s with %s", config.input, f"{files}, about {expected:,} posts" if expected else files,
              config.output, ", ".join(f"{n} [{language.describe(config.routes[n])}]" for n in checked.classifiers))
     return Launch(run_id, started, partition.staging_dir(config.output, run_id), expected)
 

@@ -46,7 +46,8 @@ def verify_written(staging: str, found: dict, written: Iterable[str]) -> None:
     """The staged files (count_outputs' found) are exactly those the pipeline wrote."""
     names = {partition.committed_name(partition.relative(path, staging)) for path in written}
     if set(found["files"]) != names:
-        raise partition.VerificationError(f"{staging} holds {sorted(found['files'])}, the pipeline wrote {sorted(names)}")
+        raise partition.VerificationError(
+            f"{staging} holds {sorted(found['files'])}, the pipeline wrote {sorted(names)}")
 
 
 def run_manifest(base_manifest: dict, counts: Mapping[str, int], found: dict, finished: datetime, routes,
