@@ -283,8 +283,8 @@ def run_ours_child(spec_path: str) -> None:
     for (namespace, name), value in counters.items():
         if contract.namespace_classifier(namespace) is not None:
             per.setdefault(contract.namespace_classifier(namespace), {})[name] = value
-    Path(spec["result"]).write_text(json.dumps({"wall_s": wall, "per_classifier": per,
-                                                "rows_written": counters.get((contract.METRICS_NAMESPACE, contract.ROWS_WRITTEN))}))
+    rows_written = counters.get((contract.METRICS_NAMESPACE, contract.ROWS_WRITTEN))
+    Path(spec["result"]).write_text(json.dumps({"wall_s": wall, "per_classifier": per, "rows_written": rows_written}))
 
 
 def ours(input_path: str, models_file: str, output: str, device: str, workers: int, workdir: Path,

@@ -324,7 +324,8 @@ def run_beam_hf(spec: dict) -> dict:
     import numpy as np
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-    from pipelines.labeling import load_classifiers, make_pipeline, output_schema
+    from pipelines.labeling import load_classifiers, output_schema
+    from pipelines.runner import make_pipeline
     from transforms.cleaning import clean_text
 
     classifiers = load_classifiers(json.loads(Path(spec["models_file"]).read_text()))

@@ -139,3 +139,22 @@ def summary_lines(manifest: dict, seconds: float, labels: list[str]) -> list[str
     lines += labels
     lines.append(f"output: {manifest.get('output')}")
     return lines
+
+
+GERUNDS = {"read": "reading", "labeled": "labeling"}
+
+
+def progress_line(done: float, seconds: float, expected: int | None, workers: int = 1, verb: str = "labeled",
+                  rate: float | None = None) -> str:
+    """'12,000 posts labeled in 60 s (240.0 posts/s since labeling began), about 33 s left of ~20,000':
+    one worker's view, `seconds` since the run's launch; `rate` (default done / seconds) is the pace
+    of this step alone, and the estimate assumes `workers` processes going at it."""
+    since = f" since {GERUNDS.get(verb, verb)} began" if rate is not None else ""
+    rate = done / max(seconds, 1e-9) if rate is None else rate
+    line = f"{done:,.0f} posts {verb} in {seconds:.0f} s ({rate:,.1f} posts/s{since})"
+    if workers > 1:
+        line = f"this worker: {line}"
+    if expected and rate > 0:
+        left = max(expected - done * workers, 0) / (rate * workers)
+        line += f", about {left:.0f} s left of ~{expected:,}"
+    return line

@@ -108,11 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "label_corpus_languages, else every language")
     parser.add_argument("--all-languages", action="store_true",
                         help="run every classifier on every post, whatever its language")
-    parser.add_argument("--keep-fields", default=",".join(fields.keep_fields), help="comma-separated input fields copied to the output")
+    parser.add_argument("--keep-fields", default=",".join(fields.keep_fields),
+                        help="comma-separated input fields copied to the output")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=inference.device,
-                        help=f"where the models run (default {inference.device}; auto: CUDA when a GPU is visible, else CPU)")
+                        help=f"where the models run (default {inference.device}"
+                             f"{': CUDA when a GPU is visible, else CPU' if inference.device == 'auto' else ''})")
     parser.add_argument("--batch-size", type=flags.integer(1), default=inference.batch_size,
-                        help=f"texts per RunInference batch, sorted by length within it (default {inference.batch_size})")
+                        help="texts per RunInference batch, sorted by length within it "
+                             f"(default {inference.batch_size})")
     parser.add_argument("--max-tokens-per-batch", type=flags.integer(1), default=inference.max_tokens_per_batch,
                         help="padded tokens per forward pass (default: "
                              f"{DEFAULT_MAX_TOKENS['cpu']} on CPU, {DEFAULT_MAX_TOKENS['cuda']} on CUDA)")
@@ -150,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cost-per-hour", type=flags.decimal(0), default=config["cost_per_hour"], metavar="USD",
                         help="price of one worker per hour: the manifest then states the partition's cost "
                              "and cost per million posts (workers: --max_num_workers or --num_workers, else 1)")
-    parser.add_argument("--url-token", default=cleaning.url_token, help="replace URLs with this token instead of removing them")
+    parser.add_argument("--url-token", default=cleaning.url_token,
+                        help="replace URLs with this token instead of removing them")
     parser.add_argument("--allow-empty", action="store_true", default=config["allow_empty"],
                         help="an input without records is a success (default: exit 3 with a message)")
     parser.add_argument("--max-dead-letter-share", type=flags.decimal(0, 1), default=config["max_dead_share"],

@@ -15,7 +15,7 @@ import logging
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -24,23 +24,21 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
-from apache_beam.runners.runner import PipelineState
 
 from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_validated, load_config_dict, resolve,
                                 validate)
 from models.classifier import InferenceOptions
 from models.classifiers import classifier_for
-from models.handler import Classify, ClassifiersHandler
 from models.heads import CheckpointMismatch, Head
 from models.runtime import clean_token_limit
+from pipelines.beam_steps import (COUNTS, DEAD_LETTERS, Classify, ClassifiersHandler, CommitPartition, CountAs,
+                                  PrepareFn, ProgressFn, ReadRecordsFn, ToTableFn)
+from pipelines.runner import Runner, dies_with_this_process, finished
 from transforms import contract, language, partition, reuse, stopping
-from transforms.beam_io import (COUNTS, DEAD_LETTERS, CommitPartition, CountAs, PrepareFn, ProgressFn,
-                                ReadRecordsFn, ToTableFn, is_record_letter)
 from transforms.cleaning import CleaningOptions
 from transforms.inputs import InputFile, decompressed, list_inputs
 from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
-from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, iter_file_records
+from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, is_record_letter, iter_file_records
 
 LOG = logging.getLogger("pipelines.label_corpus")
 KEPT_TYPE_SAMPLE = 1000
@@ -118,25 +116,10 @@ def finish_dead_commit(output: str) -> None:
         LOG.warning("%s", exc)
 
 
-def _finished(result) -> bool:
-    try:
-        return PipelineState.is_terminal(result.state)
-    except Exception:  # noqa: BLE001 - a runner that cannot tell: not known to be finished
-        return False
-
-
-def dies_with_this_process(pipeline: beam.Pipeline) -> bool:
-    """Whether the pipeline runs in this process or its children (the DirectRunner)."""
-    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-    return isinstance(pipeline.runner, (FnApiRunner, SwitchingDirectRunner, BundleBasedDirectRunner))
-
-
 def _after_failure(output: str, run_id: str, local: bool, result) -> None:
     """A run that failed or was stopped removes its own staging, unless it is a remote job that
     still runs (its launcher was stopped: the job is asked to cancel)."""
-    if not local and (result is None or not _finished(result)):
+    if not local and (result is None or not finished(result)):
         if result is not None and stopping.requested() is not None:
             try:
                 result.cancel()
@@ -152,11 +135,57 @@ def _after_failure(output: str, run_id: str, local: bool, result) -> None:
 
 
 def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict):
-    # Before any data is read; no model weights are loaded until there is work to do.
+    runner = Runner.from_args(config.beam_args)  # Beam's options, parsed once
+    checked = preflight(config, runner)
+    if checked is None:
+        return None
+    launch = start_run(config, checked)
+    pipeline = test_pipeline or runner.make_pipeline()
+    build(pipeline, config, checked, launch, runner, forward)
+    run["id"] = launch.run_id
+    return finish(pipeline, config, launch)
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a run settles before any data is read: its classifiers (validated), the inputs listed
+    at launch (and the matches not read), the kept fields' types, what the models read at most
+    (max_tokens), the row options reuse compares, the committed partition it may carry from
+    (previous) and the run it replaces (base_run), the reuse plan, the output schema, and each
+    classifier's languages (the command line's, else its checkpoint's default: default_routes)."""
+
+    classifiers: dict[str, Classifier]
+    listed: list[InputFile]
+    not_read: list[DeadLetter]
+    kept_types: dict[str, pa.DataType]
+    max_tokens: int
+    row_options: dict
+    inputs: dict
+    previous: Optional[dict]
+    base_run: Optional[str]
+    work: reuse.ReusePlan
+    schema: pa.Schema
+    routes: dict[str, Optional[frozenset[str]]]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A run as launched: its id, its clock (the progress lines', the summary's and the
+    manifest's), its staging directory and about how many records its inputs hold."""
+
+    run_id: str
+    started: datetime
+    staging: str
+    expected: Optional[int]
+
+
+def preflight(config: LabelConfig, runner: Runner) -> Optional[Preflight]:
+    """Checkpoints, inputs, reuse and schema, before any data is read (no model weights are
+    loaded until there is work to do); None when --skip-if-done finds nothing to do."""
     checkpoints = resolve_checkpoints(dict(config.checkpoints))
     try:
         max_tokens = clean_token_limit(load_config_dict(c.local_dir) for c in checkpoints.values())
-        config = replace(config, routes=default_routes(config.routes, checkpoints))
+        routes = default_routes(config.routes, checkpoints)
         listed, not_read = list_launch_inputs(config.input)
     except (UsageError, CheckpointMismatch):
         validate_checkpoints(checkpoints)  # a checkpoint's problem is reported first, in its words
@@ -167,7 +196,7 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
     finish_dead_commit(config.output)
     previous = partition.read_manifest(config.output)  # the complete partition (_SUCCESS) reuse may carry from
     base_run = partition.committed_run(config.output)  # complete or suspect: another run committing after this is a race we lose
-    work = reuse.plan(previous, identities(checkpoints, config.routes), row_options, inputs,
+    work = reuse.plan(previous, identities(checkpoints, routes), row_options, inputs,
                       reuse=not config.no_reuse) if config.skip_if_done else reuse.ReusePlan(
         True, "no --skip-if-done", rerun=tuple(checkpoints))
     if config.skip_if_done:
@@ -177,88 +206,104 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
             return None
         LOG.info("--skip-if-done: %s: %s", config.output, work.reason)
     # A worker in this process takes the models validation loaded.
-    classifiers = validate_checkpoints(checkpoints, keep_models=runs_in_this_process(config.beam_args))
+    classifiers = validate_checkpoints(checkpoints, keep_models=runner.in_this_process)
     if config.lang_field is None and listed:
         hint = lang_field_hint(listed[0].path)
         if hint:
             LOG.info("%s", hint)
     schema = output_schema(kept_types, classifiers)
     warn_on_cleaning_mismatch(classifiers, config.cleaning)
+    return Preflight(classifiers, listed, not_read, kept_types, max_tokens, row_options, inputs, previous, base_run,
+                     work, schema, routes)
+
+
+def start_run(config: LabelConfig, checked: Preflight) -> Launch:
+    """The run's id, clock and staging directory, and the line that says what it labels."""
     started = datetime.now(timezone.utc)  # the one clock of the progress lines, the summary and the manifest
     run_id = partition.new_run_id(started, uuid.uuid4().hex[:8])
-    staging = partition.staging_dir(config.output, run_id)
-    expected = expected_records([item.path for item in listed])
-    LOG.info("labeling %s (%s) -> %s with %s", config.input,
-             f"{len(listed)} file(s), about {expected:,} posts" if expected else f"{len(listed)} file(s)",
-             config.output, ", ".join(f"{n} [{language.describe(config.routes[n])}]" for n in classifiers))
+    expected = expected_records([item.path for item in checked.listed])
+    files = f"{len(checked.listed)} file(s)"
+    LOG.info("labeling %s (%s) -> %s with %s", config.input, f"{files}, about {expected:,} posts" if expected else files,
+             config.output, ", ".join(f"{n} [{language.describe(checked.routes[n])}]" for n in checked.classifiers))
+    return Launch(run_id, started, partition.staging_dir(config.output, run_id), expected)
 
-    pipeline = test_pipeline or make_pipeline(list(config.beam_args))
+
+def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, launch: Launch, runner: Runner,
+          forward: Optional[Callable]) -> None:
+    """Wire the run into pipeline: read, prepare, [carry], classify, write to staging, commit
+    (docs/architecture.md, Data flow)."""
+    classifiers, work, started = checked.classifiers, checked.work, launch.started.timestamp()
     parsed = (
         pipeline
-        | "ListedInputs" >> beam.Create(listed, reshuffle=False)  # the files listed at launch, no new match
+        | "ListedInputs" >> beam.Create(checked.listed, reshuffle=False)  # the files listed at launch, no new match
         | "SpreadFiles" >> beam.Reshuffle()
-        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, kept_types, config.lang_field))
+        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, checked.kept_types, config.lang_field))
         .with_outputs(DEAD_LETTERS, main="records")
     )
     counts = [parsed.records | "CountRecords" >> CountAs(contract.RECORDS_READ),
               parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
               | "CountRecordLetters" >> CountAs(contract.RECORDS_READ)]
-    read_progress = ProgressFn(expected, workers_of(config.beam_args), verb="read", started=started.timestamp())
-    rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, max_tokens, read_progress))
+    read_progress = ProgressFn(launch.expected, runner.workers, verb="read", started=started)
+    rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, checked.max_tokens, read_progress))
     if work.carried:
         carried_columns = [f.name for name in work.carried for f in classifiers[name].head.fields]
-        committed = [partition.join(config.output, name) for name in previous["files"] if name.endswith(".parquet")]
+        committed = [partition.join(config.output, name) for name in checked.previous["files"]
+                     if name.endswith(contract.SHARD_SUFFIX)]
         rows = rows | "CarryCommitted" >> reuse.AttachCarried(committed, carried_columns)
     # Reshuffle: the records of one large input file are spread over workers for inference
     # instead of staying fused with the worker that read the file.
     rows = rows | "Spread" >> beam.Reshuffle()
-    handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, config.routes,
+    handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, checked.routes,
                                  config.inference, forward, carried=work.carried,
-                                 progress=ProgressFn(expected, workers_of(config.beam_args), started=started.timestamp()))
+                                 progress=ProgressFn(launch.expected, runner.workers, started=started))
     labeled = rows | "Classify" >> Classify(handler)
-    rows = labeled.rows
     counts.append(labeled[COUNTS])
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS],
-                    pipeline | "UnreadInputs" >> beam.Create([letter.to_json() for letter in not_read])]
-    tables = rows | "ToArrow" >> beam.ParDo(ToTableFn(schema)).with_outputs(COUNTS, main="tables")
+                    pipeline | "UnreadInputs" >> beam.Create([letter.to_json() for letter in checked.not_read])]
+    tables = labeled.rows | "ToArrow" >> beam.ParDo(ToTableFn(checked.schema)).with_outputs(COUNTS, main="tables")
     counts += [tables[COUNTS], pipeline | "NoEmptyText" >> beam.Create([(contract.EMPTY_TEXT_ROWS, 0)])]
     shards = (tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
-        partition.join(staging, contract.SHARD_PREFIX), schema, codec="snappy",
+        partition.join(launch.staging, contract.SHARD_PREFIX), checked.schema, codec="snappy",
         file_name_suffix=partition.STAGED_SHARD_SUFFIX, shard_name_template=contract.SHARD_TEMPLATE,
         num_shards=config.num_shards))
     letters = dead_letters | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
-        partition.join(staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
-    runner = type(pipeline.runner).__name__
+        partition.join(launch.staging, partition.ERRORS_DIR, "errors"), file_name_suffix=".jsonl")
     totals = counts | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
-    manifest = {**base_manifest(config, [item.path for item in listed], classifiers, run_id, started.isoformat(),
-                                runner, cost_workers(config.beam_args), config.routes),
-                "inputs": inputs, "row_options": row_options, "reuse": work.to_manifest()}
+    manifest = {**base_manifest(config, [item.path for item in checked.listed], classifiers, launch.run_id,
+                                launch.started.isoformat(), type(pipeline.runner).__name__, runner.cost_workers,
+                                checked.routes),
+                "inputs": checked.inputs, "row_options": checked.row_options, "reuse": work.to_manifest()}
     _ = (shards, letters, totals) | "CommitPartition" >> CommitPartition(
-        staging, config.output, manifest, base_run, config.routes, previous=previous,
+        launch.staging, config.output, manifest, checked.base_run, checked.routes, previous=checked.previous,
         outcome_limits={"allow_empty": config.allow_empty, "max_dead_share": config.max_dead_share})
-    run["id"] = run_id
+
+
+def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch):
+    """Run the pipeline (and, unless --no-wait, wait for it); after a failure remove this run's
+    staging; then the summary, and SuspectRun for a run whose counts do not look like success.
+    Returns the PipelineResult."""
     local = dies_with_this_process(pipeline)
     result = None
     try:
         # A pipeline in this process: this process owns its staging (its death is the run's,
         # and a later run may then delete it); a remote job's outlives its launcher.
-        with partition.claim_staging(staging) if local else contextlib.nullcontext():
+        with partition.claim_staging(launch.staging) if local else contextlib.nullcontext():
             result = pipeline.run()
             if config.wait:
                 result.wait_until_finish()
     except BaseException as exc:
-        _after_failure(config.output, run_id, local, result)
+        _after_failure(config.output, launch.run_id, local, result)
         raise _our_error(exc) or exc
-    if local and _finished(result):
-        partition.discard_staging(config.output, run_id)  # what a late heartbeat may have left
+    if local and finished(result):
+        partition.discard_staging(config.output, launch.run_id)  # what a late heartbeat may have left
     if not config.wait:
-        if not _finished(result):
+        if not finished(result):
             LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
             return result
-        LOG.info("--no-wait: the %s ran the job in this process, so it is done", runner)
+        LOG.info("--no-wait: the %s ran the job in this process, so it is done", type(pipeline.runner).__name__)
     done = partition.read_manifest(config.output, suspect=True)
-    if done and done.get("run_id") == run_id:
-        for line in console.summary_lines(done, time.time() - started.timestamp(),
+    if done and done.get("run_id") == launch.run_id:
+        for line in console.summary_lines(done, time.time() - launch.started.timestamp(),
                                            console.label_lines(config.output)):
             LOG.info("%s", line)
         if done.get("problem"):
@@ -417,27 +462,6 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
     return pa.schema(fields, metadata=metadata)
 
 
-def runs_in_this_process(beam_args) -> bool:
-    """Whether make_pipeline's pipeline runs its workers in this process (the DirectRunner, in
-    memory or multi-threaded), so that they can take the models validation loaded."""
-    options = PipelineOptions(list(beam_args))
-    return (options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
-            and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
-
-
-def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
-    """A Beam pipeline for the given options. The DirectRunner (the default) runs on Beam's
-    FnApiRunner, in memory or with --direct_num_workers processes; we skip its attempt to
-    download the Prism runner, which fails on machines without internet access."""
-    options = PipelineOptions(beam_args)
-    runner = options.view_as(StandardOptions).runner
-    if runner in (None, "DirectRunner", "direct"):
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return beam.Pipeline(runner=FnApiRunner(), options=options)
-    return beam.Pipeline(options=options)
-
-
 def fill_date(template: str, date: str | None) -> str:
     if "{date}" in template and not date:
         raise UsageError(f"{template!r} contains {{date}}: pass --date YYYY-MM-DD")
@@ -478,16 +502,6 @@ def base_manifest(config: "LabelConfig", paths, classifiers, run_id, started, ru
     }
 
 
-def cost_workers(beam_args: list[str]) -> int:
-    """Workers the cost is charged for: Dataflow's --max_num_workers (an upper bound under
-    autoscaling) or --num_workers; one machine for the DirectRunner."""
-    options = PipelineOptions(beam_args)
-    if "Dataflow" not in str(options.view_as(StandardOptions).runner):
-        return 1
-    workers = options.view_as(WorkerOptions)
-    return workers.max_num_workers or workers.num_workers or 1
-
-
 def code_version() -> str:
     try:
         return importlib.metadata.version("social-corpus-labeling")
@@ -507,15 +521,6 @@ def _our_error(exc: BaseException):
                 return kind(str(seen).split(f"{kind.__name__}: ", 1)[1].split("\n")[0].strip(" '\""))
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def workers_of(beam_args: list[str]) -> int:
-    """Worker processes the DirectRunner runs (for the progress estimate); 1 when not said."""
-    for i, arg in enumerate(beam_args):
-        if arg.startswith("--direct_num_workers"):
-            value = arg.partition("=")[2] or (beam_args[i + 1] if i + 1 < len(beam_args) else "1")
-            return max(int(value), 1) if value.isdigit() else 1
-    return 1
 
 
 def expected_records(paths: list[str], limit_bytes: int = 2 << 30) -> int | None:

@@ -112,7 +112,7 @@ def test_json_nested_deeper_than_python_parses_is_a_dead_letter():
 
 
 def test_a_record_to_record_cannot_handle_is_a_dead_letter_not_a_failed_bundle():
-    from transforms.beam_io import safe_to_record
+    from transforms.records import safe_to_record
 
     nested: list = []
     for _ in range(50_000):  # json.loads stops near 1,000 levels; other readers may not

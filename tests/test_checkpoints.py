@@ -76,7 +76,7 @@ def test_a_worker_in_this_process_takes_the_models_validation_loaded(tmp_path, t
 
     from models import classifier
     from pipelines.label_corpus import run
-    from pipelines.labeling import runs_in_this_process
+    from pipelines.runner import runs_in_this_process
 
     loads = []
     real = checkpoints.load_weights

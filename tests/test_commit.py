@@ -300,7 +300,7 @@ def test_a_retried_commit_step_finishes_its_own_dead_commit_without_the_staged_f
 
 
 def test_the_commit_step_retried_after_a_lost_race_still_names_the_other_run(tmp_path):
-    from transforms.beam_io import CommitPartitionFn
+    from pipelines.beam_steps import CommitPartitionFn
 
     winner_ids = committed(tmp_path, "20261121T020000-bbbb")
     staging, manifest, _ = stage_run(tmp_path, "20261121T020000-cccc", 1)

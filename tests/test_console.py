@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines import console
-from transforms.beam_io import progress_line
+from pipelines.console import progress_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

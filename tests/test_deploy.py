@@ -309,8 +309,7 @@ def test_the_dataflow_pipeline_names_the_container_and_pickles_every_handler(tmp
     from apache_beam.portability import common_urns, python_urns
     from apache_beam.portability.api import beam_runner_api_pb2
 
-    from models.handler import ClassifiersHandler
-    from transforms.beam_io import CommitPartitionFn
+    from pipelines.beam_steps import ClassifiersHandler, CommitPartitionFn
 
     runner = CapturingRunner()
     argv, pipeline = dataflow_pipeline(tmp_path, tiny_checkpoints, runner)

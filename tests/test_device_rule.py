@@ -8,8 +8,8 @@ import torch
 
 import models.runtime
 from benchmarks import gpu, throughput
-from models import handler
-from models.handler import wants_shared_model
+from models import batch_labeling as handler
+from models.batch_labeling import wants_shared_model
 from models.training import TrainingSetupError
 from pipelines import train
 

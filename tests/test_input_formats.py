@@ -18,7 +18,7 @@ import zstandard
 
 from models.training import TrainingDataError
 from models.training.data import load_task_data
-from transforms.beam_io import ReadRecordsFn
+from pipelines.beam_steps import ReadRecordsFn
 from transforms.inputs import list_inputs
 from transforms.records import ACCEPTED_SUFFIXES, COMPRESSION_SUFFIXES, FORMAT_SUFFIXES, FieldMap, decode_dead_letter
 

@@ -14,7 +14,7 @@ import pytest
 from pipelines.label_corpus import main
 from tests.test_pipeline import read_dead_letters, read_labels
 from transforms import partition
-from transforms.beam_io import ReadRecordsFn
+from pipelines.beam_steps import ReadRecordsFn
 from transforms.inputs import InputFile, list_inputs
 from transforms.records import FieldMap, decode_dead_letter
 

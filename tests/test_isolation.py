@@ -103,10 +103,10 @@ def test_tokenizing_on_the_tokenizer_thread_gives_the_same_rows_and_failures(loa
                                                                            ahead):
     """classify_all tokenizes every classifier's texts on a thread of its own, ahead of the models,
     when a core is spare: the rows, the failures and the counts are those of tokenizing in line."""
-    from models import handler
-    from models.handler import LoadedClassifiers
+    from models import batch_labeling
+    from models.batch_labeling import LoadedClassifiers
 
-    monkeypatch.setattr(handler, "tokenize_ahead", lambda classifiers: ahead)
+    monkeypatch.setattr(batch_labeling, "tokenize_ahead", lambda classifiers: ahead)
 
     other = load_classifier(resolve("emotion", tiny_checkpoints["emotion"]), InferenceOptions(device="cpu"))
     poisoned = replace(loaded, tokenizer=FailingTokenizer(loaded.tokenizer))
@@ -136,20 +136,20 @@ def test_tokenizing_on_the_tokenizer_thread_gives_the_same_rows_and_failures(loa
 def test_tokenizing_ahead_only_where_a_core_is_spare_or_the_models_are_on_a_gpu(loaded, monkeypatch):
     import torch
 
-    from models import handler
+    from models import batch_labeling
 
     threads = torch.get_num_threads()
-    monkeypatch.setattr(handler, "worker_cores", lambda: threads + 1)
-    assert handler.tokenize_ahead([loaded])
-    monkeypatch.setattr(handler, "worker_cores", lambda: threads)
-    assert not handler.tokenize_ahead([loaded])
-    assert handler.tokenize_ahead([loaded, replace(loaded, device="cuda")])
+    monkeypatch.setattr(batch_labeling, "worker_cores", lambda: threads + 1)
+    assert batch_labeling.tokenize_ahead([loaded])
+    monkeypatch.setattr(batch_labeling, "worker_cores", lambda: threads)
+    assert not batch_labeling.tokenize_ahead([loaded])
+    assert batch_labeling.tokenize_ahead([loaded, replace(loaded, device="cuda")])
 
 
 def test_progress_is_ticked_after_each_sub_batch_and_adds_up_to_the_batch(tiny_checkpoints):
     """The labeled count grows during a batch (a line can come every 10 s however long a batch
     takes), failed texts included, and a batch ends at exactly its number of posts."""
-    from models.handler import ClassifiersHandler
+    from pipelines.beam_steps import ClassifiersHandler
 
     class Recorder:
         def __init__(self):
@@ -188,18 +188,18 @@ def test_progress_lines_run_on_the_launch_clock_and_keep_runs_apart(monkeypatch,
     import logging
     import time
 
-    from transforms import beam_io
+    from pipelines import beam_steps
 
     now = [1000.0]
     monkeypatch.setattr(time, "time", lambda: now[0])
-    first = beam_io.ProgressFn(expected=100, every=10.0, started=990.0)
-    with caplog.at_level(logging.INFO, logger="transforms.beam_io"):
+    first = beam_steps.ProgressFn(expected=100, every=10.0, started=990.0)
+    with caplog.at_level(logging.INFO, logger="pipelines.beam_steps"):
         first.tick(2.5)  # a first tick: no line, the step has no pace yet (the launch clock's would mislead)
         now[0] = 1005.0
         first.tick(2.5)  # 15 s after the launch: a line
         now[0] = 1011.0
         first.tick(5.0)  # 6 s after that line: none
-        other = beam_io.ProgressFn(expected=100, every=10.0, started=1001.0)  # another run: its own count
+        other = beam_steps.ProgressFn(expected=100, every=10.0, started=1001.0)  # another run: its own count
         other.tick(1)
         now[0] = 1012.0
         other.tick(1)
@@ -208,7 +208,7 @@ def test_progress_lines_run_on_the_launch_clock_and_keep_runs_apart(monkeypatch,
     assert lines == ["5 posts labeled in 15 s (0.5 posts/s since labeling began), about 190 s left of ~100",
                      "2 posts labeled in 11 s (1.0 posts/s since labeling began), about 98 s left of ~100"]
     now[0] = 1031.0
-    with caplog.at_level(logging.INFO, logger="transforms.beam_io"):
+    with caplog.at_level(logging.INFO, logger="pipelines.beam_steps"):
         first.tick(10)
     assert caplog.records[-1].getMessage() == (
         "20 posts labeled in 41 s (0.6 posts/s since labeling began), about 142 s left of ~100")

@@ -337,8 +337,6 @@ def test_a_huge_post_in_a_batch_costs_memory_linear_in_it():
 def test_a_batch_whose_detection_fails_gets_each_posts_language_alone(monkeypatch):
     """add_languages (the handler's step before routing): a failure of the batch call costs nothing
     but speed; a post whose detection fails on its own is `und` (it runs every classifier)."""
-    from transforms import beam_io
-
     texts = ["the vote was counted today and everyone was happy about it", "这家店的外卖很好吃，送得也很快", "poison"]
     rows = [{"text": t, "lang": g} for t, g in zip(texts, [None, None, None])] + [{"text": "whatever", "lang": "MS"}]
     expected = [post_language(row["text"], row["lang"]) for row in rows]
@@ -347,13 +345,15 @@ def test_a_batch_whose_detection_fails_gets_each_posts_language_alone(monkeypatc
     def failing_batch(texts, given=None):
         raise RuntimeError("batch detection broke")
 
+    alone = language.post_language
+
     def failing_one(text, given=None):
         if text == "poison":
             raise RuntimeError("this post breaks detection")
-        return language.post_language(text, given)
+        return alone(text, given)
 
-    monkeypatch.setattr(beam_io, "post_languages", failing_batch)
-    monkeypatch.setattr(beam_io, "post_language", failing_one)
-    beam_io.add_languages(rows)
+    monkeypatch.setattr(language, "post_languages", failing_batch)
+    monkeypatch.setattr(language, "post_language", failing_one)
+    language.add_languages(rows)
     assert [row["lang"] for row in rows] == expected
     assert expected[:2] == ["en", "zh"] and expected[3] == "ms"

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from models.checkpoints import resolve
 from models.classifier import InferenceOptions, LoadedClassifier, load_classifier
-from models.handler import ClassifiersHandler, LabeledBatch, LoadedClassifiers
+from models.batch_labeling import LabeledBatch, LoadedClassifiers
+from pipelines.beam_steps import ClassifiersHandler
 from models.runtime import autocast_dtype_for
 from pipelines.label_corpus import run
 from tests.test_pipeline import read_labels
@@ -212,8 +213,8 @@ def test_the_classifiers_shared_across_processes_label_through_beams_proxy(tiny_
     import apache_beam as beam
     from apache_beam.testing.util import assert_that
 
-    from models.handler import Classify
-    from pipelines.labeling import make_pipeline
+    from pipelines.beam_steps import Classify
+    from pipelines.runner import make_pipeline
 
     handler = ClassifiersHandler({name: resolve(name, path) for name, path in tiny_checkpoints.items()},
                                  {name: None for name in tiny_checkpoints}, InferenceOptions(device="cpu", batch_size=8))

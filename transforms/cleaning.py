@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 
 import emoji
 
+from transforms import contract
+
 # http(s)://..., www.... and bare domains followed by a path (bit.ly/abc, t.co/xyz).
 # The bare-domain form must not start inside a word, an email address or another URL.
 URL_RE = re.compile(
@@ -123,3 +125,11 @@ def clean_for_models(text: str, max_tokens: int, options: CleaningOptions = DEFA
             return cleaned
         cap *= GROWTH
     return clean_text(text, options)
+
+
+def prepare_row(record: dict, options: CleaningOptions, max_tokens: int) -> dict:
+    """The record as the classifiers get it: with clean_text (what models reading at most
+    max_tokens tokens see). Its `lang` (the input's value, if any) becomes the post's language in
+    the inference step, for a whole batch at once (add_languages)."""
+    record[contract.CLEAN_TEXT] = clean_for_models(record[contract.TEXT], max_tokens, options)
+    return record

@@ -1,7 +1,7 @@
 """The names the labeling job shares with its readers, each spelled once: the base columns of the
 output, the shard file names, and the keys of the in-pipeline counts and the Beam metrics.
 
-The pipeline (pipelines/labeling.py, transforms/beam_io.py, models/handler.py), the commit
+The pipeline (pipelines/labeling.py, pipelines/beam_steps.py, models/batch_labeling.py), the commit
 (transforms/partition.py: the manifest is made from these counts), the report
 (pipelines/report.py, pipelines/label_shares.py) and the benchmarks import them from here, so a
 name changed here changes for all of them (the output schema and manifest are contracts:

@@ -20,13 +20,19 @@ See docs/output-schema.md (the `lang` column) and docs/architecture.md (routing)
 """
 from __future__ import annotations
 
+import logging
 import re
 import sys
+from collections import Counter
 from functools import lru_cache
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import regex
+
+from transforms import contract
+
+LOG = logging.getLogger(__name__)
 
 UNDETERMINED = "und"
 MIN_PROBABILITY = 0.5  # below this the detector's answer counts as unsure (benchmarks/language_routing.py)
@@ -372,3 +378,29 @@ def describe_routing(languages: frozenset[str] | None) -> str:
     scripts = scripts_read(languages)
     return describe(languages) + (f" ({'+'.join(sorted(scripts))} script)" if scripts else "")
 
+
+def add_languages(rows: Sequence[dict]) -> None:
+    """Each row's `lang`: the input's value when usable, else detected, for the rows together
+    (post_languages: several times cheaper a post than one by one). Should the
+    batch call ever fail, each row is detected alone, and a row whose detection fails is `und`
+    (it then runs every classifier): one odd text never costs the batch its labels."""
+    texts, given = [row.get(contract.TEXT) for row in rows], [row.get(contract.LANG) for row in rows]
+    try:
+        langs = post_languages(texts, given)
+    except Exception:  # noqa: BLE001 - isolate the text that breaks detection
+        langs = [_language_alone(text, value) for text, value in zip(texts, given)]
+    for row, lang in zip(rows, langs):
+        row[contract.LANG] = lang
+
+
+def _language_alone(text, given) -> str:
+    try:
+        return post_language(text, given)
+    except Exception:  # noqa: BLE001
+        LOG.warning("language detection failed on a post; its lang is %r", UNDETERMINED, exc_info=True)
+        return UNDETERMINED
+
+
+def language_counts(rows: Iterable[dict]) -> list[tuple[str, int]]:
+    """(lang:<code>, posts) pairs for the in-pipeline counts."""
+    return [(contract.language_key(lang), n) for lang, n in Counter(row[contract.LANG] for row in rows).items()]

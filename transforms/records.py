@@ -323,3 +323,18 @@ def infer_kept_types(sample: Sequence[Any], keep_fields: Sequence[str]) -> dict[
             inferred = pa.string()
         types[name] = pa.string() if pa.types.is_null(inferred) else inferred
     return types
+
+
+def safe_to_record(item: tuple, fields: FieldMap, kept_types: Mapping[str, pa.DataType], path: str):
+    """to_record, with anything it did not foresee (a value nested too deep to walk, ...) turned
+    into a dead letter for that record instead of a failed bundle."""
+    position, value, raw = item
+    try:
+        return to_record(value, fields, kept_types, path, position, raw)
+    except Exception as exc:  # noqa: BLE001 - one bad value must never take the job down
+        return DeadLetter(path, position, f"record unusable: {type(exc).__name__}: {exc}"[:500], raw)
+
+
+def is_record_letter(line: str) -> bool:
+    """A reader's dead letter for a record (it has a position), not for a file that broke off."""
+    return decode_dead_letter(line).get("position") is not None

@@ -1,0 +1,87 @@
+"""What Beam's own options (a run's beam_args) say about where and how the labeling pipeline
+runs, parsed once into a Runner that the run then hands down (pipelines/labeling.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.runners.runner import PipelineState
+
+DIRECT_RUNNER_NAMES = (None, "DirectRunner", "direct")  # --runner values (or none) that mean the DirectRunner
+
+
+@dataclass(frozen=True)
+class Runner:
+    """name: --runner as given (None: the DirectRunner); in_this_process: its workers run in this
+    process (the DirectRunner in memory or multi-threaded), so they can take the models
+    validation loaded; workers: the DirectRunner's worker processes (for the progress estimate);
+    cost_workers: the workers the cost is charged for; options: the PipelineOptions themselves."""
+
+    name: str | None
+    in_this_process: bool
+    workers: int
+    cost_workers: int
+    options: PipelineOptions
+
+    @classmethod
+    def from_args(cls, beam_args: Sequence[str]) -> "Runner":
+        options = PipelineOptions(list(beam_args))
+        name = options.view_as(StandardOptions).runner
+        direct = name in DIRECT_RUNNER_NAMES
+        return cls(name=name,
+                   in_this_process=direct and options.view_as(DirectOptions).direct_running_mode != "multi_processing",
+                   workers=max(options.view_as(DirectOptions).direct_num_workers or 1, 1),
+                   cost_workers=_cost_workers(options, name),
+                   options=options)
+
+    @property
+    def direct(self) -> bool:
+        return self.name in DIRECT_RUNNER_NAMES
+
+    def make_pipeline(self) -> beam.Pipeline:
+        """A Beam pipeline for these options. The DirectRunner (the default) runs on Beam's
+        FnApiRunner, in memory or with --direct_num_workers processes; we skip its attempt to
+        download the Prism runner, which fails on machines without internet access."""
+        if self.direct:
+            from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+            return beam.Pipeline(runner=FnApiRunner(), options=self.options)
+        return beam.Pipeline(options=self.options)
+
+
+def _cost_workers(options: PipelineOptions, name: str | None) -> int:
+    """Workers the cost is charged for: Dataflow's --max_num_workers (an upper bound under
+    autoscaling) or --num_workers; one machine for the DirectRunner."""
+    if "Dataflow" not in str(name):
+        return 1
+    workers = options.view_as(WorkerOptions)
+    return workers.max_num_workers or workers.num_workers or 1
+
+
+def make_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:
+    """Runner.make_pipeline, for callers that hold only Beam's arguments (benchmarks, tests)."""
+    return Runner.from_args(beam_args).make_pipeline()
+
+
+def runs_in_this_process(beam_args: Sequence[str]) -> bool:
+    """Runner.in_this_process, for callers that hold only Beam's arguments."""
+    return Runner.from_args(beam_args).in_this_process
+
+
+def dies_with_this_process(pipeline: beam.Pipeline) -> bool:
+    """Whether the pipeline runs in this process or its children (the DirectRunner's runners):
+    said by the pipeline itself, since a caller may hand label() a pipeline of its own."""
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    return isinstance(pipeline.runner, (FnApiRunner, SwitchingDirectRunner, BundleBasedDirectRunner))
+
+
+def finished(result) -> bool:
+    """Whether a PipelineResult is in a terminal state (False where the runner cannot tell)."""
+    try:
+        return PipelineState.is_terminal(result.state)
+    except Exception:  # noqa: BLE001 - a runner that cannot tell: not known to be finished
+        return False

@@ -1,0 +1,33 @@
+"""pipelines.runner.Runner: what Beam's own arguments say about a run, read once."""
+import pytest
+
+from pipelines.runner import Runner
+
+
+@pytest.mark.parametrize("args, workers", [([], 1), (["--direct_num_workers=3"], 3), (["--direct_num_workers", "2"], 2),
+                                           (["--direct_num_workers=0"], 1)])
+def test_the_progress_estimate_counts_the_direct_runners_worker_processes(args, workers):
+    assert Runner.from_args(args).workers == workers
+
+
+def test_the_cost_is_charged_for_dataflows_workers_and_one_machine_elsewhere():
+    assert Runner.from_args(["--runner=DataflowRunner", "--num_workers=4", "--max_num_workers=10"]).cost_workers == 10
+    assert Runner.from_args(["--runner=DataflowRunner", "--num_workers=4"]).cost_workers == 4
+    assert Runner.from_args(["--runner=DataflowRunner"]).cost_workers == 1
+    assert Runner.from_args(["--direct_num_workers=8"]).cost_workers == 1
+
+
+def test_only_an_in_memory_or_threaded_direct_runner_runs_in_this_process():
+    assert Runner.from_args([]).in_this_process
+    assert Runner.from_args(["--runner=DirectRunner", "--direct_running_mode=multi_threading"]).in_this_process
+    assert not Runner.from_args(["--direct_running_mode=multi_processing"]).in_this_process
+    assert not Runner.from_args(["--runner=DataflowRunner"]).in_this_process
+
+
+def test_the_direct_runner_runs_on_the_fn_api_runner_with_the_options_given():
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    pipeline = Runner.from_args(["--direct_num_workers=2"]).make_pipeline()
+    assert isinstance(pipeline.runner, FnApiRunner)  # not Beam's Prism download
+    assert pipeline.options.view_as(DirectOptions).direct_num_workers == 2
