@@ -5,7 +5,7 @@ The pipeline (pipelines/labeling.py, pipelines/beam_steps.py, models/batch_label
 (transforms/partition.py: the manifest is made from these counts), the report
 (pipelines/report.py, pipelines/label_shares.py) and the benchmarks import them from here, so a
 name changed here changes for all of them (the output schema and manifest are contracts:
-/work/shared/DESIGN.md, docs/architecture.md). Tests keep the literal names: they assert the contract.
+docs/output-schema.md, docs/architecture.md). Tests keep the literal names: they assert the contract.
 """
 from __future__ import annotations
 
