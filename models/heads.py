@@ -15,6 +15,9 @@ import numpy as np
 import pyarrow as pa
 
 DEFAULT_THRESHOLD = 0.5
+# transformers' problem_type values, as checkpoints' config.json carry them
+MULTI_LABEL = "multi_label_classification"
+SINGLE_LABEL = "single_label_classification"
 
 
 class CheckpointMismatch(ValueError):
@@ -62,7 +65,7 @@ def id2label_list(config: Mapping) -> list[str]:
 
 
 def is_multi_label(config: Mapping) -> bool:
-    return config.get("problem_type") == "multi_label_classification"
+    return config.get("problem_type") == MULTI_LABEL
 
 
 def check_count(name: str, config: Mapping, expected: int | None, what: str) -> None:

@@ -16,6 +16,7 @@ import random
 from pathlib import Path
 
 from models.classifiers import PUBLISHED_NAMES, classifier_for
+from models.heads import MULTI_LABEL
 
 _WORDS = (
     "the a and to of in is it you that for on with this was are be at not have but so my we they "
@@ -81,7 +82,7 @@ def label_fields(name: str, emotion_labels: list[str] | None = None, num_labels:
     classifier = classifier_for(name)
     extra = dict(classifier.label_config(classifier.fixed_labels or emotion_labels or EMOTION_LABELS))
     problem_type = problem_type or classifier.problem_type
-    if problem_type == "multi_label_classification":
+    if problem_type == MULTI_LABEL:
         extra["problem_type"] = problem_type
     if num_labels is not None:
         extra["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}

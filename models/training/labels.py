@@ -17,12 +17,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from models.heads import column_suffix
+from models.heads import MULTI_LABEL, column_suffix
 from models.training.errors import TrainingDataError
 
 MAX_LISTED_PROBLEMS = 10
-MULTI_LABEL = "multi_label_classification"
-SINGLE_LABEL = "single_label_classification"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from models.classifiers.base import Classifier
-from models.heads import Head, check_count, distinct_suffixes, id2label_list, label_thresholds, multi_label_threshold
+from models.heads import (MULTI_LABEL, Head, check_count, distinct_suffixes, id2label_list, label_thresholds,
+                          multi_label_threshold)
 
 NAME = "emotion"
 LIST_COLUMN = "emotions"
@@ -29,5 +30,5 @@ def label_config(names: Sequence[str]) -> dict:
 
 CLASSIFIER = Classifier(NAME, head_for, label_config, languages=frozenset({"en"}),
                         published_checkpoint="fikriau/praktikum-ai-modul6-robertalargefocal",
-                        base_model="roberta-large", problem_type="multi_label_classification",
+                        base_model="roberta-large", problem_type=MULTI_LABEL,
                         tiny_architecture="roberta", package=__name__)

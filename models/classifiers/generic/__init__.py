@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from models.classifiers.base import Classifier
-from models.heads import (Head, check_count, distinct_suffixes, id2label_list, is_multi_label, label_thresholds,
-                          multi_label_threshold, single_label_softmax)
+from models.heads import (MULTI_LABEL, CheckpointMismatch, Head, check_count, distinct_suffixes, id2label_list,
+                          is_multi_label, label_thresholds, multi_label_threshold, single_label_softmax)
 
-MULTI_LABEL = "multi_label_classification"
 
 
 def generic_head(name: str, config: Mapping) -> Head:
@@ -24,8 +23,6 @@ def generic_head(name: str, config: Mapping) -> Head:
         distinct_suffixes(name, labels)
         return multi_label_threshold(name, f"{name}_", labels, label_thresholds(name, labels, config))
     if len(set(labels)) != len(labels):
-        from models.heads import CheckpointMismatch
-
         raise CheckpointMismatch(f"classifier {name!r}: id2label names a label twice ({labels})")
     return single_label_softmax(name, labels)
 

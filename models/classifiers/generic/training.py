@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.heads import column_suffix
-from models.training.labels import (MULTI_LABEL, SINGLE_LABEL, LabelEncoding, LabelSpace, Problems, int_value,
-                                    multi_label_encoding)
+from models.heads import MULTI_LABEL, SINGLE_LABEL, column_suffix
+from models.training.labels import LabelEncoding, LabelSpace, Problems, int_value, multi_label_encoding
 from models.training.losses import cross_entropy, multi_label_bce
 from models.training.metrics import multi_label_scores, single_label_scores
 

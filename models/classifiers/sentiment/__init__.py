@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from models.classifiers.base import Classifier
-from models.heads import CheckpointMismatch, Head, check_count, id2label_list, single_label_softmax
+from models.heads import SINGLE_LABEL, CheckpointMismatch, Head, check_count, id2label_list, single_label_softmax
 
 NAME = "sentiment"
 LABELS = ("negative", "positive")
@@ -41,5 +41,5 @@ def label_config(names: Sequence[str] = LABELS) -> dict:
 
 CLASSIFIER = Classifier(NAME, head_for, label_config, languages=frozenset({"en"}),
                         published_checkpoint="Hansaht/Text_classification_model_1_pytorch",
-                        base_model="distilbert-base-uncased", problem_type="single_label_classification",
+                        base_model="distilbert-base-uncased", problem_type=SINGLE_LABEL,
                         tiny_architecture="distilbert", package=__name__, fixed_labels=LABELS)

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import pyarrow as pa
 
 from models.classifiers.base import Classifier
-from models.heads import CheckpointMismatch, Head, check_count, id2label_list, multi_label_argmax
+from models.heads import MULTI_LABEL, CheckpointMismatch, Head, check_count, id2label_list, multi_label_argmax
 
 NAME = "stars"
 STARS = (1, 2, 3, 4, 5)
@@ -40,5 +40,5 @@ def label_config(names: Sequence[str] = LABELS) -> dict:
 
 CLASSIFIER = Classifier(NAME, head_for, label_config, languages=frozenset({"zh"}),
                         published_checkpoint="Ayazhankad/bert-finetuned-semantic-chinese",
-                        base_model="bert-base-chinese", problem_type="multi_label_classification",
+                        base_model="bert-base-chinese", problem_type=MULTI_LABEL,
                         tiny_architecture="bert-cased", package=__name__, fixed_labels=LABELS)
