@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path run and measured in one device call (issue 22): the CUDA tests (tests/test_gpu.py -m gpu,
+# The GPU path run and measured in one device call (issues 22, 30): the CUDA tests (tests/test_gpu.py -m gpu,
 # at most 3 minutes), then `benchmarks.gpu --scale real` on 20,000 real posts, ours at 1 and 4 worker
 # processes; the whole call ends within 9 minutes, the build of the real-shape checkpoints included.
 # It writes 4 files under $OUT (env.txt, gpu-tests.log, gpu-bench.log, gpu.json); the table and the
@@ -14,7 +14,9 @@
 #    machine's load, and about 10 more the first time, for the venv):
 #      bash benchmarks/gpu_session.sh rehearse           # must end with "rehearsal passed"
 # 3. The device tool's `status` (can_start_another true), then ONE `run` with carry [".whl", ".corpus"],
-#    timeout_s 600 and the command
+#    timeout_s 600, no kind (the default, nvidia-h100-x1: one H100, ~78 GiB, which the four models and
+#    their batches fit many times over; nvidia-h200 shares its image and package list, so the same
+#    rehearsal holds for both) and the command
 #      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit; bash benchmarks/gpu_session.sh
 # 4. give_back unless a second call follows at once. For a second call, the same command with a stage
 #    (`tests` or `bench`) after the script's name, and the environment: N (posts, default 20000), WORKERS
@@ -108,7 +110,9 @@ sys.exit(not set(p(sys.argv[1].rsplit('/', 1)[-1])[3]) & set(sys_tags()))" "$whe
   # Nothing beyond the machine's packages and .whl/: what pip's resolution brought that the machine
   # lacks (newer releases' dependencies) is removed, and polars and matplotlib must be absent.
   outside() {
-    "$venv/bin/python" - "$venv/site" "$1" <<'EOF'
+    # -P: the repository root is not on the path, or a checkout installed with `pip install -e .` (its
+    # *.egg-info there) would count as a package the venv holds.
+    "$venv/bin/python" -P - "$venv/site" "$1" <<'EOF'
 import re, sys
 from importlib.metadata import distributions
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
