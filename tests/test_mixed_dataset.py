@@ -206,3 +206,48 @@ def test_a_backfill_with_skip_if_done_makes_the_schema_uniform_again(mixed, myta
     check_counts = {str(dt): n for dt, n in df.group_by("dt").agg(pl.col("mytask").is_not_null().sum()).rows()}
     assert check_counts == {date: m["by_classifier"]["mytask"]["labeled"] for date, m in after.items()}
     assert all(m["by_classifier"]["mytask"]["labeled"] > 0 for m in after.values())
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A moto S3 server on 127.0.0.1 (its endpoint), stopped by its PID."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("the moto S3 server did not start")
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_the_unified_schema_is_read_from_s3_too(mixed, s3_server):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=f"http://{s3_server}")
+    client.create_bucket(Bucket="labels-bucket")
+    for path in (mixed / "labels").rglob("*"):  # manifests, _SUCCESS and dead letters too, as the job leaves them
+        if path.is_file():
+            client.upload_file(str(path), "labels-bucket", str(path.relative_to(mixed)))
+    remote = dataset.unified_schema(f"s3://labels-bucket/labels?endpoint_override={s3_server}&scheme=http")
+    assert remote == dataset.unified_schema(str(mixed / "labels"))
+    assert remote.names == file_rows(mixed)[0]
