@@ -395,7 +395,16 @@ def test_the_trend_is_blank_where_a_classifier_did_not_run_and_0_where_it_ran_an
                                              pa.nulls(routed_away.num_rows, field.type))
     tables["2024-05-02"] = routed_away
     dirs = [write_partition(tmp_path / f"dt={date}", table, shards=1) for date, table in tables.items()]
-    drawn = _figures(monkeypatch)
+    drawn = []
+
+    def keep_closed(fig):  # a closed figure keeps its lines' data
+        import matplotlib.pyplot as plt
+
+        drawn.append(fig)
+        plt.close(fig)
+        return b""
+
+    monkeypatch.setattr(report, "_figure_bytes", keep_closed)
     trend_dir = report.run(dirs, out=io.StringIO())["trend"]
 
     cells = {(r["date"], r["classifier"], r["label"]): (r["count"], r["share"])
