@@ -130,9 +130,15 @@ def test_the_plain_readers_take_one_files_columns_as_the_docs_say(mixed, monkeyp
     monkeypatch.chdir(mixed)
     with pytest.raises(pl.exceptions.SchemaError, match="extra column in file outside of expected schema: mytask"):
         pl.scan_parquet("labels/**/*.parquet", hive_partitioning=True).collect()
-    assert "mytask" not in ds.dataset("labels/", format="parquet", partitioning="hive").to_table().column_names
+    plain = ds.dataset("labels/", format="parquet", partitioning="hive").to_table()  # the first file's columns
+    assert "mytask" not in plain.column_names
+    no_stars = plain.filter(ds.field("dt") == "2024-06-03").column("stars")  # filled with nulls
+    assert no_stars.null_count == len(no_stars) == len(POSTS["2024-06-03"])
+    plain_duckdb = "read_parquet('labels/**/*.parquet', hive_partitioning = true)"
     with pytest.raises(duckdb.BinderException, match='Referenced column "mytask" not found'):
-        duckdb.sql("SELECT count(mytask) FROM read_parquet('labels/**/*.parquet', hive_partitioning = true)").fetchall()
+        duckdb.sql(f"SELECT count(mytask) FROM {plain_duckdb}").fetchall()
+    with pytest.raises(duckdb.InvalidInputException, match='schema mismatch in glob: column "stars"'):
+        duckdb.sql(f"SELECT * FROM {plain_duckdb}").fetchall()  # 2024-06-03 has no stars
     # the docs' alternative for local files: one scan per file, stacked
     files = glob.glob("labels/**/*.parquet", recursive=True)
     df = pl.concat([pl.scan_parquet(f, hive_partitioning=True) for f in files], how="diagonal_relaxed").collect()
