@@ -23,21 +23,21 @@ import pyarrow.dataset as ds
 HIVE = "hive"  # dt=YYYY-MM-DD folders; pyarrow skips _- and .-prefixed files and folders (staging, manifests)
 
 
-class MixedTypes(ValueError):
-    """A column with one type in some partitions and another in others: no one schema reads both."""
-
-
 def unified_schema(root: str) -> pa.Schema:
     """Every column of every committed shard under root (the files' own columns: the partition
-    folders' dt is not one), in the order the files first have them, without the files' metadata."""
-    found = ds.dataset(root, format="parquet", partitioning=HIVE)
+    folders' dt is not one), in the order the files first have them, without the files' metadata.
+    ValueError where a column has one type in some partitions and another in others."""
+    try:
+        found = ds.dataset(root, format="parquet", partitioning=HIVE)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{root} does not exist") from exc
     schemas = [fragment.physical_schema.remove_metadata() for fragment in found.get_fragments()]
     if not schemas:
         raise FileNotFoundError(f"no Parquet files under {root}")
     try:
         return pa.unify_schemas(schemas)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise MixedTypes(f"{exc}; relabel the partitions with the older type (--skip-if-done) or read them "
+        raise ValueError(f"{exc}; relabel the partitions with the older type (--skip-if-done) or read them "
                          f"apart") from exc
 
 

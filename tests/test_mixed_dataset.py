@@ -165,7 +165,7 @@ def test_the_bigquery_statement_has_every_column_of_every_file(mixed):
                                   if not line.startswith("--"))
 
 
-def test_the_bigquery_statement_reads_lists_as_arrays_and_a_type_that_changed_is_one_line(tmp_path, capsys):
+def test_the_bigquery_statement_reads_lists_as_arrays_and_a_type_that_changed_or_no_folder_is_one_line(tmp_path, capsys):
     statement = dataset.bigquery_ddl(pa.schema([("emotions", pa.list_(pa.string())), ("n", pa.int64())]),
                                      "p.d.t", "gs://b/labels/")
     assert "`emotions` ARRAY<STRING>" in statement and "`n` INT64" in statement
@@ -176,6 +176,8 @@ def test_the_bigquery_statement_reads_lists_as_arrays_and_a_type_that_changed_is
     assert dataset.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "mytask" in err and "--skip-if-done" in err
+    assert dataset.main([str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err == f"dataset: {tmp_path / 'nowhere'} does not exist\n"
 
 
 def test_the_trend_is_blank_where_a_classifier_did_not_run_and_0_where_it_ran_on_no_post(mixed, monkeypatch):
