@@ -165,14 +165,16 @@ def test_the_bigquery_statement_has_every_column_of_every_file(mixed):
                                   if not line.startswith("--"))
 
 
-def test_the_bigquery_statement_reads_lists_as_arrays_and_a_type_that_changed_or_no_folder_is_one_line(tmp_path, capsys):
+def test_the_bigquery_statement_reads_lists_as_arrays_and_a_changed_type_or_no_folder_is_one_line(tmp_path,
+                                                                                                   capsys):
     statement = dataset.bigquery_ddl(pa.schema([("emotions", pa.list_(pa.string())), ("n", pa.int64())]),
                                      "p.d.t", "gs://b/labels/")
     assert "`emotions` ARRAY<STRING>" in statement and "`n` INT64" in statement
     assert "enable_list_inference = true" in statement and "uris = ['gs://b/labels/*.parquet']" in statement
     for date, mytask in (("2024-06-01", pa.array(["low"])), ("2024-06-02", pa.array([["low", "high"]]))):
         (tmp_path / f"dt={date}").mkdir()
-        pq.write_table(pa.table({"id": ["1"], "mytask": mytask}), tmp_path / f"dt={date}" / "labels-00000-of-00001.parquet")
+        pq.write_table(pa.table({"id": ["1"], "mytask": mytask}),
+                       tmp_path / f"dt={date}" / "labels-00000-of-00001.parquet")
     assert dataset.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "mytask" in err and "--skip-if-done" in err
