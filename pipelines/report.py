@@ -8,7 +8,9 @@ DIR holds the labeling pipeline's labels-*.parquet (local, gs:// or s3://). Each
 DIR/_report/: report.md, one CSV per table and one PNG per chart. With several DIRs (date
 partitions), each label's share per partition also goes, as a CSV, a Markdown table and a
 line chart, to --trend-dir (default: the latest partition's _report/). A partition's date is
-the first YYYY-MM-DD in its path, else the folder name.
+the first YYYY-MM-DD in its path, else the folder name. A classifier that did not run on a date
+(the partition has none of its columns) is blank there, a gap in the chart; one that ran and gave
+no post a label (routing kept every post from it) is 0 (shares_over_dates).
 
 The classifiers present are the published four, recognized by their columns, and the generic
 ones the files' label_corpus.checkpoints metadata names (pipelines.label_shares). Each classifier's
@@ -121,18 +123,29 @@ def label_shares(df: pl.DataFrame, classifiers: Sequence[str] | None = None) -> 
 
 def shares_over_dates(partitions: dict[str, pl.DataFrame], classifiers: dict[str, Sequence[str]] | None = None
                       ) -> pl.DataFrame:
-    """label_shares of each partition (its classifiers: `classifiers[date]`, default those its
-    columns show), with a `date` column, in date order; labels missing from a partition count 0 there."""
+    """label_shares of each partition, with a `date` column, in date order. A partition's
+    classifiers are `classifiers[date]`, default those its columns show: the classifiers that ran
+    on that date (their columns are in its files, carried by --skip-if-done included; a run writes
+    every column of each classifier it has, null where routing or an empty text kept a post from
+    it). Where one of them gave no post a label, its count and share are 0 there; where a
+    classifier did not run on a date (the partition has no columns of it: labeled before it was
+    added, or with --only), its count and share are null there: a blank in the tables, a gap in the
+    chart, until a backfill labels that date."""
     classifiers = classifiers or {}
-    frames = [label_shares(df, classifiers.get(date)).with_columns(pl.lit(date).alias("date"))
+    ran = {date: _present(df, classifiers.get(date)) for date, df in partitions.items()}
+    frames = [label_shares(df, ran[date]).with_columns(pl.lit(date).alias("date"))
               for date, df in sorted(partitions.items())]
     if not frames:
         return pl.DataFrame(schema={"date": pl.String, **LABEL_SHARES_SCHEMA})
     long = pl.concat(frames)
     labels = long.select("classifier", "label").unique(maintain_order=True).with_row_index("order")
-    grid = long.select("date").unique().join(labels, how="cross")
+    grid = pl.DataFrame({"date": sorted(partitions)}, schema={"date": pl.String}).join(labels, how="cross")
+    ran_on = pl.DataFrame([(date, name) for date, names in ran.items() for name in names], orient="row",
+                          schema={"date": pl.String, "classifier": pl.String}).with_columns(pl.lit(True).alias("ran"))
     return (grid.join(long, on=["date", "classifier", "label"], how="left")
-            .with_columns(pl.col("count").fill_null(0), pl.col("share").fill_null(0.0))
+            .join(ran_on, on=["date", "classifier"], how="left")
+            .with_columns(pl.when(pl.col("ran")).then(pl.col("count").fill_null(0)).alias("count"),
+                          pl.when(pl.col("ran")).then(pl.col("share").fill_null(0.0)).alias("share"))
             .sort(["order", "date"])  # classifiers and labels in report order, then dates
             .select("date", "classifier", "label", "count", "share"))
 
@@ -259,8 +272,11 @@ def trend_chart(trend: pl.DataFrame) -> bytes:
         part = trend.filter(pl.col("classifier") == name)
         for index, label in enumerate(part["label"].unique(maintain_order=True).to_list()):
             line = part.filter(pl.col("label") == label).sort("date")
-            ax.plot(line["date"].to_list(), line["share"].to_list(), label=label,
-                    **(hooks.trend_style(label) or line_style(index)))
+            # NaN where the classifier did not run: matplotlib breaks the line there (no line to 0),
+            # and the marker shows a date that has no neighbour to draw a line to
+            shares = line["share"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+            style = {"marker": "o", **(hooks.trend_style(label) or line_style(index))}
+            ax.plot(line["date"].to_list(), shares, label=label, **style)
         ax.set_title(hooks.trend_title(name))
         ax.set_ylabel("share")
         ax.set_ylim(-0.05, 1.05)  # a line at 0 or 1 stays clear of the frame

@@ -379,3 +379,67 @@ def test_a_suspect_partition_is_reported_as_not_complete_with_its_problem(tmp_pa
     assert "Partition complete (_SUCCESS): **no**: the run was written but does not look like success" in md
     assert "28 of 40 records read (70%)" in md and "Records read: 40" in md
     assert "warning: no _SUCCESS: the run does not look like success: 28 of 40" in terminal.getvalue()
+
+
+def test_the_trend_is_blank_where_a_classifier_did_not_run_and_0_where_it_ran_and_labeled_no_post(tmp_path,
+                                                                                                   monkeypatch):
+    """stars runs on 05-01; on 05-02 it runs but routing keeps every post from it (its columns are
+    there, all null); on 05-03 it does not run (no stars columns). emotion runs on 05-02 alone."""
+    ran = {"2024-05-01": ("stars", "sentiment"), "2024-05-02": ("stars", "sentiment", "emotion"),
+           "2024-05-03": ("sentiment",)}
+    tables = {date: labeled_table(30, seed=i, classifiers=names) for i, (date, names) in enumerate(ran.items())}
+    routed_away = tables["2024-05-02"]
+    for column in ("stars", "stars_score"):
+        field = routed_away.schema.field(column)
+        routed_away = routed_away.set_column(routed_away.schema.get_field_index(column), field,
+                                             pa.nulls(routed_away.num_rows, field.type))
+    tables["2024-05-02"] = routed_away
+    dirs = [write_partition(tmp_path / f"dt={date}", table, shards=1) for date, table in tables.items()]
+    drawn = []
+
+    def keep_closed(fig):  # a closed figure keeps its lines' data
+        import matplotlib.pyplot as plt
+
+        drawn.append(fig)
+        plt.close(fig)
+        return b""
+
+    monkeypatch.setattr(report, "_figure_bytes", keep_closed)
+    trend_dir = report.run(dirs, out=io.StringIO())["trend"]
+
+    cells = {(r["date"], r["classifier"], r["label"]): (r["count"], r["share"])
+             for r in read_csv(os.path.join(trend_dir, "label_shares_over_dates.csv"))}
+    for star in "12345":
+        assert cells["2024-05-01", "stars", star] == (
+            str(count_equal(tables["2024-05-01"], "stars", int(star))),
+            str(count_equal(tables["2024-05-01"], "stars", int(star)) / non_null(tables["2024-05-01"], "stars")))
+        assert cells["2024-05-02", "stars", star] == ("0", "0.0")  # ran, no post in its languages
+        assert cells["2024-05-03", "stars", star] == ("", "")  # did not run
+    emotion_labels = {label for (_, name, label) in cells if name == "emotion"}
+    assert len(emotion_labels) == len(EMOTIONS)
+    for label in emotion_labels:
+        assert cells["2024-05-01", "emotion", label] == cells["2024-05-03", "emotion", label] == ("", "")
+        assert cells["2024-05-02", "emotion", label][0] != ""
+    assert all(cell[1] != "" for (_, name, _), cell in cells.items() if name == "sentiment")
+
+    md = md_tables(os.path.join(trend_dir, "label_shares_over_dates.md"))
+    stars = {row["date"]: row for row in md["stars"]}
+    assert [stars["2024-05-02"][s] for s in "12345"] == ["0.0000"] * 5
+    assert [stars["2024-05-03"][s] for s in "12345"] == [""] * 5
+    assert {row["date"]: row["joy"] for row in md["emotion"]}["2024-05-01"] == ""
+
+    # the chart: NaN where the classifier did not run, so matplotlib breaks the line (no line to 0),
+    # and a marker on every line, so emotion's one point between two gaps shows
+    from models.classifiers import classifier_for
+
+    axes = {ax.get_title(): ax for ax in drawn[-1].axes}
+    for name, missing in (("stars", [False, False, True]), ("emotion", [True, False, True]),
+                          ("sentiment", [False, False, False])):
+        lines = axes[classifier_for(name).report.trend_title(name)].get_lines()
+        assert lines
+        for line in lines:
+            shares = np.asarray(line.get_ydata(), dtype=float)
+            assert np.isnan(shares).tolist() == missing, (name, line.get_label())
+            assert line.get_marker() not in (None, "", " ", "None")
+            if name == "stars":
+                assert shares[1] == 0.0
