@@ -262,6 +262,22 @@ def config_from_argv(argv=None) -> LabelConfig:
         beam_args=tuple(beam_args))
 
 
+def unfetched_hint(checkpoints: dict[str, str], unfetched: tuple[str, ...]) -> str:
+    """The line after checkpoints that could not be fetched. Where published checkpoints the run took
+    by default failed and the run has checkpoints of the user's own: that the four are in every run
+    --only does not narrow, and the --only for the user's own alone. Else: the offline demo."""
+    def by_default(name: str) -> bool:
+        return name in PUBLISHED and checkpoints[name] == PUBLISHED[name].published_checkpoint
+
+    defaults = [name for name in unfetched if by_default(name)]
+    own = [name for name in checkpoints if not by_default(name)]
+    if not defaults or not own:
+        return OFFLINE_HINT
+    verb = "is" if len(defaults) == 1 else "are"
+    return (f"label_corpus: {', '.join(defaults)} {verb} in every run that --only does not narrow (published "
+            f"checkpoints, from the Hugging Face hub); for yours alone: --only {','.join(own)}")
+
+
 def run(argv=None, test_pipeline=None, forward=None):
     """The command line's run: label(config_from_argv(argv)); the PipelineResult, or None when
     --skip-if-done finds the partition complete."""
@@ -275,16 +291,18 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
+    config = None
     try:
-        run(argv)
+        config = config_from_argv(argv)
+        label(config)
     except stopping.Stopped as exc:  # SIGTERM, SIGINT: label() says what state the partition is in
         print(f"label_corpus: {exc}", file=sys.stderr)
         return exc.exit_code
     except (CheckpointError, UsageError, partition.ReconciliationError, partition.ConcurrentRunError,
             partition.VerificationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
-        if isinstance(exc, CheckpointError) and "could not be fetched" in str(exc):
-            print(OFFLINE_HINT, file=sys.stderr)
+        if isinstance(exc, CheckpointError) and exc.unfetched:
+            print(unfetched_hint(config.checkpoints, exc.unfetched), file=sys.stderr)
         return 2
     except SuspectRun as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)

@@ -339,14 +339,15 @@ def load_classifiers(refs: dict[str, str], keep_models: bool = False) -> dict[st
 def resolve_checkpoints(refs: dict[str, str]) -> dict[str, ResolvedCheckpoint]:
     """Each checkpoint made available locally with its revision (its files' hash, or the hub
     commit): no weights loaded. All problems are reported together."""
-    checkpoints, problems = {}, []
+    checkpoints, problems, unfetched = {}, [], []
     for name, ref in refs.items():
         try:
             checkpoints[name] = resolve(name, ref)
         except CheckpointError as exc:
             problems.append(str(exc))
+            unfetched += exc.unfetched
     if problems:
-        raise CheckpointError("\n".join(problems))
+        raise CheckpointError("\n".join(problems), unfetched=tuple(unfetched))
     return checkpoints
 
 
