@@ -3,8 +3,9 @@
     python -m pipelines.label_corpus --input 'posts/*.jsonl' --output out/ \\
         [--models models.json] [--model politics=DIR ...] [--only politics,emotion] [Beam options]
 
-Without --models/--model each classifier loads its published checkpoint from the Hugging Face
-hub (network needed); `python -m pipelines.demo` runs offline. Each classifier runs only on
+The four published classifiers are in every run --only does not narrow: each that --models/--model
+do not point elsewhere loads its published checkpoint from the Hugging Face hub (network needed);
+a --model of your own adds to them (--only NAME: it alone). `python -m pipelines.demo` runs offline. Each classifier runs only on
 posts in its languages and their script (politics: en,ms; stars: zh; sentiment, emotion: en; an
 undetermined language runs those whose script fits); --languages changes that per classifier,
 --all-languages turns it off. Every argument is checked before anything is read or loaded
