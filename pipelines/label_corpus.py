@@ -5,15 +5,15 @@
 
 The four published classifiers are in every run --only does not narrow: each that --models/--model
 do not point elsewhere loads its published checkpoint from the Hugging Face hub (network needed);
-a --model of your own adds to them (--only NAME: it alone). `python -m pipelines.demo` runs offline. Each classifier runs only on
-posts in its languages and their script (politics: en,ms; stars: zh; sentiment, emotion: en; an
-undetermined language runs those whose script fits); --languages changes that per classifier,
---all-languages turns it off. Every argument is checked before anything is read or loaded
+a --model of your own adds to them (--only NAME: it alone). `python -m pipelines.demo` runs
+offline. Each classifier runs only on posts in its languages and their script (politics: en,ms;
+stars: zh; sentiment, emotion: en; an undetermined language runs those whose script fits);
+--languages changes that per classifier, --all-languages turns it off. Every argument is checked before anything is read or loaded
 (pipelines/flags.py): one that is neither ours nor a Beam pipeline option is an error.
 Output columns, routing and the checkpoint contract: docs/ in the repository.
 
 Exit status: 0 success; 2 a problem found before any data is labeled (command line, --models,
-checkpoints) or counts that do not reconcile; 3 the partition was written and accounted but does
+checkpoints, inputs without the text field) or counts that do not reconcile; 3 the partition was written and accounted but does
 not look like success (no records, none usable, or more than --max-dead-letter-share of them
 dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix;
 143 / 130 stopped by SIGTERM / SIGINT, with a line saying what state the partition is in (a commit
