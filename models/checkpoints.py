@@ -36,7 +36,12 @@ _REMOTE_SCHEMES = ("gs://", "s3://")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used; the message names the classifier, the checkpoint and the problem."""
+    """A checkpoint cannot be used; the message names the classifier, the checkpoint and the problem.
+    `unfetched`: the classifiers whose checkpoints could not be fetched (no network, no such object)."""
+
+    def __init__(self, message: str, unfetched: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.unfetched = tuple(unfetched)
 
 
 @dataclass(frozen=True)
@@ -120,8 +125,7 @@ def resolve(name: str, ref: str, revision: str | None = None) -> ResolvedCheckpo
     except Exception as exc:  # network, permissions, missing objects: all end the same way
         raise CheckpointError(
             f"classifier {name!r}: checkpoint {ref!r} could not be fetched ({type(exc).__name__}: {exc}); "
-            f"{_hint(name)}"
-        ) from exc
+            f"{_hint(name)}", unfetched=(name,)) from exc
     raise CheckpointError(
         f"classifier {name!r}: checkpoint {ref!r} is not a directory, a gs:// or s3:// prefix, "
         f"or a hub id owner/name[@revision]; {_hint(name)}"

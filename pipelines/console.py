@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Collection, Optional
 
 OWN_LOGGERS = ("pipelines", "transforms", "models.training")  # models.classifier's load lines only with -v
 NOISE = ("apitools not found",)  # warnings Beam prints on import, whatever the command
@@ -87,21 +88,24 @@ def label_line(classifier: str, shares: list[tuple[str, float]], top: int = 8) -
     return f"{classifier}: {text or 'no labels'}{more}"
 
 
-def label_lines(output: str, max_rows: int = 2_000_000) -> list[str]:
-    """One line per classifier with its labels' distribution, read back from the written partition
-    (each classifier's shares as its report hooks count them: a multi-label one's, the share of rows
-    carrying each label). With pyarrow alone (pipelines.label_shares): the job runs where polars and
-    matplotlib are not installed."""
+def label_lines(output: str, max_rows: int = 2_000_000, only: Optional[Collection[str]] = None) -> list[str]:
+    """One line per classifier (of `only`, when given) with its labels' distribution, read back from
+    the written partition (each classifier's shares as its report hooks count them: a multi-label
+    one's, the share of rows carrying each label). With pyarrow alone (pipelines.label_shares): the
+    job runs where polars and matplotlib are not installed."""
     from pipelines.label_shares import TooManyRows, label_shares, read_label_columns
 
+    if only is not None and not only:
+        return []
     try:
         table, names, classifiers = read_label_columns(output, max_rows)
     except FileNotFoundError:
         return []
     except TooManyRows as many:
         return [f"labels: {many.rows:,} rows; run python -m pipelines.report {output} for their distribution"]
+    shares = label_shares(table, names, classifiers)
     return [label_line(classifier, [(label, share) for label, _, share in part])
-            for classifier, part in label_shares(table, names, classifiers).items()]
+            for classifier, part in shares.items() if only is None or classifier in only]
 
 
 def reuse_lines(manifest: dict) -> list[str]:

@@ -3,16 +3,17 @@
     python -m pipelines.label_corpus --input 'posts/*.jsonl' --output out/ \\
         [--models models.json] [--model politics=DIR ...] [--only politics,emotion] [Beam options]
 
-Without --models/--model each classifier loads its published checkpoint from the Hugging Face
-hub (network needed); `python -m pipelines.demo` runs offline. Each classifier runs only on
-posts in its languages and their script (politics: en,ms; stars: zh; sentiment, emotion: en; an
-undetermined language runs those whose script fits); --languages changes that per classifier,
---all-languages turns it off. Every argument is checked before anything is read or loaded
+The four published classifiers are in every run --only does not narrow: each that --models/--model
+do not point elsewhere loads its published checkpoint from the Hugging Face hub (network needed);
+a --model of your own adds to them (--only NAME: it alone). `python -m pipelines.demo` runs
+offline. Each classifier runs only on posts in its languages and their script (politics: en,ms;
+stars: zh; sentiment, emotion: en; an undetermined language runs those whose script fits);
+--languages changes that per classifier, --all-languages turns it off. Every argument is checked before anything is read or loaded
 (pipelines/flags.py): one that is neither ours nor a Beam pipeline option is an error.
 Output columns, routing and the checkpoint contract: docs/ in the repository.
 
 Exit status: 0 success; 2 a problem found before any data is labeled (command line, --models,
-checkpoints) or counts that do not reconcile; 3 the partition was written and accounted but does
+checkpoints, inputs without the text field) or counts that do not reconcile; 3 the partition was written and accounted but does
 not look like success (no records, none usable, or more than --max-dead-letter-share of them
 dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix;
 143 / 130 stopped by SIGTERM / SIGINT, with a line saying what state the partition is in (a commit
@@ -262,6 +263,22 @@ def config_from_argv(argv=None) -> LabelConfig:
         beam_args=tuple(beam_args))
 
 
+def unfetched_hint(checkpoints: dict[str, str], unfetched: tuple[str, ...]) -> str:
+    """The line after checkpoints that could not be fetched. Where published checkpoints the run took
+    by default failed and the run has checkpoints of the user's own: that the four are in every run
+    --only does not narrow, and the --only for the user's own alone. Else: the offline demo."""
+    def by_default(name: str) -> bool:
+        return name in PUBLISHED and checkpoints[name] == PUBLISHED[name].published_checkpoint
+
+    defaults = [name for name in unfetched if by_default(name)]
+    own = [name for name in checkpoints if not by_default(name)]
+    if not defaults or not own:
+        return OFFLINE_HINT
+    verb = "is" if len(defaults) == 1 else "are"
+    return (f"label_corpus: {', '.join(defaults)} {verb} in every run that --only does not narrow (published "
+            f"checkpoints, from the Hugging Face hub); for yours alone: --only {','.join(own)}")
+
+
 def run(argv=None, test_pipeline=None, forward=None):
     """The command line's run: label(config_from_argv(argv)); the PipelineResult, or None when
     --skip-if-done finds the partition complete."""
@@ -275,16 +292,18 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
+    config = None
     try:
-        run(argv)
+        config = config_from_argv(argv)
+        label(config)
     except stopping.Stopped as exc:  # SIGTERM, SIGINT: label() says what state the partition is in
         print(f"label_corpus: {exc}", file=sys.stderr)
         return exc.exit_code
     except (CheckpointError, UsageError, partition.ReconciliationError, partition.ConcurrentRunError,
             partition.VerificationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
-        if isinstance(exc, CheckpointError) and "could not be fetched" in str(exc):
-            print(OFFLINE_HINT, file=sys.stderr)
+        if isinstance(exc, CheckpointError) and exc.unfetched:
+            print(unfetched_hint(config.checkpoints, exc.unfetched), file=sys.stderr)
         return 2
     except SuspectRun as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)

@@ -38,10 +38,12 @@ from transforms import contract, language, partition, reuse, stopping
 from transforms.cleaning import CleaningOptions
 from transforms.inputs import InputFile, decompressed, list_inputs
 from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
-from transforms.records import DeadLetter, FieldMap, infer_kept_types, input_format, is_record_letter, iter_file_records
+from transforms.records import (DeadLetter, FieldMap, columns_of, infer_kept_types, input_format, is_record_letter,
+                                iter_file_records, likely_text_field)
 
 LOG = logging.getLogger("pipelines.label_corpus")
 KEPT_TYPE_SAMPLE = 1000
+MAX_COLUMNS_SHOWN = 20  # of a file without the text field, in its one-line message
 
 
 class UsageError(ValueError):
@@ -190,6 +192,7 @@ def preflight(config: LabelConfig, runner: Runner) -> Optional[Preflight]:
     except (UsageError, CheckpointMismatch):
         validate_checkpoints(checkpoints)  # a checkpoint's problem is reported first, in its words
         raise
+    check_text_field([item.path for item in listed], config.fields)
     kept_types = kept_field_types([item.path for item in listed], list(config.fields.keep_fields))
     row_options = reuse.row_options(config.fields, config.lang_field, config.cleaning, max_tokens, kept_types)
     inputs = inputs_manifest(listed, not_read)
@@ -303,8 +306,10 @@ def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch):
         LOG.info("--no-wait: the %s ran the job in this process, so it is done", type(pipeline.runner).__name__)
     done = partition.read_manifest(config.output, suspect=True)
     if done and done.get("run_id") == launch.run_id:
+        # no label lines for a classifier that labeled nothing (every text empty or routed away): 0.0% of nothing
+        labeled = [name for name, counts in (done.get("by_classifier") or {}).items() if counts.get("labeled")]
         for line in console.summary_lines(done, time.time() - launch.started.timestamp(),
-                                           console.label_lines(config.output)):
+                                           console.label_lines(config.output, only=labeled)):
             LOG.info("%s", line)
         if done.get("problem"):
             raise SuspectRun(f"{config.output} was written, but {done['problem']}")
@@ -334,14 +339,15 @@ def load_classifiers(refs: dict[str, str], keep_models: bool = False) -> dict[st
 def resolve_checkpoints(refs: dict[str, str]) -> dict[str, ResolvedCheckpoint]:
     """Each checkpoint made available locally with its revision (its files' hash, or the hub
     commit): no weights loaded. All problems are reported together."""
-    checkpoints, problems = {}, []
+    checkpoints, problems, unfetched = {}, [], []
     for name, ref in refs.items():
         try:
             checkpoints[name] = resolve(name, ref)
         except CheckpointError as exc:
             problems.append(str(exc))
+            unfetched += exc.unfetched
     if problems:
-        raise CheckpointError("\n".join(problems))
+        raise CheckpointError("\n".join(problems), unfetched=tuple(unfetched))
     return checkpoints
 
 
@@ -406,11 +412,60 @@ def _kept_field_types(first_path: str, keep_fields: list[str]) -> dict[str, pa.D
         with FileSystems.open(first_path) as handle:
             schema = pq.ParquetFile(handle).schema_arrow
         return {name: (schema.field(name).type if name in schema.names else pa.string()) for name in keep_fields}
-    raw = FileSystems.open(first_path, compression_type=CompressionTypes.UNCOMPRESSED)
-    with decompressed(io.BufferedReader(raw), first_path) as handle:  # as the records themselves are read
-        items = itertools.islice(iter_file_records(first_path, handle), KEPT_TYPE_SAMPLE)
-        sample = [item[1] for item in items if not isinstance(item, DeadLetter)]
-    return infer_kept_types(sample, keep_fields)
+    return infer_kept_types(sample_records(first_path), keep_fields)
+
+
+def sample_records(path: str, limit: int = KEPT_TYPE_SAMPLE) -> list:
+    """The first `limit` values one input file holds (dead letters left out), read as the records themselves are."""
+    if input_format(path) == "parquet":
+        opened = FileSystems.open(path)  # Parquet compresses its own pages, and its reader seeks
+    else:
+        opened = decompressed(io.BufferedReader(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)),
+                            path)
+    with opened as handle:
+        items = itertools.islice(iter_file_records(path, handle), limit)
+        return [item[1] for item in items if not isinstance(item, DeadLetter)]
+
+
+def check_text_field(paths: Sequence[str], fields: FieldMap) -> None:
+    """UsageError, before any model loads, when no input file has the text field: a Parquet file's
+    schema, a CSV file's header or the first records of a JSON Lines file show its columns. The
+    files are tried in turn until one has it (usually the first); a file that cannot be sampled
+    or holds no records says nothing (the reader accounts for it), so such inputs still run."""
+    missing = []  # (path, its columns)
+    for path in paths:
+        try:
+            columns = input_columns(path)
+        except Exception as exc:  # noqa: BLE001 - the file's own read reports it
+            LOG.info("text field: %s cannot be sampled (%s)", path, type(exc).__name__)
+            continue
+        if fields.text_field in columns:
+            return
+        if columns:
+            missing.append((path, columns))
+    if missing:
+        guess = likely_text_field(sample_records(missing[0][0], 100), exclude=(fields.id_field,))
+        raise UsageError(missing_text_field_message(missing, guess, fields.text_field))
+
+
+def input_columns(path: str) -> list[str]:
+    """A file's columns: a Parquet file's schema, else the fields of its first records (CSV: its header)."""
+    if input_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(path) as handle:
+            return list(pq.ParquetFile(handle).schema_arrow.names)
+    return columns_of(sample_records(path))
+
+
+def missing_text_field_message(missing: Sequence[tuple[str, list[str]]], guess: Optional[str], text_field: str) -> str:
+    """The one line for inputs without the text field: the first file's columns and the flag that fixes it."""
+    path, columns = missing[0]
+    which = f"{path} has" if len(missing) == 1 else f"none of {len(missing)} files has it; the first, {path}, has"
+    shown = ", ".join(columns[:MAX_COLUMNS_SHOWN]) + (f" (+{len(columns) - MAX_COLUMNS_SHOWN} more)"
+                                                     if len(columns) > MAX_COLUMNS_SHOWN else "")
+    return (f"no {text_field!r} field in the input: {which} the columns {shown}; name the column that holds "
+            f"the text with --text-field (e.g. --text-field {guess or 'COLUMN'})")
 
 
 LANG_FIELDS = ("lang", "language")  # input fields that usually hold a post's language

@@ -418,3 +418,41 @@ def test_flex_template_launcher_runs_the_entry_point_inside_the_worker_image():
     for command in ("gcloud dataflow flex-template build", "gcloud dataflow flex-template run",
                     "--metadata-file deploy/flex_template_metadata.json"):
         assert command in readme
+
+
+# ---------------------------------------------------------------- the torch install step
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def torch_installs(text: str, torch_array: list[str]) -> list[list[str]]:
+    """Every `pip install` in `text` that names torch, as its arguments after `install` without -q/--quiet
+    (.ci/run's "${TORCH_CPU[@]}" expanded to `torch_array`)."""
+    steps = []
+    for segment in re.findall(r"pip install ([^&\n`#]*)", text):
+        words = [w for w in shlex.split(segment.replace('"${TORCH_CPU[@]}"', shlex.join(torch_array)))
+                 if w not in ("-q", "--quiet")]
+        if any(w.startswith("torch") for w in words):
+            steps.append(words)
+    return steps
+
+
+def test_readme_ci_and_deploy_install_the_cpu_build_of_torch_with_the_same_words():
+    """A bare `pip install torch==X` from PyPI is the CUDA build (GBs of NVIDIA packages): every install of
+    torch outside the GPU instructions takes the CPU index as an extra index, whose `X+cpu` outranks PyPI's
+    `X`, and `--retries 0`, so a machine that cannot reach that index skips it at once instead of retrying
+    it (5 retries with back-off for torch and each of its dependencies: about 75 s more where it was
+    measured). CI runs the README's words, and the version is constraints.txt's."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    torch_array = shlex.split(re.search(r"^TORCH_CPU=\((.*)\)$", ci, re.M).group(1))
+    pinned = re.search(r"^torch==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M).group(1)
+    assert torch_array == [f"torch=={pinned}", "--extra-index-url", CPU_INDEX, "--retries", "0"]
+
+    readme = (ROOT / "README.md").read_text()
+    opening = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert torch_installs(opening, torch_array) == [torch_array, torch_array]  # commands 1 and 2
+    assert torch_installs(ci, torch_array) == [torch_array, torch_array]  # .venv and .venv-airflow
+    assert torch_installs((DEPLOY / "README.md").read_text(), torch_array) == [torch_array] * 3
+    # The one other torch install is the README's line for a GPU machine: the CUDA index, same version.
+    gpu_lines = [w for w in torch_installs(readme, torch_array) if w != torch_array]
+    assert gpu_lines and all(w[:2] == [f"torch=={pinned}", "--index-url"] and "/whl/cu" in w[2] for w in gpu_lines)

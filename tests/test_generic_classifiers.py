@@ -208,3 +208,40 @@ def test_skip_if_done_reruns_only_the_generic_classifier_whose_checkpoint_change
     assert {r: row["stance_score"] for r, row in second.items()} == {r: row["stance_score"] for r, row in first.items()}
     fresh = reference(str(retrained), clean_text(POSTS[0]["text"]), multi_label=True)
     assert second["en0"]["toxicity_insult"] == pytest.approx(float(fresh[0]), abs=1e-5)
+
+
+def test_offline_with_ones_own_classifier_alone_the_message_names_only(tmp_path, own_checkpoints, capsys):
+    """`--model stance=DIR` adds stance beside the four, whose published checkpoints come from the hub:
+    offline (HF_HUB_OFFLINE, tests/conftest.py) the run stops before reading, each failed fetch named,
+    and its last line says the four are in the run by default and gives the --only that leaves them
+    out; that command then labels with stance alone."""
+    from pipelines import label_corpus
+
+    out = tmp_path / "out"
+    argv = ["--input", write_posts(tmp_path / "posts.jsonl"), "--output", str(out),
+            "--model", f"stance={own_checkpoints['stance']}", "--device", "cpu"]
+    assert label_corpus.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line.split("'")[1] for line in err[:-1]] == ["politics", "stars", "sentiment", "emotion"]
+    assert all("could not be fetched" in line for line in err[:-1])
+    assert err[-1] == ("label_corpus: politics, stars, sentiment, emotion are in every run that --only does not "
+                       "narrow (published checkpoints, from the Hugging Face hub); for yours alone: --only stance")
+    assert not out.exists()
+    assert label_corpus.main([*argv, "--only", "stance"]) == 0  # the fix the line names
+    table, rows = read_rows(out)
+    assert {row["stance"] for row in rows.values() if row["clean_text"]} <= set(STANCE)
+    assert not [c for c in table.column_names if c.startswith(("politics", "stars", "sentiment", "emotion"))]
+
+
+def test_the_line_after_failed_fetches_names_only_where_defaults_failed_beside_checkpoints_of_ones_own():
+    from models.classifiers import PUBLISHED
+    from pipelines.label_corpus import OFFLINE_HINT, unfetched_hint
+
+    published = {name: c.published_checkpoint for name, c in PUBLISHED.items()}
+    mine = {**published, "sentiment": "/ckpt/sentiment", "stance": "org/stance"}
+    assert unfetched_hint(mine, ("politics", "stars")).endswith(
+        "politics, stars are in every run that --only does not narrow (published checkpoints, from the Hugging "
+        "Face hub); for yours alone: --only sentiment,stance")
+    assert "emotion is in every run" in unfetched_hint(mine, ("emotion", "stance"))
+    assert unfetched_hint(published, tuple(published)) == OFFLINE_HINT  # nothing of one's own: the demo
+    assert unfetched_hint(mine, ("stance",)) == OFFLINE_HINT  # the four were fetched: only stance's own line

@@ -325,6 +325,22 @@ def infer_kept_types(sample: Sequence[Any], keep_fields: Sequence[str]) -> dict[
     return types
 
 
+def columns_of(sample: Sequence[Any]) -> list[str]:
+    """The fields of sample records (objects only), in the order first seen: a file's columns."""
+    return list(dict.fromkeys(name for row in sample if isinstance(row, dict) for name in row))
+
+
+def likely_text_field(sample: Sequence[Any], exclude: Sequence[str] = ()) -> str | None:
+    """The field whose sampled values are the longest strings on average (a post's text is usually
+    its longest field), other than `exclude`; None when no field holds a string."""
+    lengths: dict[str, list[int]] = {}
+    for row in sample:
+        for name, value in (row.items() if isinstance(row, dict) else ()):
+            if name not in exclude and isinstance(value, str) and value.strip():
+                lengths.setdefault(name, []).append(len(value))
+    return max(lengths, key=lambda name: sum(lengths[name]) / len(lengths[name]), default=None)
+
+
 def safe_to_record(item: tuple, fields: FieldMap, kept_types: Mapping[str, pa.DataType], path: str):
     """to_record, with anything it did not foresee (a value nested too deep to walk, ...) turned
     into a dead letter for that record instead of a failed bundle."""
