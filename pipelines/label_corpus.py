@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"read is dead-lettered (default {config['max_dead_share']}; 1 turns the check off)")
     parser.add_argument("--mention-token", default=cleaning.mention_token,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
+    parser.add_argument("--progress-every", type=flags.integer(1), default=config["progress_every"], metavar="SECONDS",
+                        help=f"seconds between progress lines (default {config['progress_every']:g}; each worker "
+                             "process prints its own)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
     return parser
@@ -259,6 +262,7 @@ def config_from_argv(argv=None) -> LabelConfig:
         num_shards=args.num_shards, date=args.date, skip_if_done=args.skip_if_done, no_reuse=args.no_reuse,
         wait=args.wait,
         cost_per_hour=args.cost_per_hour, allow_empty=args.allow_empty, max_dead_share=args.max_dead_letter_share,
+        progress_every=args.progress_every,
         beam_args=tuple(beam_args))
 
 

@@ -67,7 +67,8 @@ class LabelConfig:
     checkpoints: classifier name -> checkpoint reference (local dir, gs://, s3://, hub id), in run
     order; routes: classifier name -> the languages it runs on (None: every language);
     fields: the input's id, text and kept fields; lang_field: the input's language field, if any;
-    inference / cleaning: how the models run and what they see; beam_args: Beam's own options."""
+    inference / cleaning: how the models run and what they see; progress_every: seconds between
+    progress lines (each worker process prints its own); beam_args: Beam's own options."""
 
     input: str
     output: str
@@ -85,6 +86,7 @@ class LabelConfig:
     cost_per_hour: Optional[float] = None
     allow_empty: bool = False
     max_dead_share: float = DEFAULT_MAX_DEAD_SHARE
+    progress_every: float = 10.0
     beam_args: tuple[str, ...] = ()
 
 
@@ -243,7 +245,9 @@ def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, laun
     counts = [parsed.records | "CountRecords" >> CountAs(contract.RECORDS_READ),
               parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
               | "CountRecordLetters" >> CountAs(contract.RECORDS_READ)]
-    read_progress = ProgressFn(launch.expected, runner.workers, verb="read", started=started)
+    min_posts = config.inference.batch_size  # a time left only from the pace over a whole batch or more
+    read_progress = ProgressFn(launch.expected, runner.worker_processes, config.progress_every, verb="read",
+                               started=started, min_posts=min_posts)
     rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, checked.max_tokens, read_progress))
     if work.carried:
         carried_columns = [f.name for name in work.carried for f in classifiers[name].head.fields]
@@ -255,7 +259,8 @@ def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, laun
     rows = rows | "Spread" >> beam.Reshuffle()
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, checked.routes,
                                  config.inference, forward, carried=work.carried,
-                                 progress=ProgressFn(launch.expected, runner.workers, started=started))
+                                 progress=ProgressFn(launch.expected, runner.worker_processes, config.progress_every,
+                                                     started=started, min_posts=min_posts))
     labeled = rows | "Classify" >> Classify(handler)
     counts.append(labeled[COUNTS])
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS],

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,13 +18,37 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(1, 10**7), st.floats(0.5, 1e5), st.integers(1, 10**7), st.integers(1, 8))
-def test_progress_line_reports_rate_and_time_left(done, seconds, expected, workers):
-    line = progress_line(done, seconds, expected, workers)
+@given(st.integers(1, 10**7), st.floats(0.5, 1e5), st.integers(1, 10**7), st.integers(2, 8))
+def test_progress_line_reports_rate_and_time_left_and_a_worker_process_only_its_own_count(done, seconds, expected,
+                                                                                          workers):
+    line = progress_line(done, seconds, expected=expected)
     assert f"{done:,} posts labeled" in line and f"({done / seconds:,.1f} posts/s)" in line
-    left = max(expected - done * workers, 0) / (done / seconds * workers)
-    assert f"about {left:.0f} s left of ~{expected:,}" in line
-    assert "s left" not in progress_line(done, seconds, None)
+    if seconds >= console.MIN_PACE_SECONDS:
+        left = max(expected - done, 0) / (done / seconds)
+        assert line.endswith(f", about {left:.0f} s left of ~{expected:,}")
+    else:
+        assert "left" not in line
+    assert "left" not in progress_line(done, seconds)  # no input size known
+    # one of several processes knows its own count, not its share of the input: no time left
+    mine = progress_line(done, seconds, expected=expected, workers=workers, pid=4242)
+    assert mine == f"one of {workers} worker processes (pid 4242): {progress_line(done, seconds)}"
+
+
+def test_no_time_left_until_the_pace_is_measured_over_enough_posts_and_seconds():
+    from pipelines.console import MIN_PACE_SECONDS, time_left
+
+    # the first guess: 10 posts in the first seconds said "about 1975 s left of ~3,000" (it took 103 s)
+    assert time_left(3000, 10, 10, 6.5, min_posts=1024) is None
+    assert time_left(3000, 2000, 1990, MIN_PACE_SECONDS - 1, min_posts=1024) is None  # posts enough, seconds not
+    assert time_left(3000, 900, 890, 60, min_posts=1024) is None  # seconds enough, not a whole batch yet
+    # from then on: the rest at the pace since the first batch finished (model loading left out)
+    assert time_left(3000, 1100, 1024, 32, min_posts=1024) == pytest.approx((3000 - 1100) / (1024 / 32))
+    assert time_left(3000, 3200, 3100, 90, min_posts=1024) == 0  # the estimate of the size was low
+    assert time_left(None, 3000, 3000, 90, min_posts=1024) is None
+    line = progress_line(1100, 40, pace=(1024, 32), expected=3000, min_posts=1024)
+    assert line == "1,100 posts labeled in 40 s (32.0 posts/s since labeling began), about 59 s left of ~3,000"
+    assert progress_line(10, 11, pace=(10, 6.5), expected=3000, min_posts=1024) == \
+        "10 posts labeled in 11 s (1.5 posts/s since labeling began)"
 
 
 def test_summary_lines_say_what_the_run_did():
