@@ -115,6 +115,8 @@ class ProgressFn(beam.DoFn):
         yield row
 
     def tick(self, posts: float) -> None:
+        if not posts:  # nothing new to say (a batch whose sub-batches ticked it all)
+            return
         now = time.time()
         state = self._state.setdefault((self.verb, self.started), [0, self.started, now, posts])
         state[0] += posts

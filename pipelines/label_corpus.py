@@ -162,9 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"read is dead-lettered (default {config['max_dead_share']}; 1 turns the check off)")
     parser.add_argument("--mention-token", default=cleaning.mention_token,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
-    parser.add_argument("--progress-every", type=flags.integer(1), default=config["progress_every"], metavar="SECONDS",
-                        help=f"seconds between progress lines (default {config['progress_every']:g}; each worker "
-                             "process prints its own)")
+    parser.add_argument("--progress-every", type=flags.decimal(0), default=config["progress_every"], metavar="SECONDS",
+                        help=f"seconds between progress lines (default {config['progress_every']:g}; 0: after "
+                             "each sub-batch; each worker process prints its own)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
     return parser
