@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 
+from transforms import contract
+
 OWN_LOGGERS = ("pipelines", "transforms", "models.training")  # models.classifier's load lines only with -v
 NOISE = ("apitools not found",  # warnings Beam prints on import, whatever the command, and each
          "No semi_persistent_directory found")  # worker process (multi_processing) as it starts
@@ -132,8 +134,10 @@ def reuse_lines(manifest: dict) -> list[str]:
         return [f"reuse: none ({work['reason']})"] if work else []
     lines = [f"reuse: {work['reason']}"]
     for name, entry in (manifest.get("provenance") or {}).items():
-        lines.append(f"  {name}: model ran on {entry['inferences']:,} posts, {entry['carried']:,} carried "
-                     f"from run(s) {', '.join(r for r in entry['runs'] if r != manifest.get('run_id')) or '-'}")
+        earlier = [run for run in entry["runs"] if run != manifest.get("run_id")]
+        carried = (f"{entry['carried']:,} carried from run{'s' if len(earlier) > 1 else ''} {', '.join(earlier)}"
+                   if entry["carried"] else "none carried")
+        lines.append(f"  {name}: model ran on {entry['inferences']:,} posts, {carried}")
     lines += [f"  {name}: dropped (not named in this run)" for name in work.get("dropped") or []]
     return lines
 
@@ -148,6 +152,10 @@ def summary_lines(manifest: dict, seconds: float, labels: list[str]) -> list[str
         lines.append(f"  dead letters: {n:,} {reason}")
     for broken in manifest.get("files_broken_off") or []:
         lines.append(f"  file broken off: {broken['source']}: {broken['reason']}")
+    empty = manifest.get(contract.EMPTY_TEXT_ROWS) or 0
+    if empty:  # in no classifier's labeled or skipped count below
+        lines.append(f"  {empty:,} row{'s' if empty != 1 else ''} with an empty text after cleaning: no classifier "
+                     f"runs on {'them' if empty != 1 else 'it'}")
     languages = manifest.get("languages") or {}
     if languages:
         total = sum(languages.values())

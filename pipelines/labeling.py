@@ -435,7 +435,7 @@ def lang_field_hint(first_path: str) -> str | None:
         if sample and usable >= len(sample) / 2:
             return (f"the input has a {name!r} field: --lang-field {name} would take each post's language from it "
                     "(now it is detected from the text, and a post too short or mixed to tell is `und`, which "
-                    "runs every classifier)")
+                    "only the classifiers whose script fits its text run on)")
     return None
 
 

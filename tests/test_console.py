@@ -54,14 +54,17 @@ def test_no_time_left_until_the_pace_is_measured_over_enough_posts_and_seconds()
 def test_summary_lines_say_what_the_run_did():
     manifest = {"records_read": 10, "rows_written": 8, "dead_lettered": 2,
                 "dead_lettered_by_reason": {"invalid JSON": 2}, "languages": {"en": 6, "zh": 2},
-                "routing": {"stars": "zh"}, "by_classifier": {"stars": {"labeled": 2, "skipped_language": 6}},
-                "output": "out/x"}
+                "routing": {"stars": "zh"}, "by_classifier": {"stars": {"labeled": 2, "skipped_language": 5}},
+                "empty_text_rows": 1, "output": "out/x"}
     lines = console.summary_lines(manifest, 4.0, ["stars: 5 50.0% · 1 50.0%"])
     text = "\n".join(lines)
     assert "10 posts read, 8 rows written, 2 dead-lettered in 4 s (2.5 posts/s)" in text
     assert "dead letters: 2 invalid JSON" in text
     assert "languages: en 75.0% · zh 25.0%" in text
-    assert "stars [zh]: 2 posts labeled, 6 skipped by language" in text
+    assert "stars [zh]: 2 posts labeled, 5 skipped by language" in text
+    # the rows no classifier ran on are said too: 2 + 5 + 1 = the 8 rows written
+    assert "  1 row with an empty text after cleaning: no classifier runs on it" in lines
+    assert "empty text" not in "\n".join(console.summary_lines({**manifest, "empty_text_rows": 0}, 4.0, []))
     assert lines[-2:] == ["stars: 5 50.0% · 1 50.0%", "output: out/x"]
     assert console.label_line("x", [("a", 0.1), ("b", 0.9)]) == "x: b 90.0% · a 10.0%"
 
@@ -124,7 +127,9 @@ def test_an_input_language_field_is_pointed_out_when_lang_field_is_not_given(tmp
     coded = tmp_path / "coded.jsonl"
     coded.write_text("".join(f'{{"id": "{i}", "text": "hi", "lang": "{code}"}}\n'
                              for i, code in enumerate(["en", "zh-CN", "EN", "ms"])))
-    assert "--lang-field lang would take each post's language from it" in lang_field_hint(str(coded))
+    hint = lang_field_hint(str(coded))
+    assert "--lang-field lang would take each post's language from it" in hint
+    assert "only the classifiers whose script fits its text run on" in hint  # as routing does (README)
     csv_file = tmp_path / "posts.csv"
     csv_file.write_text("id,text,language\n1,hello,en\n2,你好,zh\n")
     assert "--lang-field language" in lang_field_hint(str(csv_file))
