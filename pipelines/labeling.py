@@ -118,9 +118,10 @@ def finish_dead_commit(output: str) -> None:
         LOG.warning("%s", exc)
 
 
-def _after_failure(output: str, run_id: str, local: bool, result) -> None:
-    """A run that failed or was stopped removes its own staging, unless it is a remote job that
-    still runs (its launcher was stopped: the job is asked to cancel)."""
+def _after_failure(output: str, run_id: str, local: bool, result, created: tuple[str, ...] = ()) -> None:
+    """A run that failed or was stopped removes its own staging, and the output directories it
+    `created` as long as they are empty, unless it is a remote job that still runs (its launcher
+    was stopped: the job is asked to cancel)."""
     if not local and (result is None or not finished(result)):
         if result is not None and stopping.requested() is not None:
             try:
@@ -132,6 +133,7 @@ def _after_failure(output: str, run_id: str, local: bool, result) -> None:
         return
     try:
         partition.discard_staging(output, run_id)
+        partition.remove_empty(created)
     except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
         LOG.warning("could not delete the staging of run %s (%s)", run_id, exc)
 
@@ -173,12 +175,14 @@ class Preflight:
 @dataclass(frozen=True)
 class Launch:
     """A run as launched: its id, its clock (the progress lines', the summary's and the
-    manifest's), its staging directory and about how many records its inputs hold."""
+    manifest's), its staging directory, about how many records its inputs hold, and the local
+    output directories it is about to create (removed again if it stops before writing)."""
 
     run_id: str
     started: datetime
     staging: str
     expected: Optional[int]
+    created: tuple[str, ...] = ()
 
 
 def preflight(config: LabelConfig, runner: Runner) -> Optional[Preflight]:
@@ -227,7 +231,8 @@ def start_run(config: LabelConfig, checked: Preflight) -> Launch:
     files = f"{len(checked.listed)} file(s)"
     LOG.info("labeling %s (%s) -> %s with %s", config.input, f"{files}, about {expected:,} posts" if expected else files,
              config.output, ", ".join(f"{n} [{language.describe(checked.routes[n])}]" for n in checked.classifiers))
-    return Launch(run_id, started, partition.staging_dir(config.output, run_id), expected)
+    return Launch(run_id, started, partition.staging_dir(config.output, run_id), expected,
+                  partition.missing_directories(config.output))
 
 
 def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, launch: Launch, runner: Runner,
@@ -297,7 +302,7 @@ def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch):
             if config.wait:
                 result.wait_until_finish()
     except BaseException as exc:
-        _after_failure(config.output, launch.run_id, local, result)
+        _after_failure(config.output, launch.run_id, local, result, launch.created)
         raise _our_error(exc) or exc
     if local and finished(result):
         partition.discard_staging(config.output, launch.run_id)  # what a late heartbeat may have left
