@@ -198,7 +198,7 @@ def choose_checkpoints(args) -> dict[str, str]:
     only = _csv_list(args.only) or list(refs)
     bad = [name for name in only if name not in refs]
     if bad:
-        raise UsageError(f"--only names classifier(s) {bad} that this run does not have; it has: {list(refs)}")
+        raise UsageError(f"--only names classifier(s) {', '.join(bad)} that this run does not have; it has: {', '.join(refs)}")
     chosen = {name: ref for name, ref in refs.items() if name in only}
     problems = prefix_problems(chosen)
     if problems:
@@ -216,7 +216,7 @@ def choose_languages(args, names) -> dict[str, frozenset[str] | None]:
         name = name.strip()
         if not sep or (name not in PUBLISHED and name not in names):
             raise UsageError(f"--languages {item!r}: expected NAME=CODES with NAME one of the run's classifiers "
-                             f"{sorted(set(PUBLISHED) | set(names))}")
+                             f"({', '.join(sorted(set(PUBLISHED) | set(names)))})")
         try:
             languages = language.parse_languages(codes)
         except ValueError as exc:

@@ -489,7 +489,8 @@ def warn_on_cleaning_mismatch(classifiers: dict[str, Classifier], cleaning: Clea
         trained = load_config_dict(classifier.checkpoint.local_dir).get("label_corpus_cleaning")
         if trained is not None and CleaningOptions.from_dict(trained) != cleaning:
             LOG.warning("classifier %s was trained on text cleaned with %s, but this run cleans with %s; "
-                        "pass --url-token/--mention-token to match", name, trained, cleaning.to_dict())
+                        "pass --url-token/--mention-token to match", name,
+                        CleaningOptions.from_dict(trained).describe(), cleaning.describe())
 
 
 def counter_values(result) -> dict[tuple[str, str], int]:
