@@ -81,7 +81,8 @@ def check_count(name: str, config: Mapping, expected: int | None, what: str) -> 
 def distinct_suffixes(name: str, labels: Sequence[str]) -> list[str]:
     suffixes = [column_suffix(label) for label in labels]
     if len(set(suffixes)) != len(suffixes) or not all(suffixes):
-        raise CheckpointMismatch(f"classifier {name!r}: labels {', '.join(map(str, labels))} do not give distinct column names")
+        raise CheckpointMismatch(f"classifier {name!r}: labels {', '.join(map(str, labels))} do not give distinct "
+                                 "column names")
     return suffixes
 
 

@@ -198,7 +198,8 @@ def choose_checkpoints(args) -> dict[str, str]:
     only = _csv_list(args.only) or list(refs)
     bad = [name for name in only if name not in refs]
     if bad:
-        raise UsageError(f"--only names classifier(s) {', '.join(bad)} that this run does not have; it has: {', '.join(refs)}")
+        raise UsageError(f"--only names classifier(s) {', '.join(bad)} that this run does not have; "
+                         f"it has: {', '.join(refs)}")
     chosen = {name: ref for name, ref in refs.items() if name in only}
     problems = prefix_problems(chosen)
     if problems:

@@ -134,7 +134,8 @@ def test_an_output_among_the_inputs_or_that_is_a_file_is_refused(tmp_path):
     # names as words, not a Python list
     (["--only", "sentiment,nope"], "out", "--only names classifier\\(s\\) nope that this run does not have; it has: "
                                           "politics, stars, sentiment, emotion$"),
-    (["--languages", "nope=en"], "out", "with NAME one of the run's classifiers \\(emotion, politics, sentiment, stars\\)$"),
+    (["--languages", "nope=en"], "out",
+     "with NAME one of the run's classifiers \\(emotion, politics, sentiment, stars\\)$"),
 ])
 def test_the_command_line_refuses_before_reading_or_loading(tmp_path, monkeypatch, capsys, extra, output, says):
     (tmp_path / "in").mkdir()

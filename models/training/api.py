@@ -85,8 +85,9 @@ def train_classifier(request: TrainRequest) -> FitResult:
         eval_data, eval_space = load_task_data(request.task, request.eval, text_field=request.text_field,
                                                labels=list(space.names), cleaning=request.cleaning)
         if eval_space != space:
-            raise TrainingDataError(f"{request.eval}: its labels ({eval_space.problem_type}: {', '.join(eval_space.names)}) "
-                                    f"are not those of {request.train} ({space.problem_type}: {', '.join(space.names)})")
+            raise TrainingDataError(f"{request.eval}: its labels ({eval_space.problem_type}: "
+                                    f"{', '.join(eval_space.names)}) are not those of {request.train} "
+                                    f"({space.problem_type}: {', '.join(space.names)})")
         sources = {"train": request.train, "eval": request.eval}
     else:
         train_idx, eval_idx = split_indices(len(train_data), request.eval_fraction, args.seed)

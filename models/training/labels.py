@@ -198,7 +198,8 @@ def multi_label_encoding(table, task: str, list_column: str, text_field: str, la
                 return None
             unknown = [name for name in found if name not in index]
             if unknown:
-                problems.add(row, list_column, f"unknown label(s) {', '.join(map(str, unknown))}; known: {', '.join(names)}")
+                problems.add(row, list_column,
+                             f"unknown label(s) {', '.join(map(str, unknown))}; known: {', '.join(names)}")
                 return None
             for name in found:
                 target[index[name]] = 1.0
