@@ -356,7 +356,9 @@ def verify_in_place(directory: str, files: dict, storage: Storage) -> None:
     letters (lines) the manifest states."""
     present = {relative(p, directory) for p in data_paths(directory, storage)}
     if present != set(files):
-        raise VerificationError(f"{directory} holds {sorted(present)}, the manifest lists {sorted(files)}")
+        extra, missing = sorted(present - set(files)), sorted(set(files) - present)
+        raise VerificationError(f"{directory} does not hold exactly the files its manifest lists: "
+                                f"{', '.join(extra) or 'none'} not listed; {', '.join(missing) or 'none'} missing")
     for name, expected in files.items():
         path = join(directory, name)
         found = (parquet_rows(path, storage) if name.endswith(".parquet")

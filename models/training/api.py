@@ -96,7 +96,7 @@ def train_classifier(request: TrainRequest) -> FitResult:
                    "eval": f"{request.eval_fraction:.0%} of {request.train} (seed {args.seed})"}
     base = request.base_model or classifier_for(request.task).base_model or DEFAULT_BASE_MODEL
     LOG.info("%s: %d training rows, %d eval rows, labels %s, base %s", request.task, len(train_data),
-             len(eval_data), list(space.names), base)
+             len(eval_data), ", ".join(space.names), base)
 
     output = Path(request.output)
     state_dir = output / STATE_DIR
