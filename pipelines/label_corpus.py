@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mention-token", default=cleaning.mention_token,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
     parser.add_argument("--progress-every", type=flags.decimal(0), default=config["progress_every"], metavar="SECONDS",
-                        help=f"seconds between progress lines (default {config['progress_every']:g}; 0: after "
-                             "each sub-batch; each worker process prints its own)")
+                        help=f"seconds between progress lines (default {config['progress_every']:g}; 0: a line "
+                             "at every count, each post read and each sub-batch labeled; each worker process prints "
+                             "its own)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
     return parser
