@@ -568,7 +568,8 @@ def test_log_mode_prints_steps_loss_and_time_left_between_epochs(tmp_path, tiny_
     from transformers import TrainerCallback
 
     class Logs(TrainerCallback):
-        losses: dict[int, float] = {}
+        def __init__(self):
+            self.losses: dict[int, float] = {}  # step -> Trainer's mean loss since its previous log
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if "loss" in (logs or {}):
@@ -576,9 +577,10 @@ def test_log_mode_prints_steps_loss_and_time_left_between_epochs(tmp_path, tiny_
 
     data = write_jsonl(tmp_path / "train.jsonl", make_rows("sentiment", 40, seed=3))  # 32 train: 4 steps an epoch
     flags = [f if f != "tiny" else tiny_checkpoints["sentiment"] for f in TRAIN_FLAGS]
+    trainer_logs = Logs()
     with caplog.at_level(logging.INFO, logger="models.training.trainer"):
         train.run(["--task", "sentiment", "--train", data, "--output", str(tmp_path / "out"), "--epochs", "2",
-                   "--logging_strategy", "steps", "--logging_steps", "1", *flags], callbacks=[Logs()])
+                   "--logging_strategy", "steps", "--logging_steps", "1", *flags], callbacks=[trainer_logs])
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     parsed = [re.fullmatch(r"step (\d+)/8 \(epoch ([\d.]+) of 2\): loss ([\d.]+)(?:, about (\d+) s left)?", line)
               for line in lines]
@@ -586,6 +588,6 @@ def test_log_mode_prints_steps_loss_and_time_left_between_epochs(tmp_path, tiny_
     assert [int(m[1]) for m in parsed] == list(range(1, 9))
     assert [float(m[2]) for m in parsed] == pytest.approx([0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0], abs=0.06)
     for m in parsed:
-        assert float(m[3]) == pytest.approx(Logs.losses[int(m[1])], abs=1e-4)
+        assert float(m[3]) == pytest.approx(trainer_logs.losses[int(m[1])], abs=1e-4)
     assert [m[4] is not None for m in parsed] == [False, False, True, True, True, True, True, True]
     assert parsed[-1][4] == "0"
