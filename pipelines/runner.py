@@ -39,10 +39,15 @@ class Runner:
         name = options.view_as(StandardOptions).runner
         direct = name in DIRECT_RUNNER_NAMES
         in_this_process = direct and options.view_as(DirectOptions).direct_running_mode != "multi_processing"
-        workers = options.view_as(DirectOptions).direct_num_workers
+        if in_this_process:
+            processes = 1
+        elif direct:
+            processes = options.view_as(DirectOptions).direct_num_workers or os.cpu_count() or 1
+        else:
+            processes = 0
         return cls(name=name,
                    in_this_process=in_this_process,
-                   worker_processes=1 if in_this_process else (workers or os.cpu_count() or 1) if direct else 0,
+                   worker_processes=processes,
                    cost_workers=_cost_workers(options, name),
                    options=options)
 
