@@ -81,7 +81,8 @@ def check_count(name: str, config: Mapping, expected: int | None, what: str) -> 
 def distinct_suffixes(name: str, labels: Sequence[str]) -> list[str]:
     suffixes = [column_suffix(label) for label in labels]
     if len(set(suffixes)) != len(suffixes) or not all(suffixes):
-        raise CheckpointMismatch(f"classifier {name!r}: labels {list(labels)} do not give distinct column names")
+        raise CheckpointMismatch(f"classifier {name!r}: labels {', '.join(map(str, labels))} do not give distinct "
+                                 "column names")
     return suffixes
 
 
@@ -93,7 +94,7 @@ def label_thresholds(name: str, labels: Sequence[str], config: Mapping) -> np.nd
     if isinstance(stored, Mapping):
         missing = [label for label in labels if label not in stored]
         if missing:
-            raise CheckpointMismatch(f"classifier {name!r}: thresholds lack labels {missing}")
+            raise CheckpointMismatch(f"classifier {name!r}: thresholds lack labels {', '.join(missing)}")
         values = [stored[label] for label in labels]
     else:
         values = list(stored)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -95,15 +96,18 @@ class ProgressFn(beam.DoFn):
     has `verb` (read, labeled), timed from `started` (time.time() at the run's launch: the clock of
     the end-of-run summary and of the manifest's wall_seconds). It runs where the work runs (the
     launcher blocks in pipeline.run() on the DirectRunner, and workers may be other processes), so
-    the count is per process, shared by the instances of one run with the same verb. The labeling
-    handler ticks it after each sub-batch (a share of its batch), so lines come at that interval
-    even while a batch of --batch-size posts takes longer."""
+    the count is per process, shared by the instances of one run with the same verb; `workers`:
+    how many processes share the job (console.progress_line: each of several says only its own
+    count). The labeling handler ticks it after each sub-batch (a share of its batch), so lines come
+    at that interval even while a batch of --batch-size posts takes longer. The time left waits for
+    a pace measured over `min_posts` posts (console.time_left)."""
     _state: dict[tuple, list] = {}  # (verb, started) -> [done, last logged, first tick, done at it]
 
     def __init__(self, expected: int | None = None, workers: int = 1, every: float = 10.0, verb: str = "labeled",
-                 batched: bool = False, started: float | None = None):
+                 batched: bool = False, started: float | None = None, min_posts: float = 0):
         self.expected, self.workers, self.every, self.verb, self.batched = expected, workers, every, verb, batched
         self.started = time.time() if started is None else started
+        self.min_posts = min_posts
 
     def process(self, row):
         """row: one post, or (batched) a table or list of them."""
@@ -111,15 +115,18 @@ class ProgressFn(beam.DoFn):
         yield row
 
     def tick(self, posts: float) -> None:
+        if not posts:  # nothing new to say (a batch whose sub-batches ticked it all)
+            return
         now = time.time()
         state = self._state.setdefault((self.verb, self.started), [0, self.started, now, posts])
         state[0] += posts
         if now - state[1] >= self.every and now > state[2]:  # a first tick gives the step no pace yet
             state[1] = now
-            # the step's own pace for the estimate: the read stage may run alone before labeling starts
-            rate = (state[0] - state[3]) / (now - state[2])
-            LOG.info("%s", console.progress_line(state[0], now - self.started, self.expected, self.workers, self.verb,
-                                                 rate))
+            # the step's own pace, from its first tick: model loading and a read stage that ran
+            # alone before labeling started are not in it
+            LOG.info("%s", console.progress_line(
+                state[0], now - self.started, verb=self.verb, pace=(state[0] - state[3], now - state[2]),
+                expected=self.expected, min_posts=self.min_posts, workers=self.workers, pid=os.getpid()))
 
 
 # ------------------------------------------------------------------------------- label

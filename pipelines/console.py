@@ -11,8 +11,11 @@ import os
 import sys
 from typing import Collection, Optional
 
+from transforms import contract
+
 OWN_LOGGERS = ("pipelines", "transforms", "models.training")  # models.classifier's load lines only with -v
-NOISE = ("apitools not found",)  # warnings Beam prints on import, whatever the command
+NOISE = ("apitools not found",  # warnings Beam prints on import, whatever the command, and each
+         "No semi_persistent_directory found")  # worker process (multi_processing) as it starts
 
 
 def wants_verbose(argv) -> bool:
@@ -58,6 +61,27 @@ _install_root_handler()
 
 def setup(verbose: bool = False) -> None:
     """Our loggers print INFO lines to stderr; everyone else's only warnings (all of it with -v)."""
+    _own_loggers(verbose)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def setup_worker(verbose: bool = False) -> None:
+    """In a worker process of the DirectRunner's multi_processing mode (pipelines/sdk_worker.py),
+    before Beam is imported: our loggers print to stderr (the launcher's) as in the launcher, and
+    nothing else does. Beam's harness sends the rest of the process's log records to the
+    launcher, which shows them by its own rules (warnings; all of it with -v); a handler that
+    drops them here keeps Beam's import-time warning from configuring a stderr handler of its own
+    (logging.basicConfig), which printed every INFO line of the worker."""
+    logging.getLogger().handlers[:] = [logging.NullHandler()]
+    _own_loggers(verbose)
+
+
+def is_verbose() -> bool:
+    """Whether -v is on (setup(verbose=True), or -v on this process's command line)."""
+    return _DropNoise.verbose
+
+
+def _own_loggers(verbose: bool) -> None:
     _DropNoise.verbose = verbose
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
@@ -66,7 +90,6 @@ def setup(verbose: bool = False) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
     if not verbose:
         import transformers
         from huggingface_hub.utils import disable_progress_bars
@@ -115,8 +138,10 @@ def reuse_lines(manifest: dict) -> list[str]:
         return [f"reuse: none ({work['reason']})"] if work else []
     lines = [f"reuse: {work['reason']}"]
     for name, entry in (manifest.get("provenance") or {}).items():
-        lines.append(f"  {name}: model ran on {entry['inferences']:,} posts, {entry['carried']:,} carried "
-                     f"from run(s) {', '.join(r for r in entry['runs'] if r != manifest.get('run_id')) or '-'}")
+        earlier = [run for run in entry["runs"] if run != manifest.get("run_id")]
+        carried = (f"{entry['carried']:,} carried from run{'s' if len(earlier) > 1 else ''} {', '.join(earlier)}"
+                   if entry["carried"] else "none carried")
+        lines.append(f"  {name}: model ran on {entry['inferences']:,} posts, {carried}")
     lines += [f"  {name}: dropped (not named in this run)" for name in work.get("dropped") or []]
     return lines
 
@@ -131,6 +156,10 @@ def summary_lines(manifest: dict, seconds: float, labels: list[str]) -> list[str
         lines.append(f"  dead letters: {n:,} {reason}")
     for broken in manifest.get("files_broken_off") or []:
         lines.append(f"  file broken off: {broken['source']}: {broken['reason']}")
+    empty = manifest.get(contract.EMPTY_TEXT_ROWS) or 0
+    if empty:  # in no classifier's labeled or skipped count below
+        lines.append(f"  {empty:,} row{'s' if empty != 1 else ''} with an empty text after cleaning: no classifier "
+                     f"runs on {'them' if empty != 1 else 'it'}")
     languages = manifest.get("languages") or {}
     if languages:
         total = sum(languages.values())
@@ -146,19 +175,34 @@ def summary_lines(manifest: dict, seconds: float, labels: list[str]) -> list[str
 
 
 GERUNDS = {"read": "reading", "labeled": "labeling"}
+MIN_PACE_SECONDS = 20.0  # a time left only once the pace is measured over this long (and over min_posts posts)
 
 
-def progress_line(done: float, seconds: float, expected: int | None, workers: int = 1, verb: str = "labeled",
-                  rate: float | None = None) -> str:
+def time_left(expected: int | None, done: float, pace_posts: float, pace_seconds: float,
+              min_posts: float = 0) -> float | None:
+    """Seconds left of about `expected` posts, `done` of them done, at the pace of `pace_posts` in
+    `pace_seconds` (measured since the step's first batch finished, so model loading is left out).
+    None without `expected`, or until that pace covers at least `min_posts` posts (the labeling
+    step passes a whole batch: its sub-batches run shortest first, so part of one runs fast) and
+    MIN_PACE_SECONDS: a guess from the first few posts was off by 20x."""
+    if not expected or pace_posts < max(min_posts, 1) or pace_seconds < MIN_PACE_SECONDS:
+        return None
+    return max(expected - done, 0) / (pace_posts / pace_seconds)
+
+
+def progress_line(done: float, seconds: float, *, verb: str = "labeled", pace: tuple[float, float] | None = None,
+                  expected: int | None = None, min_posts: float = 0, workers: int = 1, pid: int | None = None) -> str:
     """'12,000 posts labeled in 60 s (240.0 posts/s since labeling began), about 33 s left of ~20,000':
-    one worker's view, `seconds` since the run's launch; `rate` (default done / seconds) is the pace
-    of this step alone, and the estimate assumes `workers` processes going at it."""
-    since = f" since {GERUNDS.get(verb, verb)} began" if rate is not None else ""
-    rate = done / max(seconds, 1e-9) if rate is None else rate
-    line = f"{done:,.0f} posts {verb} in {seconds:.0f} s ({rate:,.1f} posts/s{since})"
-    if workers > 1:
-        line = f"this worker: {line}"
-    if expected and rate > 0:
-        left = max(expected - done * workers, 0) / (rate * workers)
-        line += f", about {left:.0f} s left of ~{expected:,}"
-    return line
+    what one worker process has `verb`, `seconds` since the run's launch; `pace` (posts, seconds)
+    is this step's own since its first batch finished (default: done in seconds), and the time
+    left comes from it (time_left). With several worker processes each counts only its own posts,
+    and which share of the input is its is unknown: its line says whose count it is and gives no
+    time left."""
+    pace_posts, pace_seconds = pace if pace is not None else (done, seconds)
+    since = f" since {GERUNDS.get(verb, verb)} began" if pace is not None else ""
+    line = f"{done:,.0f} posts {verb} in {seconds:.0f} s ({pace_posts / max(pace_seconds, 1e-9):,.1f} posts/s{since})"
+    if workers != 1:  # 0: a remote runner's processes, how many is not known here
+        whose = f"one of {workers} worker processes" if workers > 1 else "one worker process"
+        return f"{whose} (pid {pid}): {line}"
+    left = time_left(expected, done, pace_posts, pace_seconds, min_posts)
+    return line if left is None else f"{line}, about {left:.0f} s left of ~{expected:,}"

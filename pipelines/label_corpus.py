@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"read is dead-lettered (default {config['max_dead_share']}; 1 turns the check off)")
     parser.add_argument("--mention-token", default=cleaning.mention_token,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
+    parser.add_argument("--progress-every", type=flags.decimal(0), default=config["progress_every"], metavar="SECONDS",
+                        help=f"seconds between progress lines (default {config['progress_every']:g}; 0: a line "
+                             "at every count, each post read and each sub-batch labeled; each worker process prints "
+                             "its own)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
     return parser
@@ -196,7 +200,8 @@ def choose_checkpoints(args) -> dict[str, str]:
     only = _csv_list(args.only) or list(refs)
     bad = [name for name in only if name not in refs]
     if bad:
-        raise UsageError(f"--only names classifier(s) {bad} that this run does not have; it has: {list(refs)}")
+        raise UsageError(f"--only names classifier(s) {', '.join(bad)} that this run does not have; "
+                         f"it has: {', '.join(refs)}")
     chosen = {name: ref for name, ref in refs.items() if name in only}
     problems = prefix_problems(chosen)
     if problems:
@@ -214,7 +219,7 @@ def choose_languages(args, names) -> dict[str, frozenset[str] | None]:
         name = name.strip()
         if not sep or (name not in PUBLISHED and name not in names):
             raise UsageError(f"--languages {item!r}: expected NAME=CODES with NAME one of the run's classifiers "
-                             f"{sorted(set(PUBLISHED) | set(names))}")
+                             f"({', '.join(sorted(set(PUBLISHED) | set(names)))})")
         try:
             languages = language.parse_languages(codes)
         except ValueError as exc:
@@ -260,6 +265,7 @@ def config_from_argv(argv=None) -> LabelConfig:
         num_shards=args.num_shards, date=args.date, skip_if_done=args.skip_if_done, no_reuse=args.no_reuse,
         wait=args.wait,
         cost_per_hour=args.cost_per_hour, allow_empty=args.allow_empty, max_dead_share=args.max_dead_letter_share,
+        progress_every=args.progress_every,
         beam_args=tuple(beam_args))
 
 

@@ -69,7 +69,8 @@ class LabelConfig:
     checkpoints: classifier name -> checkpoint reference (local dir, gs://, s3://, hub id), in run
     order; routes: classifier name -> the languages it runs on (None: every language);
     fields: the input's id, text and kept fields; lang_field: the input's language field, if any;
-    inference / cleaning: how the models run and what they see; beam_args: Beam's own options."""
+    inference / cleaning: how the models run and what they see; progress_every: seconds between
+    progress lines (each worker process prints its own); beam_args: Beam's own options."""
 
     input: str
     output: str
@@ -87,6 +88,7 @@ class LabelConfig:
     cost_per_hour: Optional[float] = None
     allow_empty: bool = False
     max_dead_share: float = DEFAULT_MAX_DEAD_SHARE
+    progress_every: float = 10.0
     beam_args: tuple[str, ...] = ()
 
 
@@ -118,9 +120,10 @@ def finish_dead_commit(output: str) -> None:
         LOG.warning("%s", exc)
 
 
-def _after_failure(output: str, run_id: str, local: bool, result) -> None:
-    """A run that failed or was stopped removes its own staging, unless it is a remote job that
-    still runs (its launcher was stopped: the job is asked to cancel)."""
+def _after_failure(output: str, run_id: str, local: bool, result, created: tuple[str, ...] = ()) -> None:
+    """A run that failed or was stopped removes its own staging, and the output directories it
+    `created` as long as they are empty, unless it is a remote job that still runs (its launcher
+    was stopped: the job is asked to cancel)."""
     if not local and (result is None or not finished(result)):
         if result is not None and stopping.requested() is not None:
             try:
@@ -132,6 +135,7 @@ def _after_failure(output: str, run_id: str, local: bool, result) -> None:
         return
     try:
         partition.discard_staging(output, run_id)
+        partition.remove_empty(created)
     except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
         LOG.warning("could not delete the staging of run %s (%s)", run_id, exc)
 
@@ -173,12 +177,14 @@ class Preflight:
 @dataclass(frozen=True)
 class Launch:
     """A run as launched: its id, its clock (the progress lines', the summary's and the
-    manifest's), its staging directory and about how many records its inputs hold."""
+    manifest's), its staging directory, about how many records its inputs hold, and the local
+    output directories it is about to create (removed again if it stops before writing)."""
 
     run_id: str
     started: datetime
     staging: str
     expected: Optional[int]
+    created: tuple[str, ...] = ()
 
 
 def preflight(config: LabelConfig, runner: Runner) -> Optional[Preflight]:
@@ -228,7 +234,8 @@ def start_run(config: LabelConfig, checked: Preflight) -> Launch:
     files = f"{len(checked.listed)} file(s)"
     LOG.info("labeling %s (%s) -> %s with %s", config.input, f"{files}, about {expected:,} posts" if expected else files,
              config.output, ", ".join(f"{n} [{language.describe(checked.routes[n])}]" for n in checked.classifiers))
-    return Launch(run_id, started, partition.staging_dir(config.output, run_id), expected)
+    return Launch(run_id, started, partition.staging_dir(config.output, run_id), expected,
+                  partition.missing_directories(config.output))
 
 
 def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, launch: Launch, runner: Runner,
@@ -246,7 +253,9 @@ def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, laun
     counts = [parsed.records | "CountRecords" >> CountAs(contract.RECORDS_READ),
               parsed[DEAD_LETTERS] | "RecordLetters" >> beam.Filter(is_record_letter)
               | "CountRecordLetters" >> CountAs(contract.RECORDS_READ)]
-    read_progress = ProgressFn(launch.expected, runner.workers, verb="read", started=started)
+    min_posts = config.inference.batch_size  # a time left only from the pace over a whole batch or more
+    read_progress = ProgressFn(launch.expected, runner.worker_processes, config.progress_every, verb="read",
+                               started=started, min_posts=min_posts)
     rows = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(config.cleaning, checked.max_tokens, read_progress))
     if work.carried:
         carried_columns = [f.name for name in work.carried for f in classifiers[name].head.fields]
@@ -258,7 +267,8 @@ def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, laun
     rows = rows | "Spread" >> beam.Reshuffle()
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, checked.routes,
                                  config.inference, forward, carried=work.carried,
-                                 progress=ProgressFn(launch.expected, runner.workers, started=started))
+                                 progress=ProgressFn(launch.expected, runner.worker_processes, config.progress_every,
+                                                     started=started, min_posts=min_posts))
     labeled = rows | "Classify" >> Classify(handler)
     counts.append(labeled[COUNTS])
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS],
@@ -295,7 +305,7 @@ def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch):
             if config.wait:
                 result.wait_until_finish()
     except BaseException as exc:
-        _after_failure(config.output, launch.run_id, local, result)
+        _after_failure(config.output, launch.run_id, local, result, launch.created)
         raise _our_error(exc) or exc
     if local and finished(result):
         partition.discard_staging(config.output, launch.run_id)  # what a late heartbeat may have left
@@ -485,7 +495,7 @@ def lang_field_hint(first_path: str) -> str | None:
         if sample and usable >= len(sample) / 2:
             return (f"the input has a {name!r} field: --lang-field {name} would take each post's language from it "
                     "(now it is detected from the text, and a post too short or mixed to tell is `und`, which "
-                    "runs every classifier)")
+                    "only the classifiers whose script fits its text run on)")
     return None
 
 
@@ -534,7 +544,8 @@ def warn_on_cleaning_mismatch(classifiers: dict[str, Classifier], cleaning: Clea
         trained = load_config_dict(classifier.checkpoint.local_dir).get("label_corpus_cleaning")
         if trained is not None and CleaningOptions.from_dict(trained) != cleaning:
             LOG.warning("classifier %s was trained on text cleaned with %s, but this run cleans with %s; "
-                        "pass --url-token/--mention-token to match", name, trained, cleaning.to_dict())
+                        "pass --url-token/--mention-token to match", name,
+                        CleaningOptions.from_dict(trained).describe(), cleaning.describe())
 
 
 def counter_values(result) -> dict[tuple[str, str], int]:

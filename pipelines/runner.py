@@ -2,11 +2,17 @@
 runs, parsed once into a Runner that the run then hands down (pipelines/labeling.py)."""
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
+from pipelines import console  # first: it keeps Beam's import-time warnings off the terminal
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.portability import python_urns
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineState
 
 DIRECT_RUNNER_NAMES = (None, "DirectRunner", "direct")  # --runner values (or none) that mean the DirectRunner
@@ -16,12 +22,14 @@ DIRECT_RUNNER_NAMES = (None, "DirectRunner", "direct")  # --runner values (or no
 class Runner:
     """name: --runner as given (None: the DirectRunner); in_this_process: its workers run in this
     process (the DirectRunner in memory or multi-threaded), so they can take the models
-    validation loaded; workers: the DirectRunner's worker processes (for the progress estimate);
+    validation loaded; worker_processes: the processes that share the work, each counting only its
+    own progress: 1 in this process (in memory or threads), --direct_num_workers with
+    multi_processing (0: one per core, as Beam does), 0 where it is not known (a remote runner's);
     cost_workers: the workers the cost is charged for; options: the PipelineOptions themselves."""
 
     name: str | None
     in_this_process: bool
-    workers: int
+    worker_processes: int
     cost_workers: int
     options: PipelineOptions
 
@@ -30,9 +38,16 @@ class Runner:
         options = PipelineOptions(list(beam_args))
         name = options.view_as(StandardOptions).runner
         direct = name in DIRECT_RUNNER_NAMES
+        in_this_process = direct and options.view_as(DirectOptions).direct_running_mode != "multi_processing"
+        if in_this_process:
+            processes = 1
+        elif direct:
+            processes = options.view_as(DirectOptions).direct_num_workers or os.cpu_count() or 1
+        else:
+            processes = 0
         return cls(name=name,
-                   in_this_process=direct and options.view_as(DirectOptions).direct_running_mode != "multi_processing",
-                   workers=max(options.view_as(DirectOptions).direct_num_workers or 1, 1),
+                   in_this_process=in_this_process,
+                   worker_processes=processes,
                    cost_workers=_cost_workers(options, name),
                    options=options)
 
@@ -45,10 +60,30 @@ class Runner:
         FnApiRunner, in memory or with --direct_num_workers processes; we skip its attempt to
         download the Prism runner, which fails on machines without internet access."""
         if self.direct:
-            from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-            return beam.Pipeline(runner=FnApiRunner(), options=self.options)
+            return beam.Pipeline(runner=QuietWorkersRunner(), options=self.options)
         return beam.Pipeline(options=self.options)
+
+
+BEAM_WORKER_COMMAND = f"{sys.executable} -m apache_beam.runners.worker.sdk_worker_main"  # what FnApiRunner starts
+
+
+def worker_command(verbose: bool) -> str:
+    """How a multi_processing worker starts: Beam's worker with the job's console (pipelines/sdk_worker.py)."""
+    return f"{shlex.quote(sys.executable)} -m pipelines.sdk_worker{' -v' if verbose else ''}"
+
+
+class QuietWorkersRunner(FnApiRunner):
+    """Beam's FnApiRunner, whose multi_processing worker processes run pipelines/sdk_worker.py
+    (quiet as this process, each with its own progress lines; -v shows everything) instead of
+    Beam's bare worker module (every INFO line and import warning of each worker on stderr): the
+    workers' environment in the pipeline is rewritten just before the run. An environment of the
+    caller's own is left as it is."""
+
+    def run_via_runner_api(self, pipeline_proto, options):
+        for environment in pipeline_proto.components.environments.values():
+            if environment.urn == python_urns.SUBPROCESS_SDK and environment.payload.decode() == BEAM_WORKER_COMMAND:
+                environment.payload = worker_command(console.is_verbose()).encode()
+        return super().run_via_runner_api(pipeline_proto, options)
 
 
 def _cost_workers(options: PipelineOptions, name: str | None) -> int:
@@ -74,7 +109,6 @@ def dies_with_this_process(pipeline: beam.Pipeline) -> bool:
     """Whether the pipeline runs in this process or its children (the DirectRunner's runners):
     said by the pipeline itself, since a caller may hand label() a pipeline of its own."""
     from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     return isinstance(pipeline.runner, (FnApiRunner, SwitchingDirectRunner, BundleBasedDirectRunner))
 

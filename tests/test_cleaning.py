@@ -197,3 +197,11 @@ def test_every_emoji_has_a_character_the_emoji_pattern_finds():
 def test_common_posts_take_the_fast_path():
     assert cleaning._is_plain("@user the vote was a joke http://t.co/x #news\n")
     assert not any(cleaning._is_plain(t) for t in ("fish &amp; chips", "so good 😂", "café", "a\x07b", "a\u2028b"))
+
+
+def test_cleaning_options_are_described_in_words_for_messages():
+    from transforms.cleaning import CleaningOptions
+
+    assert CleaningOptions(url_token="http").describe() == "URLs replaced by 'http', mentions removed"
+    assert CleaningOptions(mention_token="@user", emoji_delimiters=("<", ">")).describe() == (
+        "URLs removed, mentions replaced by '@user', emoji between <...>")

@@ -265,6 +265,11 @@ def test_success_is_refused_when_the_files_are_not_those_the_manifest_lists(tmp_
     with pytest.raises(partition.VerificationError, match="has 3 rows, the manifest says 4"):
         partition.commit(staging, str(tmp_path), manifest, now=NOW)
     assert complete_ids(tmp_path) is None and leftovers(tmp_path) == [os.path.basename(staging)]
+    manifest["files"] = {"labels-00009-of-00010.parquet": 3, **manifest["files"]}
+    del manifest["files"]["labels-00000-of-00002.parquet"]
+    with pytest.raises(partition.VerificationError, match=r"files its manifest lists: labels-00000-of-00002.parquet "
+                                                          r"not listed; labels-00009-of-00010.parquet missing$"):
+        partition.commit(staging, str(tmp_path), manifest, now=NOW)
 
 
 def test_finish_manifest_states_throughput_and_cost():

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,26 +18,53 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(1, 10**7), st.floats(0.5, 1e5), st.integers(1, 10**7), st.integers(1, 8))
-def test_progress_line_reports_rate_and_time_left(done, seconds, expected, workers):
-    line = progress_line(done, seconds, expected, workers)
+@given(st.integers(1, 10**7), st.floats(0.5, 1e5), st.integers(1, 10**7), st.integers(2, 8))
+def test_progress_line_reports_rate_and_time_left_and_a_worker_process_only_its_own_count(done, seconds, expected,
+                                                                                          workers):
+    line = progress_line(done, seconds, expected=expected)
     assert f"{done:,} posts labeled" in line and f"({done / seconds:,.1f} posts/s)" in line
-    left = max(expected - done * workers, 0) / (done / seconds * workers)
-    assert f"about {left:.0f} s left of ~{expected:,}" in line
-    assert "s left" not in progress_line(done, seconds, None)
+    if seconds >= console.MIN_PACE_SECONDS:
+        left = max(expected - done, 0) / (done / seconds)
+        assert line.endswith(f", about {left:.0f} s left of ~{expected:,}")
+    else:
+        assert "left" not in line
+    assert "left" not in progress_line(done, seconds)  # no input size known
+    # one of several processes knows its own count, not its share of the input: no time left
+    mine = progress_line(done, seconds, expected=expected, workers=workers, pid=4242)
+    assert mine == f"one of {workers} worker processes (pid 4242): {progress_line(done, seconds)}"
+
+
+def test_no_time_left_until_the_pace_is_measured_over_enough_posts_and_seconds():
+    from pipelines.console import MIN_PACE_SECONDS, time_left
+
+    # the first guess: 10 posts in the first seconds said "about 1975 s left of ~3,000" (it took 103 s)
+    assert time_left(3000, 10, 10, 6.5, min_posts=1024) is None
+    assert time_left(3000, 2000, 1990, MIN_PACE_SECONDS - 1, min_posts=1024) is None  # posts enough, seconds not
+    assert time_left(3000, 900, 890, 60, min_posts=1024) is None  # seconds enough, not a whole batch yet
+    # from then on: the rest at the pace since the first batch finished (model loading left out)
+    assert time_left(3000, 1100, 1024, 32, min_posts=1024) == pytest.approx((3000 - 1100) / (1024 / 32))
+    assert time_left(3000, 3200, 3100, 90, min_posts=1024) == 0  # the estimate of the size was low
+    assert time_left(None, 3000, 3000, 90, min_posts=1024) is None
+    line = progress_line(1100, 40, pace=(1024, 32), expected=3000, min_posts=1024)
+    assert line == "1,100 posts labeled in 40 s (32.0 posts/s since labeling began), about 59 s left of ~3,000"
+    assert progress_line(10, 11, pace=(10, 6.5), expected=3000, min_posts=1024) == \
+        "10 posts labeled in 11 s (1.5 posts/s since labeling began)"
 
 
 def test_summary_lines_say_what_the_run_did():
     manifest = {"records_read": 10, "rows_written": 8, "dead_lettered": 2,
                 "dead_lettered_by_reason": {"invalid JSON": 2}, "languages": {"en": 6, "zh": 2},
-                "routing": {"stars": "zh"}, "by_classifier": {"stars": {"labeled": 2, "skipped_language": 6}},
-                "output": "out/x"}
+                "routing": {"stars": "zh"}, "by_classifier": {"stars": {"labeled": 2, "skipped_language": 5}},
+                "empty_text_rows": 1, "output": "out/x"}
     lines = console.summary_lines(manifest, 4.0, ["stars: 5 50.0% · 1 50.0%"])
     text = "\n".join(lines)
     assert "10 posts read, 8 rows written, 2 dead-lettered in 4 s (2.5 posts/s)" in text
     assert "dead letters: 2 invalid JSON" in text
     assert "languages: en 75.0% · zh 25.0%" in text
-    assert "stars [zh]: 2 posts labeled, 6 skipped by language" in text
+    assert "stars [zh]: 2 posts labeled, 5 skipped by language" in text
+    # the rows no classifier ran on are said too: 2 + 5 + 1 = the 8 rows written
+    assert "  1 row with an empty text after cleaning: no classifier runs on it" in lines
+    assert "empty text" not in "\n".join(console.summary_lines({**manifest, "empty_text_rows": 0}, 4.0, []))
     assert lines[-2:] == ["stars: 5 50.0% · 1 50.0%", "output: out/x"]
     assert console.label_line("x", [("a", 0.1), ("b", 0.9)]) == "x: b 90.0% · a 10.0%"
 
@@ -99,7 +127,9 @@ def test_an_input_language_field_is_pointed_out_when_lang_field_is_not_given(tmp
     coded = tmp_path / "coded.jsonl"
     coded.write_text("".join(f'{{"id": "{i}", "text": "hi", "lang": "{code}"}}\n'
                              for i, code in enumerate(["en", "zh-CN", "EN", "ms"])))
-    assert "--lang-field lang would take each post's language from it" in lang_field_hint(str(coded))
+    hint = lang_field_hint(str(coded))
+    assert "--lang-field lang would take each post's language from it" in hint
+    assert "only the classifiers whose script fits its text run on" in hint  # as routing does (README)
     csv_file = tmp_path / "posts.csv"
     csv_file.write_text("id,text,language\n1,hello,en\n2,你好,zh\n")
     assert "--lang-field language" in lang_field_hint(str(csv_file))

@@ -131,6 +131,11 @@ def test_an_output_among_the_inputs_or_that_is_a_file_is_refused(tmp_path):
     (["--date", "2024-05-01"], "out", "--date 2024-05-01 is given but neither --input nor --output contains"),
     ([], "in", "--output '.*in' is an input directory"),
     ([], "in/a.jsonl", "--output '.*a.jsonl' is an existing file"),
+    # names as words, not a Python list
+    (["--only", "sentiment,nope"], "out", "--only names classifier\\(s\\) nope that this run does not have; it has: "
+                                          "politics, stars, sentiment, emotion$"),
+    (["--languages", "nope=en"], "out",
+     "with NAME one of the run's classifiers \\(emotion, politics, sentiment, stars\\)$"),
 ])
 def test_the_command_line_refuses_before_reading_or_loading(tmp_path, monkeypatch, capsys, extra, output, says):
     (tmp_path / "in").mkdir()

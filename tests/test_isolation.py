@@ -204,11 +204,12 @@ def test_progress_lines_run_on_the_launch_clock_and_keep_runs_apart(monkeypatch,
         now[0] = 1012.0
         other.tick(1)
     lines = [r.getMessage() for r in caplog.records]
-    # seconds on the launch clock; the pace from the step's first tick (2.5 more posts in the 5 s after it)
-    assert lines == ["5 posts labeled in 15 s (0.5 posts/s since labeling began), about 190 s left of ~100",
-                     "2 posts labeled in 11 s (1.0 posts/s since labeling began), about 98 s left of ~100"]
+    # seconds on the launch clock; the pace from the step's first tick (2.5 more posts in the 5 s
+    # after it); no time left while that pace covers under 20 s (console.time_left)
+    assert lines == ["5 posts labeled in 15 s (0.5 posts/s since labeling began)",
+                     "2 posts labeled in 11 s (1.0 posts/s since labeling began)"]
     now[0] = 1031.0
     with caplog.at_level(logging.INFO, logger="pipelines.beam_steps"):
-        first.tick(10)
+        first.tick(10)  # 31 s of pace now: the time left, from 17.5 posts in those 31 s
     assert caplog.records[-1].getMessage() == (
         "20 posts labeled in 41 s (0.6 posts/s since labeling began), about 142 s left of ~100")

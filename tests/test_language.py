@@ -336,7 +336,7 @@ def test_a_huge_post_in_a_batch_costs_memory_linear_in_it():
 
 def test_a_batch_whose_detection_fails_gets_each_posts_language_alone(monkeypatch):
     """add_languages (the handler's step before routing): a failure of the batch call costs nothing
-    but speed; a post whose detection fails on its own is `und` (it runs every classifier)."""
+    but speed; a post whose detection fails on its own is `und` (only the classifiers whose script fits run on it)."""
     texts = ["the vote was counted today and everyone was happy about it", "这家店的外卖很好吃，送得也很快", "poison"]
     rows = [{"text": t, "lang": g} for t, g in zip(texts, [None, None, None])] + [{"text": "whatever", "lang": "MS"}]
     expected = [post_language(row["text"], row["lang"]) for row in rows]

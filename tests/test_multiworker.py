@@ -14,6 +14,9 @@ import logging
 import math
 import os
 import random
+import re
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -23,6 +26,7 @@ from pipelines.label_corpus import run
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "social_posts.jsonl.gz")
 N_POSTS = 200
 WORKER_LOG_RELAY = "apache_beam.runners.portability.local_job_service"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sample_posts(n: int = N_POSTS) -> list[dict]:
@@ -89,3 +93,47 @@ def test_two_worker_processes_give_the_in_memory_rows(posts_file, tiny_models_fi
     empty = next(r for r in in_memory if r["id"] == "zz-empty")
     assert empty["sentiment"] is None and empty["stars"] is None and empty["emotions"] is None
     assert_same_rows(in_memory, two_workers)
+
+
+PROGRESS = re.compile(r"^\d\d:\d\d:\d\d one of 2 worker processes \(pid (\d+)\): ([\d,]+) posts (read|labeled) in "
+                      r"\d+ s \([\d,.]+ posts/s since (reading|labeling) began\)$")
+
+
+def test_two_worker_processes_print_only_the_jobs_lines_and_each_its_own_count(tiny_checkpoints, tmp_path):
+    """As a user runs it, installed without the gcp extra (so Beam warns "apitools not found" on
+    import, which made each worker print all its INFO lines): stderr holds the job's own lines,
+    and each progress line names the worker process whose count it is, with no time left."""
+    n_posts = 40
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in sample_posts(n_posts)), encoding="utf-8")
+    no_apitools = tmp_path / "no_apitools" / "apitools"
+    no_apitools.mkdir(parents=True)
+    (no_apitools / "__init__.py").write_text("raise ImportError('apitools is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(no_apitools.parent), ROOT])}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.label_corpus", "--input", str(posts), "--output", str(tmp_path / "out"),
+         "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--only", "sentiment", "--all-languages",
+         "--device", "cpu", "--batch-size", "8", "--progress-every", "0",  # a line after each sub-batch
+         "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = launcher.communicate(timeout=240)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, stderr
+    lines = stderr.splitlines()
+    noise = [line for line in lines if any(word in line for word in
+                                           ("INFO", "WARNING", "apitools", "Loading weights", "semi_persistent"))]
+    assert not noise, stderr
+    assert f"done: {n_posts:,} posts read, {n_posts:,} rows written" in stderr
+    progress = [line for line in lines if " posts read in " in line or " posts labeled in " in line]
+    matched = [PROGRESS.match(line) for line in progress]
+    assert progress and all(matched), progress  # each names its process; none gives a time left
+    labeled = {}
+    for match in matched:
+        pid, count = int(match[1]), int(match[2].replace(",", ""))
+        assert pid != launcher.pid
+        if match[3] == "labeled":
+            labeled[pid] = max(labeled.get(pid, 0), count)
+    assert labeled and len(labeled) <= 2
+    assert sum(labeled.values()) <= n_posts  # each counts only its own posts

@@ -54,7 +54,10 @@ def test_plan_does_nothing_when_nothing_changed_and_only_what_changed_otherwise(
 def test_plan_relabels_everything_where_rows_would_differ_or_reuse_is_refused():
     for previous, options, why in [(None, ROW_OPTIONS, "no complete run"),
                                    (committed(problem="no records"), ROW_OPTIONS, "flagged"),
-                                   (committed(), {**ROW_OPTIONS, "cleaning": {"url_token": "URL"}}, "cleaning"),
+                                   (committed(), {**ROW_OPTIONS, "cleaning": {"url_token": "URL"}},
+                                    "its rows were made differently (other cleaning): every row is made again"),
+                                   (committed(), {**ROW_OPTIONS, "cleaning": {}, "lang_field": "lang"},
+                                    "(other cleaning, lang_field)"),
                                    ({**committed(), "row_options": None}, ROW_OPTIONS, "made differently")]:
         work = reuse.plan(previous, IDENTITY, options, INPUTS)
         assert work.full and work.rerun == ("sentiment", "emotion") and not work.carried and why in work.reason
@@ -88,11 +91,13 @@ def test_the_summary_says_what_was_reused_and_what_ran():
     manifest = {"run_id": "r2", "reuse": {"full": False, "reason": "runs sentiment (another checkpoint); carries emotion",
                                           "dropped": ["politics"]},
                 "provenance": {"sentiment": {"runs": ["r2"], "inferences": 40, "carried": 0},
-                               "emotion": {"runs": ["r1"], "inferences": 0, "carried": 40}}}
+                               "emotion": {"runs": ["r1"], "inferences": 0, "carried": 40},
+                               "stars": {"runs": ["r0", "r1", "r2"], "inferences": 3, "carried": 37}}}
     assert reuse_lines(manifest) == [
         "reuse: runs sentiment (another checkpoint); carries emotion",
-        "  sentiment: model ran on 40 posts, 0 carried from run(s) -",
-        "  emotion: model ran on 0 posts, 40 carried from run(s) r1",
+        "  sentiment: model ran on 40 posts, none carried",
+        "  emotion: model ran on 0 posts, 40 carried from run r1",
+        "  stars: model ran on 3 posts, 37 carried from runs r0, r1",
         "  politics: dropped (not named in this run)"]
     assert reuse_lines({"reuse": {"full": True, "reason": "--no-reuse"}}) == ["reuse: none (--no-reuse)"]
 

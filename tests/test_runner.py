@@ -1,13 +1,19 @@
 """pipelines.runner.Runner: what Beam's own arguments say about a run, read once."""
+import os
+
 import pytest
 
 from pipelines.runner import Runner
 
 
-@pytest.mark.parametrize("args, workers", [([], 1), (["--direct_num_workers=3"], 3), (["--direct_num_workers", "2"], 2),
-                                           (["--direct_num_workers=0"], 1)])
-def test_the_progress_estimate_counts_the_direct_runners_worker_processes(args, workers):
-    assert Runner.from_args(args).workers == workers
+@pytest.mark.parametrize("args, processes", [
+    ([], 1), (["--direct_num_workers=3"], 1),  # in memory: one process, whose counts are the job's
+    (["--direct_running_mode=multi_threading", "--direct_num_workers=4"], 1),  # threads of one process
+    (["--direct_running_mode=multi_processing", "--direct_num_workers", "2"], 2),
+    (["--direct_running_mode=multi_processing", "--direct_num_workers=0"], os.cpu_count()),  # Beam: one a core
+    (["--runner=DataflowRunner"], 0)])  # not known here
+def test_progress_counts_are_shared_by_the_processes_of_the_direct_runner(args, processes):
+    assert Runner.from_args(args).worker_processes == processes
 
 
 def test_the_cost_is_charged_for_dataflows_workers_and_one_machine_elsewhere():

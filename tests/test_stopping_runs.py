@@ -120,3 +120,40 @@ def test_a_run_that_fills_the_disk_removes_its_staging_and_leaves_the_old_partit
     assert sorted(os.listdir(directory)) == sorted([partition.SUCCESS, partition.MANIFEST, partition.ERRORS_DIR,
                                                     "labels-00000-of-00001.parquet"])
     assert_readers_see_only_committed_shards(root, directory)
+
+
+def test_a_run_stopped_before_writing_leaves_no_output_directory_it_created(tmp_path, tiny_checkpoints,
+                                                                            monkeypatch, capsys):
+    """In this process: a real SIGTERM once the first posts are labeled, into an output directory
+    that did not exist (nor its parent): both are gone after the stop; a directory that was there
+    before, or holds anything, stays."""
+    from pipelines import beam_steps
+    from pipelines.label_corpus import main
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps({"id": f"p{i}", "text": f"post {i} about the vote"}) + "\n"
+                             for i in range(40)))
+    there = tmp_path / "there"
+    there.mkdir()
+    output = there / "labels" / DT
+    real_tick, sent = beam_steps.ProgressFn.tick, []
+
+    def tick(self, posts):
+        real_tick(self, posts)
+        if self.verb == "labeled" and not sent:
+            sent.append(posts)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(beam_steps.ProgressFn, "tick", tick)
+    code = main(["--input", str(posts), "--output", str(output), "--only", "sentiment", "--model",
+                 f"sentiment={tiny_checkpoints['sentiment']}", "--batch-size", "8"])
+    err = capsys.readouterr().err
+    assert code == 143 and sent, err
+    assert "nothing of this run was committed" in err.strip().splitlines()[-1], err
+    assert os.listdir(there) == []  # labels/ and labels/dt=.../ were this run's: removed; there/ was not
+    keep = there / "keep"
+    (keep / "a" / "b").mkdir(parents=True)
+    (keep / "a" / "note.txt").write_text("x")
+    partition.remove_empty((str(keep / "a" / "b"), str(keep / "a"), str(keep)))
+    assert os.listdir(keep / "a") == ["note.txt"]  # stops at the first directory that holds anything
+    assert partition.missing_directories(str(there / "x" / "y")) == (str(there / "x" / "y"), str(there / "x"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -324,7 +325,7 @@ def test_unknown_label_names_are_reported_by_row_and_column(tmp_path):
     path = write_jsonl(tmp_path / "e.jsonl", [{"text": "ok", "emotions": ["joy"]},
                                               {"text": "bad", "emotions": ["joy", "rage"]}])
     message = _error("emotion", path, labels=["joy", "anger"])
-    assert "row 2, column 'emotions'" in message and "unknown label(s) ['rage']" in message
+    assert "row 2, column 'emotions'" in message and "unknown label(s) rage;" in message
     path = write_jsonl(tmp_path / "s.jsonl", [{"text": "fine", "label": "positive"}, {"text": "hm", "label": "neutral"}])
     message = _error("sentiment", path)
     assert "row 2, column 'label'" in message and "'neutral'" in message
@@ -339,7 +340,7 @@ def test_unknown_label_names_are_reported_by_row_and_column(tmp_path):
 def test_wrong_number_of_topic_columns(tmp_path):
     rows = [{k: v for k, v in r.items() if k != "environment"} for r in make_rows("politics", 3)]
     message = _error("politics", write_jsonl(tmp_path / "p.jsonl", rows))
-    assert "one column per topic (12" in message and "found 11" in message and "['environment']" in message
+    assert "one column per topic (12" in message and message.endswith("found 11, missing environment")
 
 
 def test_empty_text_is_an_error_naming_the_row(tmp_path):
@@ -555,3 +556,38 @@ def test_resume_after_a_kill_mid_epoch_ends_as_an_uninterrupted_run(tmp_path, ti
             assert a["overall"][key] == pytest.approx(value, abs=1e-6), key
     assert (resumed.best_epoch, resumed.score) == (whole.best_epoch, pytest.approx(whole.score, abs=1e-6))
     assert not (cut / "training_state").exists()
+
+
+def test_log_mode_prints_steps_loss_and_time_left_between_epochs(tmp_path, tiny_checkpoints, caplog):
+    """Not a terminal (--no-progress): a line each tenth of the steps (here every step of 8), with
+    the steps done of all, the epoch, the mean loss since the last line (Trainer's own average over
+    the same steps, logged at every step here, is the reference) and, from the third step on, the
+    time left; the last says 0 s."""
+    import re
+
+    from transformers import TrainerCallback
+
+    class Logs(TrainerCallback):
+        def __init__(self):
+            self.losses: dict[int, float] = {}  # step -> Trainer's mean loss since its previous log
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if "loss" in (logs or {}):
+                self.losses[state.global_step] = logs["loss"]
+
+    data = write_jsonl(tmp_path / "train.jsonl", make_rows("sentiment", 40, seed=3))  # 32 train: 4 steps an epoch
+    flags = [f if f != "tiny" else tiny_checkpoints["sentiment"] for f in TRAIN_FLAGS]
+    trainer_logs = Logs()
+    with caplog.at_level(logging.INFO, logger="models.training.trainer"):
+        train.run(["--task", "sentiment", "--train", data, "--output", str(tmp_path / "out"), "--epochs", "2",
+                   "--logging_strategy", "steps", "--logging_steps", "1", *flags], callbacks=[trainer_logs])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    parsed = [re.fullmatch(r"step (\d+)/8 \(epoch ([\d.]+) of 2\): loss ([\d.]+)(?:, about (\d+) s left)?", line)
+              for line in lines]
+    assert all(parsed), lines
+    assert [int(m[1]) for m in parsed] == list(range(1, 9))
+    assert [float(m[2]) for m in parsed] == pytest.approx([0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0], abs=0.06)
+    for m in parsed:
+        assert float(m[3]) == pytest.approx(trainer_logs.losses[int(m[1])], abs=1e-4)
+    assert [m[4] is not None for m in parsed] == [False, False, True, True, True, True, True, True]
+    assert parsed[-1][4] == "0"

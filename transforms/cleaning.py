@@ -63,6 +63,14 @@ class CleaningOptions:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """In words, for messages: "URLs replaced by 'http', mentions removed"."""
+        def treated(what: str, token: str | None) -> str:
+            return f"{what} replaced by {token!r}" if token else f"{what} removed"
+
+        emoji = "" if self.emoji_delimiters == (":", ":") else f", emoji between {'...'.join(self.emoji_delimiters)}"
+        return f"{treated('URLs', self.url_token)}, {treated('mentions', self.mention_token)}{emoji}"
+
     @classmethod
     def from_dict(cls, data: dict) -> "CleaningOptions":
         data = dict(data)

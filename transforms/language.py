@@ -383,7 +383,7 @@ def add_languages(rows: Sequence[dict]) -> None:
     """Each row's `lang`: the input's value when usable, else detected, for the rows together
     (post_languages: several times cheaper a post than one by one). Should the
     batch call ever fail, each row is detected alone, and a row whose detection fails is `und`
-    (it then runs every classifier): one odd text never costs the batch its labels."""
+    (only the classifiers whose script fits its text run on it): one odd text never costs the batch its labels."""
     texts, given = [row.get(contract.TEXT) for row in rows], [row.get(contract.LANG) for row in rows]
     try:
         langs = post_languages(texts, given)

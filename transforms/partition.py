@@ -177,6 +177,29 @@ def join(*parts: str) -> str:
     return FileSystems.join(*parts)
 
 
+def missing_directories(directory: str) -> tuple[str, ...]:
+    """The local directories a run would create to write into directory (it and its missing
+    parents, deepest first): what remove_empty may take away again. None for an object store."""
+    if not is_local(directory):
+        return ()
+    missing, path = [], os.path.abspath(directory)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return tuple(missing)
+
+
+def remove_empty(directories: tuple[str, ...]) -> None:
+    """Remove directories (deepest first) as long as each is empty: a run that stopped before
+    committing leaves no empty output directory behind, and never removes what holds anything."""
+    for path in directories:
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty (another run writes there), or already gone
+            if os.path.exists(path):
+                return
+
+
 def _write_text(path: str, text: str) -> None:
     with FileSystems.create(path) as handle:
         handle.write(text.encode("utf-8"))
@@ -333,7 +356,9 @@ def verify_in_place(directory: str, files: dict, storage: Storage) -> None:
     letters (lines) the manifest states."""
     present = {relative(p, directory) for p in data_paths(directory, storage)}
     if present != set(files):
-        raise VerificationError(f"{directory} holds {sorted(present)}, the manifest lists {sorted(files)}")
+        extra, missing = sorted(present - set(files)), sorted(set(files) - present)
+        raise VerificationError(f"{directory} does not hold exactly the files its manifest lists: "
+                                f"{', '.join(extra) or 'none'} not listed; {', '.join(missing) or 'none'} missing")
     for name, expected in files.items():
         path = join(directory, name)
         found = (parquet_rows(path, storage) if name.endswith(".parquet")

@@ -89,8 +89,8 @@ def plan(previous: Optional[Mapping], identities: Mapping[str, dict], row_option
         return ReusePlan(True, f"the committed partition was flagged ({previous['problem']})", rerun=everything)
     made = previous.get("row_options")
     if made != dict(row_options):
-        what = "no record of how its rows were made" if not isinstance(made, dict) else sorted(
-            key for key in set(row_options) | set(made) if made.get(key) != row_options.get(key))
+        what = "no record of how its rows were made" if not isinstance(made, dict) else "other " + ", ".join(sorted(
+            key for key in set(row_options) | set(made) if made.get(key) != row_options.get(key)))
         return ReusePlan(True, f"its rows were made differently ({what}): every row is made again", rerun=everything)
     inputs_changed = previous.get("inputs") != dict(inputs)
     done = committed_identities(previous)

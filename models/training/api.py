@@ -85,8 +85,9 @@ def train_classifier(request: TrainRequest) -> FitResult:
         eval_data, eval_space = load_task_data(request.task, request.eval, text_field=request.text_field,
                                                labels=list(space.names), cleaning=request.cleaning)
         if eval_space != space:
-            raise TrainingDataError(f"{request.eval}: its labels ({eval_space.problem_type}, {list(eval_space.names)}) "
-                                    f"are not those of {request.train} ({space.problem_type}, {list(space.names)})")
+            raise TrainingDataError(f"{request.eval}: its labels ({eval_space.problem_type}: "
+                                    f"{', '.join(eval_space.names)}) are not those of {request.train} "
+                                    f"({space.problem_type}: {', '.join(space.names)})")
         sources = {"train": request.train, "eval": request.eval}
     else:
         train_idx, eval_idx = split_indices(len(train_data), request.eval_fraction, args.seed)
@@ -95,7 +96,7 @@ def train_classifier(request: TrainRequest) -> FitResult:
                    "eval": f"{request.eval_fraction:.0%} of {request.train} (seed {args.seed})"}
     base = request.base_model or classifier_for(request.task).base_model or DEFAULT_BASE_MODEL
     LOG.info("%s: %d training rows, %d eval rows, labels %s, base %s", request.task, len(train_data),
-             len(eval_data), list(space.names), base)
+             len(eval_data), ", ".join(space.names), base)
 
     output = Path(request.output)
     state_dir = output / STATE_DIR

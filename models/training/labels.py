@@ -131,7 +131,7 @@ def check_distinct_columns(what: str, names: Sequence[str], problems: Problems) 
     if not names:
         problems.add(None, None, f"no {what} labels found")
     elif len(set(suffixes)) != len(suffixes) or not all(suffixes):
-        problems.add(None, None, f"labels {list(names)} do not give distinct output column names")
+        problems.add(None, None, f"labels {', '.join(names)} do not give distinct output column names")
 
 
 def class_column_encoding(space: LabelSpace, column: str, parse: Callable[[Any], int | None], what: str) -> LabelEncoding:
@@ -169,8 +169,8 @@ def multi_label_encoding(table, task: str, list_column: str, text_field: str, la
         by_lower = {c.lower(): c for c in columns}
         missing = [label for label in labels if label.lower() not in by_lower]
         if missing:
-            problems.add(None, None, f"no {list_column!r} column, and no 0/1 column for label(s) {missing} "
-                                     f"(columns: {columns})")
+            problems.add(None, None, f"no {list_column!r} column, and no 0/1 column for label(s) {', '.join(missing)} "
+                                     f"(columns: {', '.join(columns)})")
         names, layout = list(labels), {label: by_lower.get(label.lower()) for label in labels}
     elif find_binary_columns:
         names = []
@@ -198,7 +198,8 @@ def multi_label_encoding(table, task: str, list_column: str, text_field: str, la
                 return None
             unknown = [name for name in found if name not in index]
             if unknown:
-                problems.add(row, list_column, f"unknown label(s) {unknown}; known: {list(names)}")
+                problems.add(row, list_column,
+                             f"unknown label(s) {', '.join(map(str, unknown))}; known: {', '.join(names)}")
                 return None
             for name in found:
                 target[index[name]] = 1.0

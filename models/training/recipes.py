@@ -52,7 +52,7 @@ BITSANDBYTES_OPTIMIZERS = ("8bit", "bnb", "paged_")
 def preset_defaults(task: str, preset: str = "published") -> dict[str, Any]:
     """The flag defaults of a task under a preset: RUN_SETTINGS, the card's recipe, the metric."""
     if preset not in PRESETS:
-        raise TrainingSetupError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+        raise TrainingSetupError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
     return {**RUN_SETTINGS, **PRESETS[preset][task], "metric_for_best_model": task_metric(task)}
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+import time
 from typing import Sequence
 
 import numpy as np
@@ -91,14 +93,19 @@ class TaskTrainer(Trainer):
         self.model_accepts_loss_kwargs = False  # our losses are batch means: Trainer scales them for accumulation
         # Trainer prints each log dict (ours have a key per label); EpochLogCallback logs one line instead
         self.remove_callback(PrinterCallback)
+        self.recent_loss = LossMeter()
         if any(type(c) is ProgressCallback for c in self.callback_handler.callbacks):
             self.remove_callback(ProgressCallback)
             self.add_callback(QuietProgressCallback)
+        else:  # log mode (no terminal, or --no_progress): lines instead of bars
+            self.add_callback(StepLogCallback(self.recent_loss))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         targets = inputs.pop("labels")
         outputs = model(**inputs)
         loss = self.task_loss(outputs.logits, targets)
+        if model.training:
+            self.recent_loss.add(loss)
         return (loss, outputs) if return_outputs else loss
 
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -150,6 +157,65 @@ class QuietProgressCallback(ProgressCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass
+
+
+class LossMeter:
+    """The mean training loss of the batches since it was last taken (kept on the device until
+    then: reading a GPU tensor waits for the GPU)."""
+
+    def __init__(self):
+        self.total, self.batches = None, 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        loss = loss.detach().float()
+        self.total, self.batches = loss if self.total is None else self.total + loss, self.batches + 1
+
+    def take(self) -> float | None:
+        mean = None if self.total is None else float(self.total) / self.batches
+        self.total, self.batches = None, 0
+        return mean
+
+
+LINE_SECONDS = 30.0  # in log mode, a line at least this often
+LINE_SHARE = 0.1  # and at every tenth of the steps
+
+
+class StepLogCallback(TrainerCallback):
+    """Log mode (stderr not a terminal, or --no_progress): an INFO line every tenth of the steps
+    and at least every LINE_SECONDS, with the steps done of all, the epoch, the mean training loss
+    since the last line and the time left: the steps left at the pace since the first step ended
+    (model loading and the first step's warm-up are not in it; epoch-end evaluations are), from
+    the third step on. Between the per-epoch evaluation lines, where a slow machine took minutes."""
+
+    def __init__(self, recent_loss: LossMeter):
+        self.recent_loss = recent_loss
+        self.first: tuple[int, float] | None = None  # (step, time) when the first step of this run ended
+        self.last_line = 0.0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.monotonic()
+        if self.first is None:
+            self.first, self.last_line = (state.global_step, now), now
+        every = max(1, math.ceil(state.max_steps * LINE_SHARE))
+        due = state.global_step % every == 0 or now - self.last_line >= LINE_SECONDS
+        if state.is_world_process_zero and (due or state.global_step >= state.max_steps):
+            self.last_line = now
+            LOG.info("%s", step_line(state.global_step, state.max_steps, state.epoch or 0, args.num_train_epochs,
+                                     self.recent_loss.take(), *self.pace(state.global_step, now)))
+
+    def pace(self, step: int, now: float) -> tuple[int, float]:
+        """(steps, seconds) since the first step ended."""
+        return step - self.first[0], now - self.first[1]
+
+
+def step_line(step: int, steps: int, epoch: float, epochs: float, loss: float | None, pace_steps: int,
+              pace_seconds: float) -> str:
+    """'step 40/240 (epoch 1.3 of 6): loss 0.6931, about 260 s left'; the time left once the pace
+    covers two steps after the first."""
+    line = f"step {step:,}/{steps:,} (epoch {epoch:.1f} of {epochs:g}): loss {'n/a' if loss is None else f'{loss:.4f}'}"
+    if pace_steps >= 2 and pace_seconds > 0:
+        line += f", about {(steps - step) * pace_seconds / pace_steps:.0f} s left"
+    return line
 
 
 class EpochLogCallback(TrainerCallback):

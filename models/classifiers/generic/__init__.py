@@ -23,7 +23,7 @@ def generic_head(name: str, config: Mapping) -> Head:
         distinct_suffixes(name, labels)
         return multi_label_threshold(name, f"{name}_", labels, label_thresholds(name, labels, config))
     if len(set(labels)) != len(labels):
-        raise CheckpointMismatch(f"classifier {name!r}: id2label names a label twice ({labels})")
+        raise CheckpointMismatch(f"classifier {name!r}: id2label names a label twice ({', '.join(map(str, labels))})")
     return single_label_softmax(name, labels)
 
 

@@ -78,7 +78,7 @@ def single_label_encoding(task: str, values: list, labels, problems: Problems) -
             return index[value.strip()]
         number = int_value(value)
         if number is None:
-            problems.add(row, LABEL_COLUMN, f"unknown label {value!r}; known: {names}")
+            problems.add(row, LABEL_COLUMN, f"unknown label {value!r}; known: {', '.join(names)}")
             return None
         if number not in range(len(names)):
             problems.add(row, LABEL_COLUMN, f"integer label {number} is out of range: {len(names)} labels "

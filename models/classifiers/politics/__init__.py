@@ -28,7 +28,8 @@ def head_for(config: Mapping) -> Head:
     check_count(NAME, config, len(TOPICS) * len(CLASSES), "12 topics x 4 classes, topic-major")
     topics = tuple(config.get("topics") or TOPICS)
     if topics != TOPICS:
-        raise CheckpointMismatch(f"classifier {NAME!r}: the checkpoint's topics {list(topics)} differ from {list(TOPICS)}")
+        raise CheckpointMismatch(f"classifier {NAME!r}: the checkpoint's topics ({', '.join(map(str, topics))}) "
+                                 f"differ from {', '.join(TOPICS)}")
     return grouped_softmax(COLUMN_PREFIX, TOPICS, CLASSES)
 
 

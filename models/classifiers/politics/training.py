@@ -43,7 +43,7 @@ def label_encoding(table, *, task: str, text_field: str, labels, problems: Probl
     found, missing = topic_columns(list(table.columns))
     if missing:
         problems.add(None, None, f"{NAME} needs one column per topic ({len(TOPICS)}: {', '.join(TOPICS)}); "
-                                 f"found {len(found)}, missing {missing}")
+                                 f"found {len(found)}, missing {', '.join(missing)}")
         problems.raise_if_any()
     class_of = {name: i for i, name in enumerate(CLASSES)}
 

@@ -34,7 +34,7 @@ def class_index(value) -> int | None:
 def label_encoding(table, *, task: str, text_field: str, labels, problems: Problems):
     if COLUMN not in table.columns:
         problems.add(None, COLUMN, f"missing; {NAME} data needs a {COLUMN!r} column holding 0/1 or "
-                                   f"{'/'.join(LABELS)} (columns: {list(table.columns)})")
+                                   f"{'/'.join(LABELS)} (columns: {', '.join(table.columns)})")
     return class_column_encoding(LabelSpace(NAME, LABELS), COLUMN, class_index,
                                  f"a {NAME} label: use 0/1 or {'/'.join(LABELS)}")
 

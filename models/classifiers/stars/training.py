@@ -36,7 +36,7 @@ def star_index(value) -> int | None:
 def label_encoding(table, *, task: str, text_field: str, labels, problems: Problems):
     if COLUMN not in table.columns:
         problems.add(None, COLUMN, f"missing; {NAME} data needs a {COLUMN!r} column holding 1-5 "
-                                   f"(columns: {list(table.columns)})")
+                                   f"(columns: {', '.join(table.columns)})")
     return class_column_encoding(LabelSpace(NAME, LABELS), COLUMN, star_index, "a star count 1-5")
 
 
