@@ -12,7 +12,7 @@ undetermined language runs those whose script fits); --languages changes that pe
 Output columns, routing and the checkpoint contract: docs/ in the repository.
 
 Exit status: 0 success; 2 a problem found before any data is labeled (command line, --models,
-checkpoints) or counts that do not reconcile; 3 the partition was written and accounted but does
+checkpoints, workers that cannot run the job's code) or counts that do not reconcile; 3 the partition was written and accounted but does
 not look like success (no records, none usable, or more than --max-dead-letter-share of them
 dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix;
 143 / 130 stopped by SIGTERM / SIGINT, with a line saying what state the partition is in (a commit
@@ -38,7 +38,8 @@ from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS
 from models.classifier import InferenceOptions
 from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem, prefix_problems
 from pipelines import flags
-from pipelines.labeling import LabelConfig, SuspectRun, UsageError, fill_date, label
+from pipelines.labeling import LabelConfig, SuspectRun, UsageError, WorkerProblem, fill_date, label
+from pipelines.runner import WORKER_START_TIMEOUT_S
 from transforms import language, partition, stopping
 from transforms.cleaning import CleaningOptions
 from transforms.records import ACCEPTED_SUFFIXES, FieldMap
@@ -162,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"read is dead-lettered (default {config['max_dead_share']}; 1 turns the check off)")
     parser.add_argument("--mention-token", default=cleaning.mention_token,
                         help="replace @mentions with this token (e.g. @user) instead of removing them")
+    parser.add_argument("--worker-start-timeout", type=flags.decimal(0), default=config["worker_start_timeout"],
+                        metavar="S", help="end the job (exit 2, nothing committed) when none of its workers has "
+                                          f"started S seconds after it was submitted (default: {WORKER_START_TIMEOUT_S}"
+                                          " with --runner PortableRunner --job_endpoint embed, else none; 0: none)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
     return parser
@@ -259,7 +264,7 @@ def config_from_argv(argv=None) -> LabelConfig:
         num_shards=args.num_shards, date=args.date, skip_if_done=args.skip_if_done, no_reuse=args.no_reuse,
         wait=args.wait,
         cost_per_hour=args.cost_per_hour, allow_empty=args.allow_empty, max_dead_share=args.max_dead_letter_share,
-        beam_args=tuple(beam_args))
+        worker_start_timeout=args.worker_start_timeout, beam_args=tuple(beam_args))
 
 
 def run(argv=None, test_pipeline=None, forward=None):
@@ -280,7 +285,7 @@ def _main(argv) -> int:
     except stopping.Stopped as exc:  # SIGTERM, SIGINT: label() says what state the partition is in
         print(f"label_corpus: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (CheckpointError, UsageError, partition.ReconciliationError, partition.ConcurrentRunError,
+    except (CheckpointError, UsageError, WorkerProblem, partition.ReconciliationError, partition.ConcurrentRunError,
             partition.VerificationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
         if isinstance(exc, CheckpointError) and "could not be fetched" in str(exc):
@@ -293,10 +298,11 @@ def _main(argv) -> int:
 
 
 def cli() -> None:
-    """The console script: main(), and after a stop an exit at once (everything is settled by
-    then; the interpreter's own shutdown of torch, Beam and the tokenizers takes seconds more)."""
+    """The console script: main(), and after a stop or a failed run an exit at once (everything
+    is settled by then; the interpreter's own shutdown of torch, Beam and the tokenizers takes
+    seconds more, and a job whose worker never started leaves Beam's job thread waiting for it)."""
     code = main()
-    if code in (128 + signum for signum in stopping.SIGNALS):
+    if code != 0:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
