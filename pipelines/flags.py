@@ -6,6 +6,7 @@ functions, each problem one UsageError line naming the flag and what it takes.
   Beam itself only logs "Discarding unparseable args" and runs without the option, so a typo
   such as `--batch-sise 64` would run to the end with the default;
 - `--date` only where --input or --output has `{date}` (`check_date`);
+- a PortableRunner environment that Beam would fail on with a traceback (`environment_problem`);
 - `--output` is not an existing file, and not a directory the input pattern reads from
   (`output_problem`): the partition would land among, or be read back as, the inputs.
 """
@@ -157,6 +158,28 @@ def unknown_arguments(beam_args: Sequence[str], ours: Iterable[str]) -> None:
             raise UsageError(f"unexpected argument {arg!r}: every argument is an option (an unquoted glob in "
                              f"--input? quote it: --input 'posts/*.jsonl')")
         previous_was_option = arg.startswith("-")
+
+
+SUBPROCESS_HARNESS = "beam:env:harness_subprocess_python:v1"  # --environment_type: an SDK harness process per worker
+SDK_WORKER_COMMAND = "python -m apache_beam.runners.worker.sdk_worker_main"  # what that process runs
+
+
+def environment_problem(beam_args: Sequence[str]) -> str | None:
+    """Why Beam would fail on the workers' environment with a traceback at launch (None: it would
+    not): the subprocess harness without its command line (--environment_config), or PROCESS
+    under the job service embedded in the launcher, whose runner has no PROCESS environment."""
+    from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions
+
+    options = PipelineOptions(list(beam_args)).view_as(PortableOptions)
+    kind = (options.environment_type or "").upper()
+    if options.environment_type == SUBPROCESS_HARNESS and not options.environment_config:
+        return (f"--environment_type {SUBPROCESS_HARNESS} needs the command line of the worker process: "
+                f"--environment_config '{SDK_WORKER_COMMAND}'")
+    if kind in ("PROCESS", "BEAM:ENV:PROCESS:V1") and options.job_endpoint == "embed":
+        return ("--environment_type PROCESS: the job service embedded in the launcher (--job_endpoint embed) has no "
+                f"PROCESS environment; use --environment_type {SUBPROCESS_HARNESS} --environment_config "
+                f"'{SDK_WORKER_COMMAND}', or EXTERNAL with a worker pool (deploy/README.md)")
+    return None
 
 
 def check_date(input_template: str, output_template: str, date: str | None) -> None:

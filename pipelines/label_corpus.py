@@ -247,7 +247,8 @@ def config_from_argv(argv=None) -> LabelConfig:
     args, beam_args = parse_args(argv)
     flags.check_date(args.input, args.output, args.date)
     input_pattern, output = fill_date(args.input, args.date), fill_date(args.output, args.date)
-    problem = flags.output_problem(output, input_pattern, flags.is_existing_file)
+    problem = flags.environment_problem(beam_args) or flags.output_problem(output, input_pattern,
+                                                                          flags.is_existing_file)
     if problem:
         raise UsageError(problem)
     refs = choose_checkpoints(args)

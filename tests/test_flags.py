@@ -210,3 +210,24 @@ def test_every_beam_module_that_defines_pipeline_options_is_imported_by_the_chec
                 defining.add(os.path.relpath(path, os.path.dirname(root))[:-3].replace(os.sep, "."))
     assert "apache_beam.runners.dask.dask_runner" in defining  # the scan sees what it looks for
     assert defining - {"apache_beam.options.pipeline_options"} <= set(flags.BEAM_OPTION_MODULES)
+
+
+@pytest.mark.parametrize("environment, says, fixed", [
+    (["--environment_type", flags.SUBPROCESS_HARNESS], "needs the command line of the worker process: "
+                                                       "--environment_config 'python -m apache_beam",
+     ["--environment_type", flags.SUBPROCESS_HARNESS, "--environment_config", flags.SDK_WORKER_COMMAND]),
+    (["--environment_type", "PROCESS", "--environment_config", '{"command": "/bin/true"}'],
+     "embedded in the launcher (--job_endpoint embed) has no PROCESS environment",
+     ["--environment_type", "EXTERNAL", "--environment_config", "localhost:50000"])])
+def test_a_portable_environment_beam_would_fail_on_is_one_line(environment, says, fixed, tmp_path, capsys):
+    """Beam itself fails at launch with a traceback: AttributeError ('NoneType' ... 'encode') for the
+    first, KeyError 'beam:env:process:v1' in the job for the second."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text('{"id": "1", "text": "hello"}\n')
+    embedded = ["--runner", "PortableRunner", "--job_endpoint", "embed"]
+    code = label_corpus.main(["--input", str(tmp_path / "in" / "*.jsonl"), "--output", str(tmp_path / "out"),
+                              "--only", "sentiment", *embedded, *environment])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and says in lines[0], lines
+    assert not (tmp_path / "out").exists()
+    assert flags.environment_problem([*embedded, *fixed]) is None  # what the line says to do passes
