@@ -150,7 +150,8 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         return None
     launch = start_run(config, checked)
     pipeline = test_pipeline or runner.make_pipeline()
-    start_deadline = 0 if dies_with_this_process(pipeline) else runner.worker_start_timeout(config.worker_start_timeout)
+    waits_for_workers = config.wait and not dies_with_this_process(pipeline)
+    start_deadline = runner.worker_start_timeout(config.worker_start_timeout) if waits_for_workers else 0
     build(pipeline, config, checked, launch, runner, forward, start_deadline)
     run["id"] = launch.run_id
     return finish(pipeline, config, launch, start_deadline)
@@ -304,7 +305,7 @@ def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch, start_d
             if config.wait:
                 wait_for_workers(result, launch.staging, start_deadline)
     except BaseException as exc:
-        ours = _our_error(exc) or _worker_error(exc)
+        ours = _our_error(exc) or (None if local else _worker_error(exc))  # a worker elsewhere lacks a module
         # A job none of whose workers could run its code wrote nothing that still moves.
         _after_failure(config.output, launch.run_id, local or isinstance(ours, WorkerProblem), result)
         if isinstance(ours, WorkerProblem):
@@ -337,14 +338,24 @@ def wait_for_workers(result, staging: str, deadline_s: float) -> None:
         return
     gave_up = threading.Event()
 
+    def noted() -> bool:
+        try:
+            return partition.worker_noted(staging)
+        except Exception as exc:  # noqa: BLE001 - a store that cannot list now: look again
+            LOG.debug("could not list %s for the job's workers (%s)", staging, exc)
+            return False
+
     def watch() -> None:
         until = time.monotonic() + deadline_s
         while not finished(result):
-            if partition.worker_noted(staging):
+            if noted():
                 return
             if time.monotonic() >= until:
                 gave_up.set()
-                result.cancel()
+                try:
+                    result.cancel()
+                except Exception as exc:  # noqa: BLE001 - the launcher exits all the same
+                    LOG.warning("could not cancel the job (%s)", exc)
                 return
             time.sleep(min(WORKER_POLL_S, max(until - time.monotonic(), 0.1)))
 
