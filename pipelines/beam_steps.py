@@ -22,7 +22,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from models.batch_labeling import LabeledBatch, LoadedClassifiers, clean_text_length, label_batch, wants_shared_model
 from models.checkpoints import ResolvedCheckpoint
 from models.classifier import InferenceOptions, load_classifier
-from transforms import contract
+from transforms import contract, partition
 from transforms.cleaning import CleaningOptions, prepare_row
 from transforms.commit_step import commit_partition
 from transforms.inputs import InputFile, InputProblem, open_listed
@@ -40,16 +40,27 @@ COUNTS = "counts"  # the tag of the (key, number) pairs the commit step sums (tr
 
 class ReadRecordsFn(beam.DoFn):
     """A file listed at launch (transforms.inputs.InputFile) -> records (main output) and DeadLetter
-    JSON lines (tagged DEAD_LETTERS): one for the whole file when it cannot be read as listed."""
+    JSON lines (tagged DEAD_LETTERS): one for the whole file when it cannot be read as listed.
+    worker_marker: a staging directory where each worker process that sets this up says so
+    (transforms.partition.note_worker), for a launcher that waits for its workers to start."""
 
-    def __init__(self, fields: FieldMap, kept_types: Mapping[str, pa.DataType], lang_field: str | None = None):
+    def __init__(self, fields: FieldMap, kept_types: Mapping[str, pa.DataType], lang_field: str | None = None,
+                 worker_marker: str | None = None):
         self.fields = fields
         self.lang_field = lang_field
+        self.worker_marker = worker_marker
         self.kept_types = dict(kept_types)
         self.read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.RECORDS_READ)
         self.dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.DEAD_LETTERED)
         self.files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.FILES_READ)
         self.broken_files = beam.metrics.Metrics.counter(METRICS_NAMESPACE, contract.FILES_BROKEN_OFF)
+
+    def setup(self):
+        if self.worker_marker:
+            try:
+                partition.note_worker(self.worker_marker)
+            except Exception as exc:  # noqa: BLE001 - only a sign of life: the run goes on without it
+                LOG.warning("could not record this worker in %s (%s)", self.worker_marker, exc)
 
     def process(self, listed: InputFile):
         path = listed.path

@@ -16,6 +16,11 @@ from transforms import contract
 OWN_LOGGERS = ("pipelines", "transforms", "models.training")  # models.classifier's load lines only with -v
 NOISE = ("apitools not found",  # warnings Beam prints on import, whatever the command, and each
          "No semi_persistent_directory found")  # worker process (multi_processing) as it starts
+# The PortableRunner's copies of its job's messages (the embedded job service's log, its workers'
+# lines, and the job messages the launcher relays on the root logger from this thread): a job's
+# failure reaches the launcher as the exception it raises, which the command line reports.
+JOB_RELAY_LOGGERS = ("apache_beam.runners.portability.local_job_service",)
+JOB_RELAY_THREADS = ("wait_until_finish_read",)
 
 
 def wants_verbose(argv) -> bool:
@@ -32,7 +37,8 @@ class _DropNoise(logging.Filter):
     verbose = wants_verbose(sys.argv[1:])
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return self.verbose or not any(text in record.getMessage() for text in NOISE)
+        return self.verbose or not (any(text in record.getMessage() for text in NOISE)
+                                    or record.name in JOB_RELAY_LOGGERS or record.threadName in JOB_RELAY_THREADS)
 
 
 class _StderrHandler(logging.StreamHandler):

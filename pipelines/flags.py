@@ -2,10 +2,11 @@
 functions, each problem one UsageError line naming the flag and what it takes.
 
 - numbers in range: `integer` / `decimal` are argparse types that say the allowed values;
-- every argument is ours or one of Beam's pipeline options (`unknown_arguments`): Beam itself
-  only logs "Discarding unparseable args" and runs without the option, so a typo such as
-  `--batch-sise 64` would run to the end with the default;
+- every argument is ours or one of Beam's pipeline options, of any runner (`unknown_arguments`):
+  Beam itself only logs "Discarding unparseable args" and runs without the option, so a typo
+  such as `--batch-sise 64` would run to the end with the default;
 - `--date` only where --input or --output has `{date}` (`check_date`);
+- a PortableRunner environment that Beam would fail on with a traceback (`environment_problem`);
 - `--output` is not an existing file, and not a directory the input pattern reads from
   (`output_problem`): the partition would land among, or be read back as, the inputs.
 """
@@ -64,10 +65,18 @@ def decimal(low: float, high: float | None = None) -> Callable[[str], float]:
     return parse
 
 
+# Beam modules that define pipeline options outside apache_beam.options.pipeline_options: Beam
+# registers an options class only when its module is imported (PipelineOptions.__subclasses__), so
+# the check imports them first. tests/test_flags.py scans Beam's sources to keep this list whole.
+BEAM_OPTION_MODULES = ("apache_beam.runners.dask.dask_runner", "apache_beam.runners.render", "apache_beam.yaml.options")
+
+
 class _BeamParser:
     """Beam's own parser of pipeline options, built as PipelineOptions.get_all_options builds it
     (every PipelineOptions subclass's _add_argparse_args, no abbreviations), with its errors
-    (a bad value for one of its options) as one UsageError line."""
+    (a bad value for one of its options) as one UsageError line; every runner's options
+    included (BEAM_OPTION_MODULES), also those of a module whose optional dependency is missing
+    here (the Dask runner's without dask: read from its source, unimported)."""
 
     @staticmethod
     @lru_cache(maxsize=1)
@@ -78,10 +87,54 @@ class _BeamParser:
             def error(self, message: str):
                 raise UsageError(f"Beam pipeline option: {message}")
 
+        unimportable = [module for module in BEAM_OPTION_MODULES if not _imports(module)]
         parser = OneLine(allow_abbrev=False, add_help=False)
         for cls in {str(cls): cls for cls in PipelineOptions.__subclasses__()}.values():
             cls._add_argparse_args(parser)  # noqa: SLF001 - how Beam itself lists its options
+        known = {option for action in parser._actions for option in action.option_strings}
+        for module in unimportable:
+            for option, takes_value in _declared_options(module):
+                if option not in known:
+                    parser.add_argument(option, **({"nargs": "?"} if takes_value else {"action": "store_true"}),
+                                        help=f"an option of {module}, which cannot be imported here")
+                    known.add(option)
         return parser
+
+
+def _imports(module: str) -> bool:
+    """Import one of Beam's option modules; False when its optional dependency is missing."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _declared_options(module: str) -> list[tuple[str, bool]]:
+    """The options a Beam module declares (parser.add_argument('--name', ...) in its source), each
+    with whether it takes a value (False for store_true/store_false/store_const/count), read
+    without importing the module."""
+    import ast
+
+    import apache_beam
+
+    # The file itself, found without importing its package (apache_beam.yaml needs pandas).
+    source = os.path.join(os.path.dirname(apache_beam.__file__), *module.split(".")[1:]) + ".py"
+    if not os.path.isfile(source):
+        return []
+    with open(source, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
+            action = next((k.value.value for k in node.keywords
+                           if k.arg == "action" and isinstance(k.value, ast.Constant)), None)
+            takes_value = action not in ("store_true", "store_false", "store_const", "count")
+            found += [(arg.value, takes_value) for arg in node.args
+                      if isinstance(arg, ast.Constant) and str(arg.value).startswith("--")]
+    return found
 
 
 def beam_options() -> list[str]:
@@ -105,6 +158,28 @@ def unknown_arguments(beam_args: Sequence[str], ours: Iterable[str]) -> None:
             raise UsageError(f"unexpected argument {arg!r}: every argument is an option (an unquoted glob in "
                              f"--input? quote it: --input 'posts/*.jsonl')")
         previous_was_option = arg.startswith("-")
+
+
+SUBPROCESS_HARNESS = "beam:env:harness_subprocess_python:v1"  # --environment_type: an SDK harness process per worker
+SDK_WORKER_COMMAND = "python -m apache_beam.runners.worker.sdk_worker_main"  # what that process runs
+
+
+def environment_problem(beam_args: Sequence[str]) -> str | None:
+    """Why Beam would fail on the workers' environment with a traceback at launch (None: it would
+    not): the subprocess harness without its command line (--environment_config), or PROCESS
+    under the job service embedded in the launcher, whose runner has no PROCESS environment."""
+    from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions
+
+    options = PipelineOptions(list(beam_args)).view_as(PortableOptions)
+    kind = (options.environment_type or "").upper()
+    if options.environment_type == SUBPROCESS_HARNESS and not options.environment_config:
+        return (f"--environment_type {SUBPROCESS_HARNESS} needs the command line of the worker process: "
+                f"--environment_config '{SDK_WORKER_COMMAND}'")
+    if kind in ("PROCESS", "BEAM:ENV:PROCESS:V1") and options.job_endpoint == "embed":
+        return ("--environment_type PROCESS: the job service embedded in the launcher (--job_endpoint embed) has no "
+                f"PROCESS environment; use --environment_type {SUBPROCESS_HARNESS} --environment_config "
+                f"'{SDK_WORKER_COMMAND}', or EXTERNAL with a worker pool (deploy/README.md)")
+    return None
 
 
 def check_date(input_template: str, output_template: str, date: str | None) -> None:

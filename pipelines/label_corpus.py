@@ -13,7 +13,7 @@ stars: zh; sentiment, emotion: en; an undetermined language runs those whose scr
 Output columns, routing and the checkpoint contract: docs/ in the repository.
 
 Exit status: 0 success; 2 a problem found before any data is labeled (command line, --models,
-checkpoints, inputs without the text field) or counts that do not reconcile; 3 the partition was written and accounted but does
+checkpoints, inputs without the text field, workers that cannot run the job's code) or counts that do not reconcile; 3 the partition was written and accounted but does
 not look like success (no records, none usable, or more than --max-dead-letter-share of them
 dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix;
 143 / 130 stopped by SIGTERM / SIGINT, with a line saying what state the partition is in (a commit
@@ -39,7 +39,8 @@ from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS
 from models.classifier import InferenceOptions
 from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem, prefix_problems
 from pipelines import flags
-from pipelines.labeling import LabelConfig, SuspectRun, UsageError, fill_date, label
+from pipelines.labeling import LabelConfig, SuspectRun, UsageError, WorkerProblem, fill_date, label
+from pipelines.runner import WORKER_START_TIMEOUT_S
 from transforms import language, partition, stopping
 from transforms.cleaning import CleaningOptions
 from transforms.records import ACCEPTED_SUFFIXES, FieldMap
@@ -167,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"seconds between progress lines (default {config['progress_every']:g}; 0: a line "
                              "at every count, each post read and each sub-batch labeled; each worker process prints "
                              "its own)")
+    parser.add_argument("--worker-start-timeout", type=flags.decimal(0), default=config["worker_start_timeout"],
+                        metavar="S", help="end the job (exit 2, nothing committed) when none of its workers has "
+                                          f"started S seconds after it was submitted (default: {WORKER_START_TIMEOUT_S}"
+                                          " with --runner PortableRunner --job_endpoint embed, else none; 0: none)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Beam's, transformers' and the hub's own messages (hidden by default)")
     return parser
@@ -248,7 +253,8 @@ def config_from_argv(argv=None) -> LabelConfig:
     args, beam_args = parse_args(argv)
     flags.check_date(args.input, args.output, args.date)
     input_pattern, output = fill_date(args.input, args.date), fill_date(args.output, args.date)
-    problem = flags.output_problem(output, input_pattern, flags.is_existing_file)
+    problem = flags.environment_problem(beam_args) or flags.output_problem(output, input_pattern,
+                                                                          flags.is_existing_file)
     if problem:
         raise UsageError(problem)
     refs = choose_checkpoints(args)
@@ -266,7 +272,7 @@ def config_from_argv(argv=None) -> LabelConfig:
         wait=args.wait,
         cost_per_hour=args.cost_per_hour, allow_empty=args.allow_empty, max_dead_share=args.max_dead_letter_share,
         progress_every=args.progress_every,
-        beam_args=tuple(beam_args))
+        worker_start_timeout=args.worker_start_timeout, beam_args=tuple(beam_args))
 
 
 def unfetched_hint(checkpoints: dict[str, str], unfetched: tuple[str, ...]) -> str:
@@ -305,7 +311,7 @@ def _main(argv) -> int:
     except stopping.Stopped as exc:  # SIGTERM, SIGINT: label() says what state the partition is in
         print(f"label_corpus: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (CheckpointError, UsageError, partition.ReconciliationError, partition.ConcurrentRunError,
+    except (CheckpointError, UsageError, WorkerProblem, partition.ReconciliationError, partition.ConcurrentRunError,
             partition.VerificationError) as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
         if isinstance(exc, CheckpointError) and exc.unfetched:
@@ -318,10 +324,11 @@ def _main(argv) -> int:
 
 
 def cli() -> None:
-    """The console script: main(), and after a stop an exit at once (everything is settled by
-    then; the interpreter's own shutdown of torch, Beam and the tokenizers takes seconds more)."""
+    """The console script: main(), and after a stop or a failed run an exit at once (everything
+    is settled by then; the interpreter's own shutdown of torch, Beam and the tokenizers takes
+    seconds more, and a job whose worker never started leaves Beam's job thread waiting for it)."""
     code = main()
-    if code in (128 + signum for signum in stopping.SIGNALS):
+    if code != 0:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

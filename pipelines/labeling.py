@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class UsageError(ValueError):
     """A problem with the command line or the inputs, found before any data is labeled."""
 
 
+class WorkerProblem(RuntimeError):
+    """The job's workers cannot run its code (none started before the deadline, or one lacks a
+    module this launcher has): the message names what failed and the fix; nothing was committed."""
+
+
 class SuspectRun(RuntimeError):
     """The run finished and its partition was written and accounted, but its counts do not look
     like success (transforms.outcome.run_problem); the message names the reason and the fix."""
@@ -70,7 +76,9 @@ class LabelConfig:
     order; routes: classifier name -> the languages it runs on (None: every language);
     fields: the input's id, text and kept fields; lang_field: the input's language field, if any;
     inference / cleaning: how the models run and what they see; progress_every: seconds between
-    progress lines (each worker process prints its own); beam_args: Beam's own options."""
+    progress lines (each worker process prints its own); worker_start_timeout: seconds to
+    wait for the job's first worker (None: pipelines.runner.Runner.worker_start_timeout's default;
+    0: no deadline); beam_args: Beam's own options."""
 
     input: str
     output: str
@@ -89,6 +97,7 @@ class LabelConfig:
     allow_empty: bool = False
     max_dead_share: float = DEFAULT_MAX_DEAD_SHARE
     progress_every: float = 10.0
+    worker_start_timeout: Optional[float] = None
     beam_args: tuple[str, ...] = ()
 
 
@@ -147,9 +156,11 @@ def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward:
         return None
     launch = start_run(config, checked)
     pipeline = test_pipeline or runner.make_pipeline()
-    build(pipeline, config, checked, launch, runner, forward)
+    waits_for_workers = config.wait and not dies_with_this_process(pipeline)
+    start_deadline = runner.worker_start_timeout(config.worker_start_timeout) if waits_for_workers else 0
+    build(pipeline, config, checked, launch, runner, forward, start_deadline)
     run["id"] = launch.run_id
-    return finish(pipeline, config, launch)
+    return finish(pipeline, config, launch, start_deadline)
 
 
 @dataclass(frozen=True)
@@ -239,15 +250,17 @@ def start_run(config: LabelConfig, checked: Preflight) -> Launch:
 
 
 def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, launch: Launch, runner: Runner,
-          forward: Optional[Callable]) -> None:
+          forward: Optional[Callable], start_deadline: float = 0) -> None:
     """Wire the run into pipeline: read, prepare, [carry], classify, write to staging, commit
-    (docs/architecture.md, Data flow)."""
+    (docs/architecture.md, Data flow). start_deadline: the launcher waits that long for a worker
+    to say it started (0: it does not wait, and no worker says so)."""
     classifiers, work, started = checked.classifiers, checked.work, launch.started.timestamp()
     parsed = (
         pipeline
         | "ListedInputs" >> beam.Create(checked.listed, reshuffle=False)  # the files listed at launch, no new match
         | "SpreadFiles" >> beam.Reshuffle()
-        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, checked.kept_types, config.lang_field))
+        | "ReadRecords" >> beam.ParDo(ReadRecordsFn(config.fields, checked.kept_types, config.lang_field,
+                                                    worker_marker=launch.staging if start_deadline else None))
         .with_outputs(DEAD_LETTERS, main="records")
     )
     counts = [parsed.records | "CountRecords" >> CountAs(contract.RECORDS_READ),
@@ -291,10 +304,10 @@ def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, laun
         outcome_limits={"allow_empty": config.allow_empty, "max_dead_share": config.max_dead_share})
 
 
-def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch):
-    """Run the pipeline (and, unless --no-wait, wait for it); after a failure remove this run's
-    staging; then the summary, and SuspectRun for a run whose counts do not look like success.
-    Returns the PipelineResult."""
+def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch, start_deadline: float = 0):
+    """Run the pipeline (and, unless --no-wait, wait for it: with start_deadline, at most that
+    long for a first worker); after a failure remove this run's staging; then the summary, and
+    SuspectRun for a run whose counts do not look like success. Returns the PipelineResult."""
     local = dies_with_this_process(pipeline)
     result = None
     try:
@@ -303,10 +316,14 @@ def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch):
         with partition.claim_staging(launch.staging) if local else contextlib.nullcontext():
             result = pipeline.run()
             if config.wait:
-                result.wait_until_finish()
+                wait_for_workers(result, launch.staging, start_deadline)
     except BaseException as exc:
-        _after_failure(config.output, launch.run_id, local, result, launch.created)
-        raise _our_error(exc) or exc
+        ours = _our_error(exc) or (None if local else _worker_error(exc))  # a worker elsewhere lacks a module
+        # A job none of whose workers could run its code wrote nothing that still moves.
+        _after_failure(config.output, launch.run_id, local or isinstance(ours, WorkerProblem), result, launch.created)
+        if isinstance(ours, WorkerProblem):
+            ours = WorkerProblem(f"{ours}; {partition.state_line(config.output, launch.run_id)}")
+        raise ours or exc
     if local and finished(result):
         partition.discard_staging(config.output, launch.run_id)  # what a late heartbeat may have left
     if not config.wait:
@@ -324,6 +341,72 @@ def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch):
         if done.get("problem"):
             raise SuspectRun(f"{config.output} was written, but {done['problem']}")
     return result
+
+
+def wait_for_workers(result, staging: str, deadline_s: float) -> None:
+    """result.wait_until_finish(); with deadline_s, the job is cancelled when no worker process
+    has recorded itself in staging (transforms.partition.note_worker) that long after it was
+    submitted, and WorkerProblem says so: a worker that cannot start dies where only its own log
+    (the worker pool's) shows it, and the job would wait for it for ever."""
+    if not deadline_s:
+        result.wait_until_finish()
+        return
+    gave_up = threading.Event()
+
+    def noted() -> bool:
+        try:
+            return partition.worker_noted(staging)
+        except Exception as exc:  # noqa: BLE001 - a store that cannot list now: look again
+            LOG.debug("could not list %s for the job's workers (%s)", staging, exc)
+            return False
+
+    def watch() -> None:
+        until = time.monotonic() + deadline_s
+        while not finished(result):
+            if noted():
+                return
+            if time.monotonic() >= until:
+                gave_up.set()
+                try:
+                    result.cancel()
+                except Exception as exc:  # noqa: BLE001 - the launcher exits all the same
+                    LOG.warning("could not cancel the job (%s)", exc)
+                return
+            time.sleep(min(WORKER_POLL_S, max(until - time.monotonic(), 0.1)))
+
+    threading.Thread(target=watch, name="worker start deadline", daemon=True).start()
+    try:
+        result.wait_until_finish()
+    except Exception:  # noqa: BLE001 - a job cancelled for its workers fails in the runner's words
+        if not gave_up.is_set():
+            raise
+    if gave_up.is_set():
+        raise WorkerProblem(f"no worker of the job started within {deadline_s:g} s (--worker-start-timeout): a "
+                            "worker whose Python lacks Beam or this project dies at start, and only the worker "
+                            "pool's or the workers' own log says why; " + WORKER_FIX)
+
+
+WORKER_POLL_S = 2.0  # how often the launcher looks for the job's first worker
+WORKER_FIX = ("give the workers this project: --setup_file ./setup.py, or run them in its container image "
+              "(deploy/Dockerfile, --sdk_container_image)")
+
+
+def _worker_error(exc: BaseException) -> Optional[WorkerProblem]:
+    """A job that failed because a worker lacks a module this launcher imports (this project, or
+    one of its requirements) as one WorkerProblem line; None for any other failure."""
+    import importlib.util
+    import re
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, WorkerProblem):
+            return seen
+        for module in re.findall(r"ModuleNotFoundError: No module named '([\w.]+)'", str(seen)):
+            if importlib.util.find_spec(module.split(".")[0]) is not None:
+                return WorkerProblem(f"a worker of the job cannot import {module!r}, which this launcher has "
+                                     f"(ModuleNotFoundError on the worker): {WORKER_FIX}")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def default_routes(routes: Mapping[str, Optional[frozenset[str]]], checkpoints: Mapping[str, ResolvedCheckpoint]

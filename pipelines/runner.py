@@ -10,12 +10,19 @@ from typing import Sequence
 
 from pipelines import console  # first: it keeps Beam's import-time warnings off the terminal
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, PortableOptions, StandardOptions,
+                                                  WorkerOptions)
 from apache_beam.portability import python_urns
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineState
 
 DIRECT_RUNNER_NAMES = (None, "DirectRunner", "direct")  # --runner values (or none) that mean the DirectRunner
+# How long a launcher waits for the first worker of a job whose job service runs in this process
+# (--runner PortableRunner --job_endpoint embed): such a worker starts in seconds, and one that
+# cannot start (a worker pool whose Python lacks this project or Beam) leaves no trace the
+# launcher could see but this silence. Elsewhere (Dataflow: VMs boot, --setup_file installs) no
+# deadline unless --worker-start-timeout sets one.
+WORKER_START_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,19 @@ class Runner:
     @property
     def direct(self) -> bool:
         return self.name in DIRECT_RUNNER_NAMES
+
+    @property
+    def embedded_job_service(self) -> bool:
+        """The PortableRunner with its job service in this process (--job_endpoint embed): the
+        workers are this machine's processes (--environment_type) or a worker pool's."""
+        return "PortableRunner" in str(self.name) and self.options.view_as(PortableOptions).job_endpoint == "embed"
+
+    def worker_start_timeout(self, given: float | None) -> float:
+        """Seconds to wait for the first worker (0: no deadline): `given` (--worker-start-timeout),
+        else WORKER_START_TIMEOUT_S where the job service runs in this process, else none."""
+        if given is not None:
+            return given
+        return WORKER_START_TIMEOUT_S if self.embedded_job_service else 0
 
     def make_pipeline(self) -> beam.Pipeline:
         """A Beam pipeline for these options. The DirectRunner (the default) runs on Beam's

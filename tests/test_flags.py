@@ -152,3 +152,87 @@ def test_the_command_line_refuses_before_reading_or_loading(tmp_path, monkeypatc
     assert code == 2 and len(lines) == 1, lines
     assert re.search(says, lines[0]), lines[0]
     assert sorted(os.walk(tmp_path)) == before  # nothing written, in the inputs or anywhere
+
+
+# ---- every Beam runner's options: Beam registers an options class only when its module is imported
+
+RUNNER_OPTIONS = {"Dataflow": ["--dataflow_service_options", "enable_prime"], "Flink": ["--flink_master", "localhost:8081"],
+                  "Spark": ["--spark_master_url", "local[2]"], "Prism": ["--prism_location", "/opt/prism"],
+                  "Dask": ["--dask_client_address", "tcp://127.0.0.1:8786"],
+                  "Portable": ["--job_endpoint", "embed", "--environment_type", "EXTERNAL"]}
+
+
+@pytest.mark.parametrize("runner", sorted(RUNNER_OPTIONS))
+def test_each_runners_options_pass_the_check_and_a_misspelt_one_is_refused(runner, tmp_path, monkeypatch, capsys):
+    option = RUNNER_OPTIONS[runner]
+    args, left = label_corpus.parse_args([*BASE, *option])
+    assert left == option and args.output == "out"  # handed to Beam as given
+    misspelt = option[0][:-2] + option[0][-1:]  # --flink_mastr
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text('{"id": "1", "text": "hello"}\n')
+    monkeypatch.setattr(labeling, "load_classifiers", lambda *_, **__: pytest.fail("models loaded"))
+    code = label_corpus.main(["--input", str(tmp_path / "in" / "*.jsonl"), "--output", str(tmp_path / "out"),
+                              "--only", "sentiment", misspelt, *option[1:2]])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and lines == [f"label_corpus: unknown option {misspelt}: neither label_corpus's nor a Beam "
+                                   f"pipeline option; did you mean {option[0]}?"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_dask_runners_options_are_known_even_where_dask_is_not_installed():
+    """Its module imports dask at the top: without dask the check reads its options from the source."""
+    import importlib.util
+
+    declared = dict(flags._declared_options("apache_beam.runners.dask.dask_runner"))
+    assert declared["--dask_client_address"] is True and {"--dask_npartitions", "--dask_connection_timeout"} <= set(declared)
+    assert set(declared) <= set(flags.beam_options())
+    if importlib.util.find_spec("dask") is None:
+        assert not flags._imports("apache_beam.runners.dask.dask_runner")
+
+
+def test_every_beam_module_that_defines_pipeline_options_is_imported_by_the_check():
+    """Beam's installed sources are the reference: a module (outside its tests and examples) with a
+    class deriving from PipelineOptions that the check does not import would leave its options out."""
+    import ast
+
+    import apache_beam
+
+    root = os.path.dirname(apache_beam.__file__)
+    defining = set()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in ("examples", "testing", "__pycache__")]
+        for name in files:
+            if not name.endswith(".py") or name.endswith("_test.py") or name.startswith("test_"):
+                continue
+            path = os.path.join(folder, name)
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+            if "PipelineOptions)" not in text:
+                continue
+            bases = [getattr(base, "attr", getattr(base, "id", None))
+                     for node in ast.walk(ast.parse(text)) if isinstance(node, ast.ClassDef) for base in node.bases]
+            if "PipelineOptions" in bases:
+                defining.add(os.path.relpath(path, os.path.dirname(root))[:-3].replace(os.sep, "."))
+    assert "apache_beam.runners.dask.dask_runner" in defining  # the scan sees what it looks for
+    assert defining - {"apache_beam.options.pipeline_options"} <= set(flags.BEAM_OPTION_MODULES)
+
+
+@pytest.mark.parametrize("environment, says, fixed", [
+    (["--environment_type", flags.SUBPROCESS_HARNESS], "needs the command line of the worker process: "
+                                                       "--environment_config 'python -m apache_beam",
+     ["--environment_type", flags.SUBPROCESS_HARNESS, "--environment_config", flags.SDK_WORKER_COMMAND]),
+    (["--environment_type", "PROCESS", "--environment_config", '{"command": "/bin/true"}'],
+     "embedded in the launcher (--job_endpoint embed) has no PROCESS environment",
+     ["--environment_type", "EXTERNAL", "--environment_config", "localhost:50000"])])
+def test_a_portable_environment_beam_would_fail_on_is_one_line(environment, says, fixed, tmp_path, capsys):
+    """Beam itself fails at launch with a traceback: AttributeError ('NoneType' ... 'encode') for the
+    first, KeyError 'beam:env:process:v1' in the job for the second."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text('{"id": "1", "text": "hello"}\n')
+    embedded = ["--runner", "PortableRunner", "--job_endpoint", "embed"]
+    code = label_corpus.main(["--input", str(tmp_path / "in" / "*.jsonl"), "--output", str(tmp_path / "out"),
+                              "--only", "sentiment", *embedded, *environment])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and says in lines[0], lines
+    assert not (tmp_path / "out").exists()
+    assert flags.environment_problem([*embedded, *fixed]) is None  # what the line says to do passes

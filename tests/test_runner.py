@@ -37,3 +37,14 @@ def test_the_direct_runner_runs_on_the_fn_api_runner_with_the_options_given():
     pipeline = Runner.from_args(["--direct_num_workers=2"]).make_pipeline()
     assert isinstance(pipeline.runner, FnApiRunner)  # not Beam's Prism download
     assert pipeline.options.view_as(DirectOptions).direct_num_workers == 2
+
+
+def test_the_first_worker_is_awaited_by_default_only_where_the_job_service_runs_in_this_process():
+    from pipelines.runner import WORKER_START_TIMEOUT_S
+
+    embedded = Runner.from_args(["--runner=PortableRunner", "--job_endpoint=embed"])
+    assert embedded.embedded_job_service and embedded.worker_start_timeout(None) == WORKER_START_TIMEOUT_S
+    assert (embedded.worker_start_timeout(5), embedded.worker_start_timeout(0)) == (5, 0)  # as given; 0: none
+    for args in (["--runner=DataflowRunner"], ["--runner=PortableRunner", "--job_endpoint=localhost:8099"], []):
+        assert not Runner.from_args(args).embedded_job_service and Runner.from_args(args).worker_start_timeout(None) == 0
+    assert Runner.from_args(["--runner=DataflowRunner"]).worker_start_timeout(1800) == 1800

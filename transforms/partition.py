@@ -65,6 +65,7 @@ STAGED_SUFFIX = ".staged"  # staged Parquet: labels-00000-of-00001.parquet.stage
 BACKUP_SUFFIX = ".previous"  # backed-up Parquet, in _previous-<run>/
 STAGED_SHARD_SUFFIX = SHARD_SUFFIX + STAGED_SUFFIX  # what the pipeline's Parquet sink writes
 OWNER = "_OWNER"  # in a staging directory: the launcher that runs its pipeline in-process, and its heartbeat
+WORKER_PREFIX = "_WORKER-"  # in a staging directory: a worker process that could run the job's code (note_worker)
 LOCK_HEARTBEAT = LOCK + ".heartbeat"  # the lock holder's heartbeat, renewed while it commits
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
 HEARTBEAT_S = 10  # how often a lock holder or a staging owner renews its heartbeat
@@ -426,6 +427,19 @@ def claim_staging(staging: str, storage: Storage | None = None) -> liveness.Hear
     storage.write(join(staging, OWNER), json.dumps({**fields, "beat": datetime.now(timezone.utc).isoformat()})
                   .encode("utf-8"))
     return heartbeat
+
+
+def note_worker(staging: str, storage: Storage | None = None) -> None:
+    """Record in the staging directory that a worker process runs this job's code (one file per
+    process, never empty: S3 refuses empty multipart uploads), for the launcher's start deadline."""
+    storage = storage or Storage()
+    owner = liveness.owner_record()
+    storage.write(join(staging, f"{WORKER_PREFIX}{owner['host']}-{owner['pid']}"), json.dumps(owner).encode("utf-8"))
+
+
+def worker_noted(staging: str, storage: Storage | None = None) -> bool:
+    """Whether any worker process has recorded itself in the staging directory (note_worker)."""
+    return bool((storage or Storage()).glob(join(staging, WORKER_PREFIX + "*")))
 
 
 def staging_owner_gone(path: str, now: datetime, storage: Storage) -> bool:
