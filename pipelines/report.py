@@ -375,8 +375,10 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def run(argv=None, out=sys.stdout) -> dict[str, str]:
-    """Report on each DIR; returns {DIR: its report folder} (and 'trend' with several DIRs)."""
+def run(argv=None, out=None) -> dict[str, str]:
+    """Report on each DIR; returns {DIR: its report folder} (and 'trend' with several DIRs).
+    out: where the tables are printed (default: sys.stdout as it is at the call)."""
+    out = out or sys.stdout
     args = parse_args(argv)
     stores.configure()  # the stores' settings from the environment (deploy/README.md, Object stores)
     stores.check([*args.dirs, args.trend_dir])

@@ -155,7 +155,7 @@ def install() -> bool:
 # ------------------------------------------------------------------------------- launch check
 
 
-_CHECKED: set[str] = set()
+_CHECKED: set[tuple] = set()
 
 
 def bucket_of(path: str) -> str | None:
@@ -171,12 +171,13 @@ def check(paths: Iterable[str | None]) -> None:
     with the registered options; each bucket is asked once per process."""
     for path in paths:
         bucket = bucket_of(path or "")
-        if bucket is None or bucket in _CHECKED:
+        asked = (bucket, s3_settings(registered_options()))  # the same name on another endpoint is another bucket
+        if bucket is None or asked in _CHECKED:
             continue
         problem = _s3_problem(bucket) if bucket.startswith("s3://") else _gcs_problem(bucket)
         if problem:
             raise StoreError(f"{path}: {problem}")
-        _CHECKED.add(bucket)
+        _CHECKED.add(asked)
 
 
 def _s3_problem(bucket: str) -> str | None:
