@@ -10,12 +10,16 @@ count and shape, not a cloud's latency). Two tables:
   each, one dead-letter file) with another of N shards, for each N of --shards;
 - whole run: label_corpus on the first --n posts of the shared corpus (generated ones without
   it), the four tiny checkpoints (models/tiny_checkpoints.py, on local disk for every store),
-  input and output on the store; local disk runs first and last, and each store's time is
-  given against the mean of those two.
+  input and output on the store; after an untimed warm-up run, local disk runs first and last,
+  and each store's time is given against the mean of those two.
+
+The commit table's last row is s3:// with Beam's own client wrapper (a boto3 client per call),
+the baseline for transforms/stores.py's shared client.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -26,6 +30,7 @@ from pathlib import Path
 from benchmarks.throughput import DEFAULT_CORPUS, load_posts, quiet_offline_transformers
 
 STORES = ("local", "gs", "s3")
+PER_CALL = "s3, a boto3 client per call (Beam's own)"
 
 
 def stage(directory: str, run_id: str, shards: int) -> tuple[str, dict]:
@@ -50,6 +55,20 @@ def stage(directory: str, run_id: str, shards: int) -> tuple[str, dict]:
         handle.write(letter.encode())
     found = partition.count_outputs(staging, staged=True)
     return staging, {"run_id": run_id, "records_read": 3 * shards + 1, **found}
+
+
+@contextlib.contextmanager
+def beams_client_per_call():
+    """Beam's own S3 client wrapper, which builds a boto3 client per call (what
+    transforms/stores.py replaces), for the baseline row; small objects stay one PUT."""
+    from apache_beam.io.aws.clients.s3 import boto3_client
+
+    shared = boto3_client.Client
+    boto3_client.Client = shared.__mro__[1]
+    try:
+        yield
+    finally:
+        boto3_client.Client = shared
 
 
 def commit_seconds(root: str, shards: int) -> float:
@@ -111,10 +130,14 @@ def main(argv=None) -> int:
             roots[scheme] = f"{scheme}://bench"
 
         commits = {(store, n): commit_seconds(roots[store], n) for store in STORES for n in shard_counts}
+        with beams_client_per_call():
+            store_servers.make_bucket("s3", "bench-per-call", s3_env)
+            for n in shard_counts:
+                commits[PER_CALL, n] = commit_seconds("s3://bench-per-call", n)
         print("\ncommit of a partition over a committed one (seconds)")
         print("| store | " + " | ".join(f"{n} shard{'s' * (n > 1)}" for n in shard_counts) + " |")
         print("|---|" + "---:|" * len(shard_counts))
-        for store in STORES:
+        for store in (*STORES, PER_CALL):
             print(f"| {store} | " + " | ".join(f"{commits[store, n]:.2f}" for n in shard_counts) + " |")
 
         inputs = {}
@@ -125,6 +148,7 @@ def main(argv=None) -> int:
             with FileSystems.create(path) as handle:
                 handle.write(data)
             inputs[store] = path
+        run_seconds(inputs["local"], f"{roots['local']}/labels-warm-up", models_file)  # first-run costs, not timed
         order = ["local", "gs", "s3", "local"]
         runs = {}
         for i, store in enumerate(order):
