@@ -14,8 +14,10 @@ Every entrypoint calls `configure` before its first FileSystems call (label_corp
 - **Small objects in one put.** Beam 2.77 writes every S3 object as a multipart upload, and one
   with no parts (a zero-byte object: _SUCCESS, an empty dead-letter file) is refused by S3
   (MalformedXML). An object under one part's size (5 MiB) is written with a single PUT.
-- **A bad store is one line.** `check` asks each bucket once (S3: HeadBucket; GCS: the bucket's
-  metadata) and raises StoreError with what to fix, before anything is read or loaded.
+- **A bad store is one line.** `check` asks each bucket once (S3: HeadBucket, which needs the
+  s3:ListBucket that listing inputs needs anyway; GCS: the bucket's metadata, where a refusal is
+  let through, as storage.objectAdmin may not read it) and raises StoreError with what to fix,
+  before anything is read or loaded.
 
 The last two patch Beam's S3 classes (`install`, at import): ObjectStorePlugin is a BeamPlugin,
 so Dataflow's workers import this module at start, and `configure` names it in --beam_plugins
@@ -34,6 +36,7 @@ S3_SETTINGS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token", "
                "s3_region_name", "s3_api_version", "s3_verify", "s3_disable_ssl")
 S3_CONNECT_TIMEOUT_S = 10  # an unreachable endpoint fails in seconds, not boto3's default minute per try
 S3_MAX_ATTEMPTS = 3
+GCS_CHECK_TIMEOUT_S = 20  # the launch check's wait for an unreachable GCS endpoint (retries included)
 SINGLE_PUT_LIMIT = 5 * 1024 * 1024  # Beam's S3 part size: an object smaller than one part is one PUT
 ENDPOINT_HINT = ("S3-compatible stores (MinIO, R2): AWS_ENDPOINT_URL or --s3_endpoint_url; credentials: "
                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --s3_access_key_id/--s3_secret_access_key")
@@ -205,10 +208,17 @@ def _gcs_problem(bucket: str) -> str | None:
         from apache_beam.io.gcp import gcsio
     except ImportError:
         return "gs:// needs Beam's GCP extra: pip install 'apache-beam[gcp]'"
+    from google.api_core.exceptions import Forbidden
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
     name = bucket[len("gs://"):]
     try:
-        found = gcsio.GcsIO(pipeline_options=registered_options()).get_bucket(name)
-    except Exception as exc:  # noqa: BLE001 - refused, unreachable: said in one line
+        client = gcsio.GcsIO(pipeline_options=registered_options()).client
+        found = client.lookup_bucket(name, timeout=GCS_CHECK_TIMEOUT_S,
+                                     retry=DEFAULT_RETRY.with_timeout(GCS_CHECK_TIMEOUT_S))
+    except Forbidden:  # reading a bucket's metadata is not reading its objects (objectAdmin lacks it)
+        return None
+    except Exception as exc:  # noqa: BLE001 - unreachable, bad credentials: said in one line
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         return f"bucket {name!r} cannot be reached ({detail}); {GCS_HINT}"
     return None if found is not None else f"bucket {name!r} does not exist; create it or fix the path"
