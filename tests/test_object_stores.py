@@ -276,6 +276,22 @@ def test_a_missing_bucket_is_one_line_and_exit_2(store, capsys):
                                                f"'no-such-bucket' does not exist"), err
 
 
+def test_the_report_and_training_name_a_missing_bucket_in_one_line(store, tmp_path, capsys):
+    from pipelines.report import main as report
+    from pipelines.train import main as train
+
+    scheme = store[0]
+    assert report([f"{scheme}://no-such-bucket/labels"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"report: {scheme}://no-such-bucket/labels: bucket 'no-such-bucket' does not exist"
+                   + err[0].split("does not exist", 1)[1]] and "create it or fix the path" in err[0], err
+    assert train(["--task", "sentiment", "--train", f"{scheme}://no-such-bucket/train.jsonl",
+                  "--output", str(tmp_path / "ckpt"), "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"train: {scheme}://no-such-bucket/train.jsonl: bucket 'no-such-bucket' does not "
+                              "exist") and "Traceback" not in "".join(err), err
+
+
 def test_an_unreachable_s3_endpoint_is_one_line_and_exit_2(tmp_path, capsys):
     from pipelines.label_corpus import main
 
