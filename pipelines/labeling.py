@@ -35,7 +35,7 @@ from models.runtime import clean_token_limit
 from pipelines.beam_steps import (COUNTS, DEAD_LETTERS, Classify, ClassifiersHandler, CommitPartition, CountAs,
                                   PrepareFn, ProgressFn, ReadRecordsFn, ToTableFn)
 from pipelines.runner import Runner, dies_with_this_process, finished
-from transforms import contract, language, partition, reuse, stopping
+from transforms import contract, language, partition, reuse, stopping, stores
 from transforms.cleaning import CleaningOptions
 from transforms.inputs import InputFile, decompressed, list_inputs
 from transforms.outcome import DEFAULT_MAX_DEAD_SHARE
@@ -120,6 +120,16 @@ def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, fo
         forget_validated()
 
 
+def use_stores(options, paths: Sequence[str]) -> None:
+    """Beam's options registered for FileSystems before their first use, and the buckets of
+    paths checked (transforms/stores.py); a store that cannot be used is a UsageError."""
+    stores.configure(options)
+    try:
+        stores.check(paths)
+    except stores.StoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def finish_dead_commit(output: str) -> None:
     """A commit whose process is provably gone is finished or rolled back now, before this run
     reads which partition it replaces (else it would lose a race with a dead run)."""
@@ -151,6 +161,7 @@ def _after_failure(output: str, run_id: str, local: bool, result, created: tuple
 
 def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict):
     runner = Runner.from_args(config.beam_args)  # Beam's options, parsed once
+    use_stores(runner.options, [config.input, config.output, *config.checkpoints.values()])
     checked = preflight(config, runner)
     if checked is None:
         return None

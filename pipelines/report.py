@@ -37,6 +37,7 @@ from models.classifiers import classifier_for
 from models.classifiers.reporting import DEFAULT_BAR_COLOR, Section, pyplot, share, share_bars
 from pipelines.label_shares import classifiers_present as classifiers_among, in_report_order, named_classifiers
 from transforms.contract import SHARD_GLOB
+from transforms import stores
 from transforms.partition import read_manifest
 
 REPORT_FOLDER = "_report"
@@ -390,9 +391,13 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def run(argv=None, out=sys.stdout) -> dict[str, str]:
-    """Report on each DIR; returns {DIR: its report folder} (and 'trend' with several DIRs)."""
+def run(argv=None, out=None) -> dict[str, str]:
+    """Report on each DIR; returns {DIR: its report folder} (and 'trend' with several DIRs).
+    out: where the tables are printed (default: sys.stdout as it is at the call)."""
+    out = out or sys.stdout
     args = parse_args(argv)
+    stores.configure()  # the stores' settings from the environment (deploy/README.md, Object stores)
+    stores.check([*args.dirs, args.trend_dir])
     read = {directory: read_labeled(directory) for directory in args.dirs}
     folders = {directory: write_report(directory, df, args.examples, out, classifiers)
                for directory, (df, classifiers) in read.items()}

@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import liveness, stopping
+from transforms import liveness, stopping, stores
 from transforms.contract import EMPTY_TEXT_ROWS, RECORDS_READ, SHARD_SUFFIX, inferences_key, shard_glob, tokens_key
 from transforms.records import decode_dead_letter, is_classifier_source, split_dead_letter_lines
 
@@ -139,12 +139,11 @@ class Storage:
                 return False
             return True
         if path.startswith("s3://"):
-            import boto3
             from botocore.exceptions import ClientError
 
             bucket, _, key = path[len("s3://"):].partition("/")
             try:
-                boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+                stores.s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
                     return False

@@ -23,6 +23,7 @@ from models.training.data import load_task_data, split_indices
 from models.training.errors import TrainingDataError, TrainingSetupError
 from models.training.hooks import hooks_for
 from models.training.metrics import trainer_metrics
+from transforms import stores
 from transforms.cleaning import CleaningOptions
 
 LOG = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ def train_classifier(request: TrainRequest) -> FitResult:
 
     args = request.training_args
     hooks = hooks_for(request.task)
+    stores.configure()  # gs:// and s3:// data: the stores' settings from the environment (transforms/stores.py)
+    try:
+        stores.check([request.train, request.eval])
+    except stores.StoreError as exc:
+        raise TrainingDataError(str(exc)) from None
     train_data, space = load_task_data(request.task, request.train, text_field=request.text_field,
                                        labels=request.labels, cleaning=request.cleaning)
     if request.eval:
