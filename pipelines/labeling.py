@@ -127,7 +127,7 @@ class LabelResult:
         committed one, suspect or not; none: no counts). ran: False when this run ran nothing."""
         manifest = partition.read_manifest(config.output, suspect=True) or {}
         work, provenance = manifest.get("reuse") or {}, manifest.get("provenance") or {}
-        names = list(manifest.get("checkpoints") or {})
+        names = [name for name in config.checkpoints if name in (manifest.get("checkpoints") or {})]  # run order
         counts = {name: {**(manifest.get("by_classifier") or {}).get(name, {}),
                          "inferences": (manifest.get("inferences") or {}).get(name, 0),
                          "carried": provenance.get(name, {}).get("carried", 0)} for name in names}

@@ -19,6 +19,7 @@ from models.checkpoints import CheckpointError
 from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
 from models.tiny_checkpoints import EMOTION_LABELS, build_tiny_checkpoint
 from pipelines.label_corpus import SuspectRun, run
+from pipelines.labeling import counter_values
 from transforms.cleaning import clean_text
 
 
@@ -233,8 +234,8 @@ def test_formats_ids_kept_fields_dead_letters_and_counts(tmp_path, tiny_checkpoi
     assert rows["a2"]["sentiment"] is None  # a Chinese post: outside sentiment's languages
     assert len(dead) == broken
     assert all(d["reason"] and d["source"].endswith(os.path.basename(path)) for d in dead)
-    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
-                if c.key.metric.namespace == "label_corpus"}
+    counters = {name: value for (namespace, name), value in counter_values(result).items()
+                if namespace == "label_corpus"}
     assert counters["records_read"] == counters["rows_written"] + counters["dead_lettered"]
     assert counters["records_read"] == len(GOOD) + broken
     assert counters["rows_written"] == table.num_rows
@@ -324,7 +325,8 @@ def test_the_command_line_becomes_a_typed_config_and_the_library_labels_it(tmp_p
         fields=FieldMap("id", "body", ("user",)),
         inference=InferenceOptions(device="cpu", batch_size=7, max_items_per_batch=3, sort_by_length=False,
                                    cpu_threads=1),
-        cleaning=CleaningOptions(url_token="http"), date="2026-12-01", wait=False, beam_args=("--runner", "DirectRunner"))
+        cleaning=CleaningOptions(url_token="http"), date="2026-12-01", wait=False, beam_args=("--runner", "DirectRunner"),
+        progress=True)
 
     # The library, with a config built in code (no argv): the same run.
     write_jsonl(tmp_path / "posts.jsonl", [{"id": f"p{i}", "body": f"post {i} http://t.co/x", "user": f"u{i}"}
