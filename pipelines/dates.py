@@ -88,8 +88,8 @@ def label_dates(config: LabelConfig, forward: Optional[Callable] = None, command
     dates, {date} missing, a checkpoint refused: every date would fail alike); Stopped after a
     stop signal, naming the dates done. command_line: problems name flags (else LabelConfig's fields)."""
     check_templates(config.input, config.output, config.date)
-    try:
-        dates = checked_dates(config.dates)
+    try:  # a string is read as --dates reads it: FIRST..LAST or D1,D2,...
+        dates = parse_dates(config.dates) if isinstance(config.dates, str) else checked_dates(config.dates)
     except ValueError as exc:
         raise UsageError(f"--dates: {exc}") from None
     words = (lambda message: message) if command_line else console.in_config_terms

@@ -279,7 +279,7 @@ def config_from_argv(argv=None) -> LabelConfig:
         num_shards=args.num_shards, date=args.date, skip_if_done=args.skip_if_done, no_reuse=args.no_reuse,
         wait=args.wait,
         cost_per_hour=args.cost_per_hour, allow_empty=args.allow_empty, max_dead_share=args.max_dead_letter_share,
-        beam_args=tuple(beam_args), dates=args.dates, progress=True)
+        beam_args=tuple(beam_args), dates=args.dates)
 
 
 def run(argv=None, test_pipeline=None, forward=None):

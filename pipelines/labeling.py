@@ -69,7 +69,7 @@ class LabelConfig:
     fields: the input's id, text and kept fields; lang_field: the input's language field, if any;
     inference / cleaning: how the models run and what they see; beam_args: Beam's own options;
     dates: several dates, each filling {date} in input and output in turn (pipelines/dates.py: one
-    partition each, the models shared); progress: the progress lines and the summary on stderr
+    partition each, the models shared; a string is read as --dates: 'FIRST..LAST' or 'D1,D2'); progress: the progress lines and the summary on stderr
     (None: when stderr is a terminal or this runs in a notebook)."""
 
     input: str
@@ -179,6 +179,8 @@ def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, fo
                 stack.enter_context(console.showing_progress())
         try:
             if config.dates:
+                if test_pipeline is not None:
+                    raise UsageError("dates: each date runs a pipeline of its own; give one date with a test pipeline")
                 from pipelines.dates import label_dates  # which runs label_one for each date
 
                 return label_dates(config, forward, command_line)

@@ -223,7 +223,7 @@ def test_label_returns_the_partitions_counts_and_its_errors_name_config_fields(d
 
     config = LabelConfig(input=str(dataset / "posts" / "dt={date}" / "*.jsonl"), output=str(dataset / "py" / "{date}"),
                          checkpoints={"sentiment": tiny_checkpoints["sentiment"]}, routes={"sentiment": None},
-                         inference=InferenceOptions(device="cpu"), dates=DAYS[:2], progress=False)
+                         inference=InferenceOptions(device="cpu"), dates=f"{DAYS[0]}..{DAYS[1]}", progress=False)
     results = label(config)
     assert [(r.date, r.status) for r in results] == [(day, DONE) for day in DAYS[:2]]
     for result in results:

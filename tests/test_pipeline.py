@@ -325,8 +325,7 @@ def test_the_command_line_becomes_a_typed_config_and_the_library_labels_it(tmp_p
         fields=FieldMap("id", "body", ("user",)),
         inference=InferenceOptions(device="cpu", batch_size=7, max_items_per_batch=3, sort_by_length=False,
                                    cpu_threads=1),
-        cleaning=CleaningOptions(url_token="http"), date="2026-12-01", wait=False, beam_args=("--runner", "DirectRunner"),
-        progress=True)
+        cleaning=CleaningOptions(url_token="http"), date="2026-12-01", wait=False, beam_args=("--runner", "DirectRunner"))
 
     # The library, with a config built in code (no argv): the same run.
     write_jsonl(tmp_path / "posts.jsonl", [{"id": f"p{i}", "body": f"post {i} http://t.co/x", "user": f"u{i}"}
