@@ -17,7 +17,7 @@ not look like success (no records, none usable, or more than --max-dead-letter-s
 dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix;
 143 / 130 stopped by SIGTERM / SIGINT, with a line saying what state the partition is in (a commit
 under way finishes first; nothing else of the run is committed, and its staging is deleted).
-With --dates: the worst of the dates' (3 before 2 before 1), after a line per date and a summary
+With --dates: the worst of the dates' (1, then 2, then 3, then 0), after a line per date and a summary
 table; a stop names the dates done.
 
 The command line only: it turns argv into a LabelConfig and calls pipelines.labeling.label.

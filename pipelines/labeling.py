@@ -69,8 +69,9 @@ class LabelConfig:
     fields: the input's id, text and kept fields; lang_field: the input's language field, if any;
     inference / cleaning: how the models run and what they see; beam_args: Beam's own options;
     dates: several dates, each filling {date} in input and output in turn (pipelines/dates.py: one
-    partition each, the models shared; a string is read as --dates: 'FIRST..LAST' or 'D1,D2'); progress: the progress lines and the summary on stderr
-    (None: when stderr is a terminal or this runs in a notebook)."""
+    partition each, the models shared; a string is read as --dates: 'FIRST..LAST' or 'D1,D2');
+    progress: the progress lines and the summary on stderr (None: when stderr is a terminal or
+    this runs in a notebook)."""
 
     input: str
     output: str

@@ -69,7 +69,8 @@ def test_the_worst_exit_status_of_the_dates_is_the_runs():
 def posts_of(day: str, n: int) -> list[dict]:
     """Posts that differ from day to day (and one English, one Chinese, one empty)."""
     return ([{"id": f"{day}-{i}", "text": f"post {i} of {day}: the vote and the economy, take {i % 7}"}
-             for i in range(n)] + [{"id": f"{day}-zh", "text": "今天的外卖很好吃"}, {"id": f"{day}-empty", "text": ""}])
+             for i in range(n)]
+            + [{"id": f"{day}-zh", "text": "今天的外卖很好吃"}, {"id": f"{day}-empty", "text": ""}])
 
 
 @pytest.fixture()
@@ -256,8 +257,9 @@ print(result.status, result.rows)
 
 def test_label_in_python_shows_progress_only_when_asked_and_never_transformers_bars(dataset, tiny_checkpoints):
     posts = str(dataset / "posts" / f"dt={DAYS[0]}" / "posts.jsonl")
-    done = subprocess.run([sys.executable, "-c", PYTHON_API, posts, str(dataset / "api"), tiny_checkpoints["sentiment"]],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT, timeout=300)
+    done = subprocess.run([sys.executable, "-c", PYTHON_API, posts, str(dataset / "api"),
+                           tiny_checkpoints["sentiment"]], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == [DONE, "22"]
     quiet, rest = done.stderr.split("=== progress=True\n")
