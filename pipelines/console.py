@@ -86,6 +86,11 @@ def _silence_libraries() -> None:
     disable_progress_bars()
 
 
+def verbose() -> bool:
+    """Whether -v asked for everyone's messages (setup(verbose=True), or -v on this process's command line)."""
+    return _DropNoise.verbose
+
+
 @contextmanager
 def quiet_libraries():
     """For a call from Python (pipelines.labeling.label): transformers' and the hub's messages and

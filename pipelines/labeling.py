@@ -175,7 +175,8 @@ def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, fo
     shown = console.interactive() if config.progress is None else config.progress
     with contextlib.ExitStack() as stack:
         if not command_line:  # the command line set its console up itself (console.setup)
-            stack.enter_context(console.quiet_libraries())
+            if not console.verbose():
+                stack.enter_context(console.quiet_libraries())
             if shown:
                 stack.enter_context(console.showing_progress())
         try:
