@@ -59,7 +59,7 @@ def label(folder: Path, output: Path, models: dict[str, str], threads: int | Non
     started = time.perf_counter()
     result = run_label(config_from_argv(argv))
     wall = time.perf_counter() - started
-    counters = counter_values(result) if result is not None else {}
+    counters = counter_values(result)
     model_s = sum(v for (namespace, name), v in counters.items()
                   if contract.namespace_classifier(namespace) is not None and name == "inference_us") / 1e6
     return {"wall_s": wall, "model_s": model_s, "manifest": partition.read_manifest(str(output))}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -143,16 +144,28 @@ class ProgressFn(beam.DoFn):
 # ------------------------------------------------------------------------------- label
 
 
+# The models that the dates of one run (pipelines/dates.py) load once in this process, by the
+# run's key (ClassifiersHandler.shared_as): each date is a pipeline of its own, whose RunInference
+# would otherwise load them again; the run releases them when its last date is done.
+_SHARED_MODELS: dict[str, LoadedClassifiers] = {}
+_SHARED_LOADING = threading.Lock()
+
+
+def release_shared_models(key: str) -> None:
+    _SHARED_MODELS.pop(key, None)
+
+
 class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
     """A ModelHandler for the classifiers of a run (checkpoints: name -> resolved checkpoint),
     fed rows; `routes`: name -> the languages it runs on (None: every language). `forward`
     replaces the forward pass of every classifier (tests inject faults with it). `progress`: what
-    counts the posts labeled (ProgressFn), ticked after each sub-batch."""
+    counts the posts labeled (ProgressFn), ticked after each sub-batch. `shared_as`: the key of
+    the models loaded once in this process for the dates of one run (None: this pipeline's own)."""
 
     def __init__(self, checkpoints: Mapping[str, ResolvedCheckpoint],
                  routes: Optional[Mapping[str, Optional[frozenset[str]]]] = None,
                  options: InferenceOptions = InferenceOptions(), forward: Optional[Callable] = None,
-                 progress=None, carried: Iterable[str] = ()):
+                 progress=None, carried: Iterable[str] = (), shared_as: Optional[str] = None):
         batching: dict[str, Any] = {}
         if options.length_buckets:
             batching = dict(batch_length_fn=clean_text_length, batch_bucket_boundaries=sorted(options.length_buckets),
@@ -166,8 +179,17 @@ class ClassifiersHandler(ModelHandler[dict, Any, LoadedClassifiers]):
         self.forward = forward
         self.progress = progress
         self.carried = frozenset(carried)  # classifiers whose committed columns rows may carry (transforms.reuse)
+        self.shared_as = shared_as
 
     def load_model(self) -> LoadedClassifiers:
+        if self.shared_as is None:
+            return self._load()
+        with _SHARED_LOADING:
+            if self.shared_as not in _SHARED_MODELS:
+                _SHARED_MODELS[self.shared_as] = self._load()
+            return _SHARED_MODELS[self.shared_as]
+
+    def _load(self) -> LoadedClassifiers:
         return LoadedClassifiers({name: load_classifier(checkpoint, self.options, self.forward)
                                   for name, checkpoint in self.checkpoints.items()})
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+from contextlib import contextmanager
 from typing import Collection, Optional
 
 from transforms import contract
@@ -65,6 +67,12 @@ def _install_root_handler() -> None:
 _install_root_handler()
 
 
+def _own_handler() -> logging.Handler:
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    return handler
+
+
 def setup(verbose: bool = False) -> None:
     """Our loggers print INFO lines to stderr; everyone else's only warnings (all of it with -v)."""
     _own_loggers(verbose)
@@ -89,20 +97,113 @@ def is_verbose() -> bool:
 
 def _own_loggers(verbose: bool) -> None:
     _DropNoise.verbose = verbose
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    handler = _own_handler()
     for name in OWN_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
     if not verbose:
-        import transformers
-        from huggingface_hub.utils import disable_progress_bars
+        _silence_libraries()
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        disable_progress_bars()
+
+def _silence_libraries() -> None:
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+
+
+def verbose() -> bool:
+    """Whether -v asked for everyone's messages (setup(verbose=True), or -v on this process's command line)."""
+    return _DropNoise.verbose
+
+
+@contextmanager
+def quiet_libraries():
+    """For a call from Python (pipelines.labeling.label): transformers' and the hub's messages and
+    bars ("Loading weights") hidden as the command line hides them, and as they were afterwards."""
+    import transformers
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+
+    verbosity = transformers.utils.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    hub_bars = not are_progress_bars_disabled()
+    _silence_libraries()
+    try:
+        yield
+    finally:
+        transformers.utils.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+        if hub_bars:
+            enable_progress_bars()
+
+
+@contextmanager
+def showing_progress():
+    """For a call from Python: our progress and summary lines on stderr, as the command line
+    prints them, while inside; loggers that already have a handler (console.setup ran, or the
+    caller configured them) are left as they are."""
+    handler, changed = _own_handler(), []
+    for name in OWN_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            continue
+        changed.append((logger, logger.level, logger.propagate))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, level, propagate in changed:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def interactive() -> bool:
+    """Whether someone is watching: stderr is a terminal, or this runs in a Jupyter kernel."""
+    try:
+        if sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        pass
+    return "ipykernel" in sys.modules
+
+
+# What a message names on the command line -> what a caller of pipelines.labeling.label sets in
+# LabelConfig instead (the flags of transforms/outcome.py's hints, pipelines/labeling.py's
+# checks and models/checkpoints.py's hint).
+CONFIG_TERMS = (
+    (r"--model ([\w.-]+)=([^\s;,)]+)", r"checkpoints={'\1': '\2'}"),
+    (r"--models?\b", "checkpoints"),
+    (r"--text-field", "fields.text_field"),
+    (r"--id-field", "fields.id_field"),
+    (r"--keep-fields", "fields.keep_fields"),
+    (r"--lang-field", "lang_field"),
+    (r"--allow-empty", "allow_empty=True"),
+    (r"--max-dead-letter-share", "max_dead_share"),
+    (r"--max-tokens-per-batch", "inference.max_tokens_per_batch"),
+    (r"--max-items-per-batch", "inference.max_items_per_batch"),
+    (r"--skip-if-done", "skip_if_done"),
+    (r"--no-reuse", "no_reuse"),
+    (r"--input", "input"),
+    (r"--output", "output"),
+    (r"--dates", "dates"),
+    (r"--date", "date"),
+)
+
+
+def in_config_terms(message: str) -> str:
+    """A message written for the command line, with LabelConfig's fields where it names flags:
+    'check --text-field' -> 'check fields.text_field'."""
+    for flag, term in CONFIG_TERMS:
+        message = re.sub(rf"(?<![\w-]){flag}(?![\w-])", term, message)
+    return message
 
 
 def _percent(share: float) -> str:

@@ -18,6 +18,8 @@ not look like success (no records, none usable, or more than --max-dead-letter-s
 dead-lettered: see transforms/outcome.py), with a message naming the main reason and the fix;
 143 / 130 stopped by SIGTERM / SIGINT, with a line saying what state the partition is in (a commit
 under way finishes first; nothing else of the run is committed, and its staging is deleted).
+With --dates: the worst of the dates' (1, then 2, then 3, then 0), after a line per date and a summary
+table; a stop names the dates done.
 
 The command line only: it turns argv into a LabelConfig and calls pipelines.labeling.label.
 """
@@ -38,7 +40,7 @@ from models.checkpoints import CheckpointError
 from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS
 from models.classifier import InferenceOptions
 from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem, prefix_problems
-from pipelines import flags
+from pipelines import dates, flags
 from pipelines.labeling import LabelConfig, SuspectRun, UsageError, WorkerProblem, fill_date, label, use_stores
 from pipelines.runner import WORKER_START_TIMEOUT_S
 from transforms import language, partition, stopping
@@ -142,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-shards", type=flags.integer(0), default=config["num_shards"],
                         help="Parquet files to write (0: the runner decides)")
     parser.add_argument("--date", help="YYYY-MM-DD: fills {date} in --input and --output", type=_iso_date)
+    parser.add_argument("--dates", type=_date_list, default=config["dates"], metavar="FIRST..LAST|D1,D2,...",
+                        help="several dates, each filling {date} in --input and --output in turn: every day from "
+                             "FIRST to LAST (both included), or the dates listed; one partition per date, committed "
+                             "on its own, the models loaded once; a date that fails is reported and the others go "
+                             "on (exit status: the worst of the dates')")
     parser.add_argument("--skip-if-done", action="store_true", default=config["skip_if_done"],
                         help="do only the work the committed partition lacks: exit at once (no model loaded) when "
                              "its checkpoints, routing and input files are the same; else run only the new or "
@@ -182,6 +189,13 @@ def _iso_date(value: str) -> str:
         return date.fromisoformat(value).isoformat()
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD") from exc
+
+
+def _date_list(value: str) -> tuple[str, ...]:
+    try:
+        return dates.parse_dates(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _csv_list(value: str | None) -> list[str]:
@@ -251,13 +265,22 @@ def read_models_file(path: str) -> dict[str, str]:
 def config_from_argv(argv=None) -> LabelConfig:
     """The command line as a LabelConfig (UsageError for what does not fit)."""
     args, beam_args = parse_args(argv)
-    flags.check_date(args.input, args.output, args.date)
-    input_pattern, output = fill_date(args.input, args.date), fill_date(args.output, args.date)
-    use_stores(beam_args, [input_pattern, output, args.models])  # before the first read of a store
-    problem = flags.environment_problem(beam_args) or flags.output_problem(output, input_pattern,
-                                                                          flags.is_existing_file)
+    if args.dates:
+        dates.check_templates(args.input, args.output, args.date)
+    else:
+        flags.check_date(args.input, args.output, args.date)
+    days = args.dates or [args.date]
+    # before the first read of a store (a run's dates share their buckets: the first date's paths name them)
+    use_stores(beam_args, [fill_date(args.input, days[0]), fill_date(args.output, days[0]), args.models])
+    problem = flags.environment_problem(beam_args)
+    for day in days:
+        problem = problem or flags.output_problem(fill_date(args.output, day), fill_date(args.input, day),
+                                                  flags.is_existing_file)
     if problem:
         raise UsageError(problem)
+    # With --dates, {date} stays in --input and --output: each date fills it in turn (pipelines/dates.py).
+    input_pattern, output = (args.input, args.output) if args.dates else (fill_date(args.input, args.date),
+                                                                          fill_date(args.output, args.date))
     refs = choose_checkpoints(args)
     use_stores(beam_args, refs.values())
     return LabelConfig(
@@ -274,7 +297,7 @@ def config_from_argv(argv=None) -> LabelConfig:
         wait=args.wait,
         cost_per_hour=args.cost_per_hour, allow_empty=args.allow_empty, max_dead_share=args.max_dead_letter_share,
         progress_every=args.progress_every,
-        worker_start_timeout=args.worker_start_timeout, beam_args=tuple(beam_args))
+        worker_start_timeout=args.worker_start_timeout, beam_args=tuple(beam_args), dates=args.dates)
 
 
 def unfetched_hint(checkpoints: dict[str, str], unfetched: tuple[str, ...]) -> str:
@@ -294,9 +317,9 @@ def unfetched_hint(checkpoints: dict[str, str], unfetched: tuple[str, ...]) -> s
 
 
 def run(argv=None, test_pipeline=None, forward=None):
-    """The command line's run: label(config_from_argv(argv)); the PipelineResult, or None when
-    --skip-if-done finds the partition complete."""
-    return label(config_from_argv(argv), test_pipeline, forward)
+    """The command line's run: label(config_from_argv(argv)) with the flags' words in its messages;
+    its LabelResult (with --dates, one per date)."""
+    return label(config_from_argv(argv), test_pipeline, forward, command_line=True)
 
 
 def main(argv=None) -> int:
@@ -309,7 +332,7 @@ def _main(argv) -> int:
     config = None
     try:
         config = config_from_argv(argv)
-        label(config)
+        result = label(config, command_line=True)
     except stopping.Stopped as exc:  # SIGTERM, SIGINT: label() says what state the partition is in
         print(f"label_corpus: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -322,7 +345,7 @@ def _main(argv) -> int:
     except SuspectRun as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
         return 3
-    return 0
+    return dates.worst_exit(result) if isinstance(result, list) else 0
 
 
 def cli() -> None:

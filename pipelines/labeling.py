@@ -33,7 +33,7 @@ from models.classifiers import classifier_for
 from models.heads import CheckpointMismatch, Head
 from models.runtime import clean_token_limit
 from pipelines.beam_steps import (COUNTS, DEAD_LETTERS, Classify, ClassifiersHandler, CommitPartition, CountAs,
-                                  PrepareFn, ProgressFn, ReadRecordsFn, ToTableFn)
+                                  PrepareFn, ProgressFn, ReadRecordsFn, ToTableFn, release_shared_models)
 from pipelines.runner import Runner, dies_with_this_process, finished
 from transforms import contract, language, partition, reuse, stopping, stores
 from transforms.cleaning import CleaningOptions
@@ -78,7 +78,11 @@ class LabelConfig:
     inference / cleaning: how the models run and what they see; progress_every: seconds between
     progress lines (each worker process prints its own); worker_start_timeout: seconds to
     wait for the job's first worker (None: pipelines.runner.Runner.worker_start_timeout's default;
-    0: no deadline); beam_args: Beam's own options."""
+    0: no deadline); beam_args: Beam's own options;
+    dates: several dates, each filling {date} in input and output in turn (pipelines/dates.py: one
+    partition each, the models shared; a string is read as --dates: 'FIRST..LAST' or 'D1,D2');
+    progress: the progress lines and the summary on stderr (None: when stderr is a terminal or
+    this runs in a notebook)."""
 
     input: str
     output: str
@@ -99,17 +103,117 @@ class LabelConfig:
     progress_every: float = 10.0
     worker_start_timeout: Optional[float] = None
     beam_args: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+    progress: Optional[bool] = None
 
 
-def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, forward: Optional[Callable] = None):
-    """Build and run the labeling pipeline for one partition; returns the PipelineResult, or None
-    when skip_if_done finds nothing to do (transforms.reuse: same checkpoints, routing and inputs).
-    `forward` replaces every classifier's forward pass (tests inject faults with it).
+# LabelResult.status values, and the exit status of each (what the command line returns).
+DONE, SKIPPED, SUBMITTED, SUSPECT, FAILED, STOPPED = "done", "skipped as done", "submitted", "suspect", "failed", \
+    "stopped"
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """What label() did for one partition: its directory (output) and date; status (DONE: committed
+    with _SUCCESS; SKIPPED: already complete, --skip-if-done; SUBMITTED: --no-wait, the job commits
+    it; SUSPECT: written without _SUCCESS, exit 3; FAILED; STOPPED) and the exit status it means;
+    from the committed manifest: rows, dead letters and per classifier its counts (labeled,
+    skipped_language, inferences: the posts its model ran on, carried: those whose committed values
+    it kept), the classifiers that ran and those carried; problem: why it is not DONE or SKIPPED;
+    pipeline_result: Beam's PipelineResult (its metrics; under --no-wait the job), None when nothing ran."""
+
+    output: str
+    status: str
+    date: Optional[str] = None
+    exit_code: int = 0
+    rows: Optional[int] = None
+    dead_letters: Optional[int] = None
+    classifiers: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    ran: tuple[str, ...] = ()
+    carried: tuple[str, ...] = ()
+    problem: Optional[str] = None
+    pipeline_result: object = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of_partition(cls, config: "LabelConfig", status: str, exit_code: int = 0, problem: Optional[str] = None,
+                     pipeline_result=None, ran: bool = True) -> "LabelResult":
+        """The result of a run whose partition is config.output, counted from its manifest (the
+        committed one, suspect or not; none: no counts). ran: False when this run ran nothing."""
+        manifest = partition.read_manifest(config.output, suspect=True) or {}
+        work, provenance = manifest.get("reuse") or {}, manifest.get("provenance") or {}
+        names = [name for name in config.checkpoints if name in (manifest.get("checkpoints") or {})]  # run order
+        counts = {name: {**(manifest.get("by_classifier") or {}).get(name, {}),
+                         "inferences": (manifest.get("inferences") or {}).get(name, 0),
+                         "carried": provenance.get(name, {}).get("carried", 0)} for name in names}
+        carried = tuple(work.get("carried") or ()) if ran else ()
+        return cls(config.output, status, config.date, exit_code, manifest.get("rows_written"),
+                   manifest.get("dead_lettered"), counts,
+                   tuple(name for name in names if name not in carried) if ran and manifest else (),
+                   carried, problem, pipeline_result)
+
+
+class SharedModels:
+    """The checkpoints of a run of several dates (pipelines/dates.py), shared by its dates in this
+    process: resolved once before the first date, validated (their weights loaded) when the first
+    date with work needs them, and loaded once for the dates' pipelines when they run in this
+    process (ClassifiersHandler's shared_as: the key of that one load). A date skipped as done
+    loads nothing."""
+
+    def __init__(self, refs: Mapping[str, str]):
+        self.checkpoints = resolve_checkpoints(dict(refs))
+        self.key = uuid.uuid4().hex
+        self._classifiers: Optional[dict[str, Classifier]] = None
+
+    def validated(self, keep_models: bool) -> dict[str, "Classifier"]:
+        if self._classifiers is None:
+            self._classifiers = validate_checkpoints(self.checkpoints, keep_models)
+        return self._classifiers
+
+    def release(self) -> None:
+        """Drop the models this process loaded for the dates (ClassifiersHandler.shared)."""
+        release_shared_models(self.key)
+
+
+def label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, forward: Optional[Callable] = None,
+          *, command_line: bool = False):
+    """Label config's partition: a LabelResult; with config.dates, one LabelResult per date, in
+    their order (pipelines/dates.py: a date that fails is reported in its result and the others go
+    on). `forward` replaces every classifier's forward pass (tests inject faults with it).
+    Problems raise UsageError, CheckpointError, SuspectRun (the partition was written: exit 3),
+    the commit's errors; their messages name LabelConfig's fields (command_line: the flags).
     After a stop signal (transforms.stopping) whatever failed raises Stopped, whose message says
-    what state the partition is in."""
+    what state the partition (or each date) is in. Progress and the summary show as
+    config.progress says; transformers' and the hub's own messages and bars do not (-v on the
+    command line)."""
+    shown = console.interactive() if config.progress is None else config.progress
+    with contextlib.ExitStack() as stack:
+        if not command_line:  # the command line set its console up itself (console.setup)
+            if not console.verbose():
+                stack.enter_context(console.quiet_libraries())
+            if shown:
+                stack.enter_context(console.showing_progress())
+        try:
+            if config.dates:
+                if test_pipeline is not None:
+                    raise UsageError("dates: each date runs a pipeline of its own; give one date with a test pipeline")
+                from pipelines.dates import label_dates  # which runs label_one for each date
+
+                return label_dates(config, forward, command_line)
+            return label_one(config, test_pipeline, forward)
+        except (UsageError, CheckpointError, SuspectRun, partition.ReconciliationError,
+                partition.ConcurrentRunError, partition.VerificationError) as exc:
+            if command_line:
+                raise
+            raise type(exc)(console.in_config_terms(str(exc))) from exc
+
+
+def label_one(config: LabelConfig, test_pipeline: Optional[beam.Pipeline] = None, forward: Optional[Callable] = None,
+              models: Optional[SharedModels] = None) -> LabelResult:
+    """One partition (config.output): its LabelResult; errors raised as label() says.
+    models: the checkpoints and models that the dates of one run share."""
     run = {}
     try:
-        return _label(config, test_pipeline, forward, run)
+        return _label(config, test_pipeline, forward, run, models)
     except BaseException as exc:
         signum = stopping.requested()
         if signum is None:
@@ -159,17 +263,19 @@ def _after_failure(output: str, run_id: str, local: bool, result, created: tuple
         LOG.warning("could not delete the staging of run %s (%s)", run_id, exc)
 
 
-def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict):
+def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict,
+           models: Optional[SharedModels]) -> LabelResult:
     runner = Runner.from_args(config.beam_args)  # Beam's options, parsed once
     use_stores(runner.options, [config.input, config.output, *config.checkpoints.values()])
-    checked = preflight(config, runner)
+    checked = preflight(config, runner, models)
     if checked is None:
-        return None
+        return LabelResult.of_partition(config, SKIPPED, ran=False)
     launch = start_run(config, checked)
     pipeline = test_pipeline or runner.make_pipeline()
     waits_for_workers = config.wait and not dies_with_this_process(pipeline)
     start_deadline = runner.worker_start_timeout(config.worker_start_timeout) if waits_for_workers else 0
-    build(pipeline, config, checked, launch, runner, forward, start_deadline)
+    shared_as = models.key if models is not None and runner.in_this_process else None
+    build(pipeline, config, checked, launch, runner, forward, start_deadline, shared_as)
     run["id"] = launch.run_id
     return finish(pipeline, config, launch, start_deadline)
 
@@ -209,10 +315,11 @@ class Launch:
     created: tuple[str, ...] = ()
 
 
-def preflight(config: LabelConfig, runner: Runner) -> Optional[Preflight]:
+def preflight(config: LabelConfig, runner: Runner, models: Optional[SharedModels] = None) -> Optional[Preflight]:
     """Checkpoints, inputs, reuse and schema, before any data is read (no model weights are
-    loaded until there is work to do); None when --skip-if-done finds nothing to do."""
-    checkpoints = resolve_checkpoints(dict(config.checkpoints))
+    loaded until there is work to do); None when --skip-if-done finds nothing to do.
+    models: the checkpoints the dates of one run share (resolved and validated once)."""
+    checkpoints = models.checkpoints if models is not None else resolve_checkpoints(dict(config.checkpoints))
     try:
         max_tokens = clean_token_limit(load_config_dict(c.local_dir) for c in checkpoints.values())
         routes = default_routes(config.routes, checkpoints)
@@ -237,7 +344,8 @@ def preflight(config: LabelConfig, runner: Runner) -> Optional[Preflight]:
             return None
         LOG.info("--skip-if-done: %s: %s", config.output, work.reason)
     # A worker in this process takes the models validation loaded.
-    classifiers = validate_checkpoints(checkpoints, keep_models=runner.in_this_process)
+    classifiers = (models.validated(keep_models=runner.in_this_process) if models is not None
+                   else validate_checkpoints(checkpoints, keep_models=runner.in_this_process))
     if config.lang_field is None and listed:
         hint = lang_field_hint(listed[0].path)
         if hint:
@@ -261,10 +369,11 @@ def start_run(config: LabelConfig, checked: Preflight) -> Launch:
 
 
 def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, launch: Launch, runner: Runner,
-          forward: Optional[Callable], start_deadline: float = 0) -> None:
+          forward: Optional[Callable], start_deadline: float = 0, shared_as: Optional[str] = None) -> None:
     """Wire the run into pipeline: read, prepare, [carry], classify, write to staging, commit
     (docs/architecture.md, Data flow). start_deadline: the launcher waits that long for a worker
-    to say it started (0: it does not wait, and no worker says so)."""
+    to say it started (0: it does not wait, and no worker says so). shared_as: the key under which
+    the dates of one run in this process load their models once (ClassifiersHandler)."""
     classifiers, work, started = checked.classifiers, checked.work, launch.started.timestamp()
     parsed = (
         pipeline
@@ -292,7 +401,8 @@ def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, laun
     handler = ClassifiersHandler({name: c.checkpoint for name, c in classifiers.items()}, checked.routes,
                                  config.inference, forward, carried=work.carried,
                                  progress=ProgressFn(launch.expected, runner.worker_processes, config.progress_every,
-                                                     started=started, min_posts=min_posts))
+                                                     started=started, min_posts=min_posts),
+                                 shared_as=shared_as)
     labeled = rows | "Classify" >> Classify(handler)
     counts.append(labeled[COUNTS])
     dead_letters = [parsed[DEAD_LETTERS], labeled[DEAD_LETTERS],
@@ -315,10 +425,10 @@ def build(pipeline: beam.Pipeline, config: LabelConfig, checked: Preflight, laun
         outcome_limits={"allow_empty": config.allow_empty, "max_dead_share": config.max_dead_share})
 
 
-def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch, start_deadline: float = 0):
+def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch, start_deadline: float = 0) -> LabelResult:
     """Run the pipeline (and, unless --no-wait, wait for it: with start_deadline, at most that
     long for a first worker); after a failure remove this run's staging; then the summary, and
-    SuspectRun for a run whose counts do not look like success. Returns the PipelineResult."""
+    SuspectRun for a run whose counts do not look like success. Returns the run's LabelResult."""
     local = dies_with_this_process(pipeline)
     result = None
     try:
@@ -340,7 +450,7 @@ def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch, start_d
     if not config.wait:
         if not finished(result):
             LOG.info("submitted; the job commits %s itself (_SUCCESS when complete)", config.output)
-            return result
+            return LabelResult(config.output, SUBMITTED, config.date, pipeline_result=result)
         LOG.info("--no-wait: the %s ran the job in this process, so it is done", type(pipeline.runner).__name__)
     done = partition.read_manifest(config.output, suspect=True)
     if done and done.get("run_id") == launch.run_id:
@@ -351,7 +461,7 @@ def finish(pipeline: beam.Pipeline, config: LabelConfig, launch: Launch, start_d
             LOG.info("%s", line)
         if done.get("problem"):
             raise SuspectRun(f"{config.output} was written, but {done['problem']}")
-    return result
+    return LabelResult.of_partition(config, DONE, pipeline_result=result)
 
 
 def wait_for_workers(result, staging: str, deadline_s: float) -> None:
@@ -643,6 +753,11 @@ def warn_on_cleaning_mismatch(classifiers: dict[str, Classifier], cleaning: Clea
 
 
 def counter_values(result) -> dict[tuple[str, str], int]:
+    """Beam's counters of a run ((namespace, name) -> value): of a LabelResult's pipeline, or of
+    a PipelineResult; none when nothing ran."""
+    result = result.pipeline_result if isinstance(result, LabelResult) else result
+    if result is None:
+        return {}
     return {(c.key.metric.namespace, c.key.metric.name): c.committed
             for c in result.metrics().query()["counters"]}
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pipelines import console
 from pipelines.console import progress_line
+from pipelines.labeling import DONE, SKIPPED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,13 +86,13 @@ def test_skip_if_done_says_it_skipped(tmp_path, tiny_checkpoints, caplog):
     argv = ["--input", str(posts), "--output", str(tmp_path / "out"), "--only", "sentiment",
             "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--device", "cpu", "--skip-if-done"]
     with caplog.at_level(logging.INFO, logger="pipelines.label_corpus"):
-        assert run(argv) is not None
+        assert run(argv).status == DONE
         assert "no complete run" in caplog.text
         caplog.clear()
-        assert run(argv) is None
+        assert run(argv).status == SKIPPED
         assert "skipped:" in caplog.text and "already complete" in caplog.text
         caplog.clear()
-        assert run([*argv, "--all-languages"]) is not None  # other routing: labeled again
+        assert run([*argv, "--all-languages"]).status == DONE  # other routing: labeled again
         assert "other language routing" in caplog.text
 
 

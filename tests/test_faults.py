@@ -9,6 +9,7 @@ import torch
 
 from models.classifier import run_forward
 from pipelines.label_corpus import run
+from pipelines.labeling import counter_values
 from tests.test_pipeline import read_dead_letters, read_labels
 
 POISON = "poison " * 40
@@ -51,7 +52,7 @@ def test_oom_batches_are_split_and_a_text_that_fails_alone_is_dead_lettered(tmp_
     assert len(dead) == 1 and json.loads(dead[0]["raw"])["id"] == poison_id
     assert "out of memory" in dead[0]["reason"] and dead[0]["source"] == "classifier:sentiment"
     assert max(CALLS) > 4 and 1 in CALLS  # big batches were tried, then halved down to one text
-    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
+    counters = {name: value for (_, name), value in counter_values(result).items()}
     assert counters["records_read"] == counters["rows_written"] + counters["dead_lettered"] == len(texts)
     manifest = json.loads((tmp_path / "oom" / "_manifest.json").read_text())
     assert manifest["inferences"] == {"sentiment": len(texts)}  # the model ran on the poison text too

@@ -18,7 +18,7 @@ import torch
 from models.heads import column_suffix
 from models.tiny_checkpoints import build_tiny_checkpoint
 from pipelines.label_corpus import run
-from pipelines.labeling import UsageError
+from pipelines.labeling import SKIPPED, UsageError
 from transforms.cleaning import clean_text
 
 POSTS = [{"id": "en0", "text": "the government should spend more money on schools", "lang": "en"},
@@ -196,7 +196,7 @@ def test_skip_if_done_reruns_only_the_generic_classifier_whose_checkpoint_change
             "--only", "stance,toxicity", "--lang-field", "lang", "--device", "cpu", "--skip-if-done"]
     run(argv + ["--model", f"toxicity={own_checkpoints['toxicity']}"])
     _, first = read_rows(out)
-    assert run(argv + ["--model", f"toxicity={own_checkpoints['toxicity']}"]) is None  # nothing to do
+    assert run(argv + ["--model", f"toxicity={own_checkpoints['toxicity']}"]).status == SKIPPED  # nothing to do
 
     retrained = build_tiny_checkpoint("toxicity", tmp_path / "retrained", seed=99, emotion_labels=TOXICITY,
                                       problem_type="multi_label_classification")

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from models.classifiers import PUBLISHED as SPECS
 from pipelines.label_corpus import run
+from pipelines.labeling import counter_values
 from transforms import language
 from transforms.cleaning import clean_text
 from transforms.language import (DETECTED, MIN_SCRIPT_SHARE_FIT, UNDETERMINED, classify_many, detect, detect_many,
@@ -150,8 +151,7 @@ def _label(tmp_path, name, posts, models_file, *extra):
 
 
 def _counter(result, namespace, name):
-    return sum(c.committed for c in result.metrics().query()["counters"]
-               if c.key.metric.namespace == namespace and c.key.metric.name == name)
+    return counter_values(result).get((namespace, name), 0)
 
 
 def test_rows_outside_a_classifiers_languages_get_nulls_and_no_model_time(tmp_path, tiny_models_file):

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from pipelines.label_corpus import main, run
+from pipelines.labeling import DONE, SKIPPED, counter_values
 from tests.test_pipeline import read_labels
 from transforms import partition
 
@@ -92,12 +93,12 @@ def test_counts_that_do_not_reconcile_fail_loudly_and_leave_no_success(dated_inp
 
 
 def test_skip_if_done_needs_success_and_the_same_checkpoints(dated_input, tiny_checkpoints, tmp_path):
-    assert run(argv(dated_input, tiny_checkpoints["sentiment"], "--skip-if-done")) is not None
-    assert run(argv(dated_input, tiny_checkpoints["sentiment"], "--skip-if-done")) is None
+    assert run(argv(dated_input, tiny_checkpoints["sentiment"], "--skip-if-done")).status == DONE
+    assert run(argv(dated_input, tiny_checkpoints["sentiment"], "--skip-if-done")).status == SKIPPED
     from models.tiny_checkpoints import build_tiny_checkpoint
 
     other = build_tiny_checkpoint("sentiment", tmp_path / "other", seed=99)
-    assert run(argv(dated_input, other, "--skip-if-done")) is not None  # new checkpoint: label again
+    assert run(argv(dated_input, other, "--skip-if-done")).status == DONE  # new checkpoint: label again
 
 
 def test_date_placeholder_without_date_is_a_usage_error(dated_input, tiny_checkpoints, capsys):
@@ -110,15 +111,14 @@ def test_date_placeholder_without_date_is_a_usage_error(dated_input, tiny_checkp
 def test_the_job_commits_itself_with_counts_taken_in_the_pipeline(dated_input, tiny_checkpoints):
     out = dated_input[1].replace("{date}", DATE)
     result = run(argv(dated_input, tiny_checkpoints["sentiment"], "--no-wait", "--cost-per-hour", "3.6"))
-    result.wait_until_finish()
+    result.pipeline_result.wait_until_finish()
     manifest = partition.read_manifest(out)
     assert manifest is not None and manifest["run_id"].startswith(manifest["started"][:4])
     # The counts come from the pipeline itself; Beam's own RunInference counter agrees.
-    inferences = [c.committed for c in result.metrics().query()["counters"]
-                  if c.key.metric.name == "num_inferences"]
+    inferences = [value for (_, name), value in counter_values(result).items() if name == "num_inferences"]
     assert manifest["inferences"] == {"sentiment": sum(inferences)} == {"sentiment": 40}
-    real_tokens = sum(c.committed for c in result.metrics().query()["counters"]
-                      if c.key.metric.name == "real_tokens")  # the handler's own count
+    real_tokens = sum(value for (_, name), value in counter_values(result).items()
+                      if name == "real_tokens")  # the handler's own count
     assert manifest["tokens"] == {"sentiment": real_tokens} and real_tokens > 40
     assert (manifest["records_read"], manifest["rows_written"], manifest["dead_lettered"]) == (41, 40, 1)
     assert manifest["files"] == {os.path.relpath(p, out): n for p, n in

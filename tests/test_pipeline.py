@@ -19,6 +19,7 @@ from models.checkpoints import CheckpointError
 from models.classifiers.politics import CLASSES as POLITICS_CLASSES, TOPICS as POLITICS_TOPICS
 from models.tiny_checkpoints import EMOTION_LABELS, build_tiny_checkpoint
 from pipelines.label_corpus import SuspectRun, run
+from pipelines.labeling import counter_values
 from transforms.cleaning import clean_text
 
 
@@ -233,8 +234,8 @@ def test_formats_ids_kept_fields_dead_letters_and_counts(tmp_path, tiny_checkpoi
     assert rows["a2"]["sentiment"] is None  # a Chinese post: outside sentiment's languages
     assert len(dead) == broken
     assert all(d["reason"] and d["source"].endswith(os.path.basename(path)) for d in dead)
-    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
-                if c.key.metric.namespace == "label_corpus"}
+    counters = {name: value for (namespace, name), value in counter_values(result).items()
+                if namespace == "label_corpus"}
     assert counters["records_read"] == counters["rows_written"] + counters["dead_lettered"]
     assert counters["records_read"] == len(GOOD) + broken
     assert counters["rows_written"] == table.num_rows

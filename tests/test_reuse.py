@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from pipelines.label_corpus import run
+from pipelines.labeling import SKIPPED
 from tests.test_commit import LATER, NOW, FaultyStorage, Killed
 from tests.test_pipeline import read_dead_letters
 from transforms import partition, reuse
@@ -223,7 +224,7 @@ def test_nothing_to_do_loads_no_weights_and_a_killed_reuse_commit_leaves_old_or_
 
     with monkeypatch.context() as patch:
         patch.setattr(models.checkpoints, "load_weights", no_weights)
-        assert label(folder, out, {"sentiment": 0, "emotion": 0}, versions, "--skip-if-done") is None
+        assert label(folder, out, {"sentiment": 0, "emotion": 0}, versions, "--skip-if-done").status == SKIPPED
 
     # The next run (sentiment retrained, a late file) dies in its commit: replay that commit with
     # the process killed before each of its file operations, then let a later run recover it.

@@ -323,3 +323,24 @@ def test_process_gone_is_proven_only_on_this_machine():
     assert not liveness.process_gone({**here, "pid": dead_pid(), "host": "elsewhere"})
     assert not liveness.process_gone({**here, "pid": dead_pid(), "boot": "before-a-reboot"})
     assert not liveness.process_gone(None)
+
+
+def test_a_stop_raised_inside_a_garbage_collection_callback_is_not_lost(capfd):
+    """A signal whose handler runs inside a weakref callback (garbage collection runs them between
+    any two lines, and Beam's runner makes much garbage): Python swallows what the callback raises
+    ("Exception ignored in"), so the run would carry on to its end; the stop comes again instead."""
+    import time
+    import weakref
+
+    class Garbage:
+        pass
+
+    with stopping.handled(), pytest.raises(stopping.Stopped) as stopped:
+        garbage = Garbage()
+        weakref.finalize(garbage, lambda: os.kill(os.getpid(), signal.SIGTERM))  # handled inside the callback
+        del garbage
+        started = time.monotonic()
+        while time.monotonic() - started < 10:  # the run's ordinary work
+            time.sleep(0.01)
+    assert stopped.value.exit_code == 143 and time.monotonic() - started < 5
+    assert "Traceback" not in capfd.readouterr().err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -38,6 +39,8 @@ def handled():
     as described above; on leaving, the previous handlers are back and the stop is forgotten."""
     previous = {signum: signal.signal(signum, _on_signal) for signum in SIGNALS}
     _state["installed"] = True
+    unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = _redelivering(unraisable_hook)
     quiet = _QuietAfterStop()
     handlers = list(logging.getLogger().handlers)
     for handler in handlers:
@@ -47,10 +50,29 @@ def handled():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = unraisable_hook
         for handler in handlers:
             handler.removeFilter(quiet)
         with _guard:
             _state.update(signal=None, installed=False)
+
+
+def _redelivering(hook):
+    """sys.unraisablehook that sends a swallowed stop again: where the signal's Stopped is raised
+    inside a weakref callback or a __del__ (garbage collection runs them between any two lines),
+    Python prints "Exception ignored in" and carries on, and the run would go on to its end. The
+    signal, sent again a moment later from another thread (sent from here, it would be raised
+    inside this hook and swallowed again), raises Stopped in ordinary code."""
+
+    def handle(unraisable):
+        if isinstance(unraisable.exc_value, Stopped):
+            resend = threading.Timer(0.05, os.kill, (os.getpid(), unraisable.exc_value.signum))
+            resend.daemon = True
+            resend.start()
+            return
+        hook(unraisable)
+
+    return handle
 
 
 class _QuietAfterStop(logging.Filter):
