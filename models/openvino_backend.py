@@ -35,7 +35,7 @@ import numpy as np
 LOG = logging.getLogger(__name__)
 CACHE_DIR = ".openvino"  # inside the checkpoint directory: checkpoint revisions hash its files only
 IR_FILE = "model.xml"
-EXPORT_COMMAND = "python -m models.export --checkpoint {checkpoint} --calibration POSTS.jsonl"
+EXPORT_COMMAND = "python -m models.export {checkpoints} --calibration POSTS.jsonl"
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what NNCF left unquantized runs in fp32
 
 
@@ -119,9 +119,10 @@ def convert(torch_model):
                                              for name in names])
 
 
-def cached_ir(entry: Path, build: Callable[[], object]) -> tuple[object, bool]:
+def cached_ir(entry: Path, build: Callable[[], object], in_memory_fallback: bool = True) -> tuple[object, bool]:
     """(the IR path, or the model itself where the cache cannot be written; whether this call
-    converted). The IR is written once per machine: under a lock, into a temp dir renamed into place."""
+    converted). The IR is written once per machine: under a lock, into a temp dir renamed into place.
+    Without in_memory_fallback an unwritable cache raises OSError (models.export: the IR is the point)."""
     import openvino
 
     if (entry / IR_FILE).is_file():
@@ -130,6 +131,8 @@ def cached_ir(entry: Path, build: Callable[[], object]) -> tuple[object, bool]:
         entry.parent.mkdir(parents=True, exist_ok=True)
         lock = open(entry.parent / f"{entry.name}.lock", "a+")
     except OSError as exc:
+        if not in_memory_fallback:
+            raise
         return _unwritable(entry, exc, build)
     with lock:  # closing it releases the lock
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -139,6 +142,8 @@ def cached_ir(entry: Path, build: Callable[[], object]) -> tuple[object, bool]:
         try:
             temp = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp-", dir=entry.parent))
         except OSError as exc:
+            if not in_memory_fallback:
+                raise
             return _unwritable(entry, exc, lambda: model)
         try:
             temp.chmod(0o755)  # mkdtemp's 0700 would keep other users of the checkpoint out
@@ -186,7 +191,7 @@ def load(local_dir: str, revision: str, precision: str, threads: int, num_labels
     entry = cache_entry(local_dir, revision, precision)
     if precision == "int8":
         if not (entry / IR_FILE).is_file():
-            raise MissingInt8Model(int8_missing_message(local_dir))
+            raise MissingInt8Model(int8_missing_message([local_dir]))
         ir, converted = entry / IR_FILE, False
     else:
         ir, converted = cached_ir(entry, lambda: convert(torch_model()))
@@ -194,10 +199,12 @@ def load(local_dir: str, revision: str, precision: str, threads: int, num_labels
     return OpenVINOModel(compile_ir(ir, precision, threads), num_labels, precision, str(ir))
 
 
-def int8_missing_message(checkpoint: str) -> str:
-    return (f"checkpoint {checkpoint!r} has no OpenVINO int8 model for this revision and openvino "
-            f"{openvino_version()}; build it once with `{EXPORT_COMMAND.format(checkpoint=checkpoint)}` "
-            f"(or run another --cpu-precision)")
+def int8_missing_message(checkpoints: list[str]) -> str:
+    """One line: which checkpoints lack an int8 IR, and the command that builds them."""
+    version = openvino_version().split("-")[0]
+    command = EXPORT_COMMAND.format(checkpoints=" ".join(f"--checkpoint {c}" for c in checkpoints))
+    return (f"--cpu-precision int8 needs an OpenVINO int8 model of {', '.join(checkpoints)} (for this revision and "
+            f"openvino {version}), built once with calibration posts: `{command}`; or run --cpu-precision bf16 or fp32")
 
 
 def has_int8(local_dir: str, revision: str) -> bool:
