@@ -58,6 +58,19 @@ def calibration_texts(path: str, samples: int, text_field: str = "text", seed: i
     return cleaned
 
 
+def calibration_item(encoded, inputs: set[str]) -> dict:
+    """One text's model inputs, every input of the IR given (token types as zeros where the
+    tokenizer has none, as the job's padding gives them): an input left out would keep the
+    previous item's tensor, of another length."""
+    import numpy as np
+
+    ids = np.asarray(encoded["input_ids"], dtype=np.int64)
+    given = {"input_ids": ids, "attention_mask": np.asarray(encoded.get("attention_mask", np.ones_like(ids)),
+                                                            dtype=np.int64),
+             "token_type_ids": np.asarray(encoded.get("token_type_ids", np.zeros_like(ids)), dtype=np.int64)}
+    return {name: array for name, array in given.items() if name in inputs}
+
+
 def export_int8(local_dir: str, revision: str, texts: list[str]) -> tuple[str, bool]:
     """(the int8 IR's path, whether it was built now) for a resolved checkpoint."""
     import nncf
@@ -72,8 +85,8 @@ def export_int8(local_dir: str, revision: str, texts: list[str]) -> tuple[str, b
         inputs = {name for port in model.inputs for name in port.get_names()}
         tokenizer = load_tokenizer(local_dir)
         limit = token_limit(tokenizer, load_config_dict(local_dir))
-        items = [{k: v for k, v in tokenizer(text, truncation=True, max_length=limit, return_tensors="np").items()
-                  if k in inputs} for text in texts]
+        items = [calibration_item(tokenizer(text, truncation=True, max_length=limit, return_tensors="np"), inputs)
+                 for text in texts]
         return nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
                              subset_size=len(items))
 
