@@ -111,7 +111,8 @@ def convert(torch_model):
     token_types = "token_type_ids" in inspect.signature(torch_model.forward).parameters
 
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
-    example = {name: torch.ones(2, 8, dtype=torch.long) for name in names}
+    # token type 0 always exists (RoBERTa has one type); id 1 is in every vocabulary
+    example = {name: (torch.zeros if name == "token_type_ids" else torch.ones)(2, 8, dtype=torch.long) for name in names}
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracing warnings about Python control flow on shapes
         return openvino.convert_model(_Logits(torch_model, token_types), example_input=example,
