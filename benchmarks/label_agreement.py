@@ -153,8 +153,7 @@ def main(argv=None) -> int:
     print(f"{len(rows)} posts of {args.corpus}; {threads} thread(s); CPU bf16: {cpu_has_bf16()}; "
           f"classifiers: {', '.join(f'{n}={r}' for n, r in refs.items())}", flush=True)
     if "ov-int8" in names:
-        from models.export import calibration_texts  # noqa: F401 - the same cleaning as the export command
-        from transforms.cleaning import clean_text
+        from transforms.cleaning import clean_text  # what the export command cleans its sample with
 
         calibration = [t for t in (clean_text(p["text"]) for p in read_posts(args.corpus, args.posts,
                                                                              args.calibration)) if t]

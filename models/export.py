@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 import random
 import sys
 import time
@@ -24,7 +23,6 @@ from models import openvino_backend
 from models.checkpoints import CheckpointError, load_config_dict, load_tokenizer, load_weights, resolve
 from models.runtime import token_limit
 
-LOG = logging.getLogger("models.export")
 DEFAULT_SAMPLES = 300
 
 

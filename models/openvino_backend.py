@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -82,22 +82,21 @@ class OpenVINOModel:
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the buffer is reused
 
 
-class _Logits:
-    """A torch module returning the model's logits alone, with the inputs as named arguments."""
+def logits_module(model, token_types: bool):
+    """A torch module returning the model's logits alone, the inputs as named arguments (what
+    convert_model traces: a transformers output object is not a tensor)."""
+    import torch
 
-    def __new__(cls, model, token_types: bool):
-        import torch
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class Logits(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            extra = {"token_type_ids": token_type_ids} if token_types else {}
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
 
-            def forward(self, input_ids, attention_mask, token_type_ids=None):
-                extra = {"token_type_ids": token_type_ids} if token_types else {}
-                return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
-
-        return Logits().eval()
+    return Logits().eval()
 
 
 def convert(torch_model):
@@ -109,13 +108,12 @@ def convert(torch_model):
     import torch
 
     token_types = "token_type_ids" in inspect.signature(torch_model.forward).parameters
-
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
     # token type 0 always exists (RoBERTa has one type); id 1 is in every vocabulary
     example = {name: (torch.zeros if name == "token_type_ids" else torch.ones)(2, 8, dtype=torch.long) for name in names}
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracing warnings about Python control flow on shapes
-        return openvino.convert_model(_Logits(torch_model, token_types), example_input=example,
+        return openvino.convert_model(logits_module(torch_model, token_types), example_input=example,
                                       input=[(name, openvino.PartialShape([-1, -1]), openvino.Type.i64)
                                              for name in names])
 
