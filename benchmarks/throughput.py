@@ -11,7 +11,7 @@ starts (torch and transformers already imported, everything else included: Beam'
 model loading, reading the JSONL, cleaning, inference, writing Parquet) to its output on disk.
 
 - ours: pipelines.label_corpus on the DirectRunner (JSONL in, Parquet out), with the default CPU
-  backend and precision (OpenVINO, bf16 where the CPU has it, else fp32).
+  backend and precision (OpenVINO fp32).
 - hf-loop: one transformers pipeline("text-classification", batch_size=32) per classifier over
   the same cleaned texts in corpus order, then our heads and a Parquet file.
 - ours-unsorted: ours with --no-sort (what length sorting buys).
@@ -24,7 +24,7 @@ model loading, reading the JSONL, cleaning, inference, writing Parquet) to its o
   checkpoint is converted (and for int8 calibrated on 300 posts after the measured ones) before
   the clock starts, as on a worker after the first run: the OpenVINO cache beside the checkpoint.
 - bare-torch, bare-ov (--extra): the limit: the same checkpoints' forward passes alone (torch fp32;
-  OpenVINO at the default precision) over the planner's sub-batches of the pre-tokenized texts,
+  OpenVINO fp32, the default) over the planner's sub-batches of the pre-tokenized texts,
   in one process with no Beam, reading, cleaning or writing; "share of bare" divides by the bare
   loop of the contender's own backend.
 Label agreement: the share of posts whose labels (every label column) equal ours-torch's.
