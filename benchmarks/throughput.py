@@ -1,7 +1,7 @@
 """Throughput: our Beam pipeline against the stock ways of labeling a corpus, in one run.
 
     python -m benchmarks.throughput [--n 4000] [--scale small|real] [--corpus PATH.jsonl[.gz]]
-        [--contenders ours,hf-loop,ours-unsorted,beam-hf] [--extra ours-bf16,ours-int8]
+        [--contenders ours,hf-loop,ours-unsorted,beam-hf] [--extra ours-torch,ours-ov-fp32,ours-ov-int8,bare-ov,...]
         [--memory-scale 10] [--device cpu|cuda] [--json results.json]
 
 Every contender labels the same N posts with the same four checkpoints (random weights at the
@@ -10,15 +10,24 @@ each in a fresh child process (so peak RSS is its own), timed end to end: from t
 starts (torch and transformers already imported, everything else included: Beam's import,
 model loading, reading the JSONL, cleaning, inference, writing Parquet) to its output on disk.
 
-- ours: pipelines.label_corpus on the DirectRunner (JSONL in, Parquet out).
+- ours: pipelines.label_corpus on the DirectRunner (JSONL in, Parquet out), with the default CPU
+  backend and precision (OpenVINO fp32).
 - hf-loop: one transformers pipeline("text-classification", batch_size=32) per classifier over
   the same cleaned texts in corpus order, then our heads and a Parquet file.
 - ours-unsorted: ours with --no-sort (what length sorting buys).
 - beam-hf: Beam's HuggingFacePipelineModelHandler in the same Beam pipeline shape. Beam 2.77 imports
   TensorFlow and transformers' TF classes in that module; where they are missing the table says
   so. --stub-tensorflow puts empty stand-ins in their place (its PyTorch path never uses them).
-- ours-bf16, ours-int8 (--extra): --cpu-dtype bf16 / --quantize-int8, with the largest score
-  difference from ours in fp32 on this corpus.
+- ours-torch, ours-bf16, ours-int8 (--extra): --cpu-backend torch at fp32 (the reference, the default
+  before OpenVINO), bf16 and int8 (dynamic quantization).
+- ours-ov-fp32, ours-ov-bf16, ours-ov-int8 (--extra): --cpu-backend openvino at each precision. Every
+  checkpoint is converted (and for int8 calibrated on 300 posts after the measured ones) before
+  the clock starts, as on a worker after the first run: the OpenVINO cache beside the checkpoint.
+- bare-torch, bare-ov (--extra): the limit: the same checkpoints' forward passes alone (torch fp32;
+  OpenVINO fp32, the default) over the planner's sub-batches of the pre-tokenized texts,
+  in one process with no Beam, reading, cleaning or writing; "share of bare" divides by the bare
+  loop of the contender's own backend.
+Label agreement: the share of posts whose labels (every label column) equal ours-torch's.
 
 The table: texts/s, real tokens/s, padding efficiency (real / padded tokens), peak RSS, the ratio
 to ours, and the share of the machine's measured matmul peak that the useful (unpadded) FLOPs reach,
@@ -42,7 +51,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEFAULT_CORPUS = HERE.parent.parent / "shared" / "corpora" / "social_posts.jsonl.gz"
 CONTENDERS = ("ours", "hf-loop", "ours-unsorted", "beam-hf")
-EXTRAS = ("ours-bf16", "ours-int8")
+EXTRAS = ("ours-torch", "ours-bf16", "ours-int8", "ours-ov-fp32", "ours-ov-bf16", "ours-ov-int8", "bare-torch",
+          "bare-ov")
+OURS_FLAGS = {"ours": [], "ours-unsorted": ["--no-sort"], "ours-torch": ["--cpu-backend", "torch"],
+              "ours-bf16": ["--cpu-backend", "torch", "--cpu-precision", "bf16"],
+              "ours-int8": ["--cpu-backend", "torch", "--cpu-precision", "int8"],
+              "ours-ov-fp32": ["--cpu-backend", "openvino", "--cpu-precision", "fp32"],
+              "ours-ov-bf16": ["--cpu-backend", "openvino", "--cpu-precision", "bf16"],
+              "ours-ov-int8": ["--cpu-backend", "openvino", "--cpu-precision", "int8"]}
+BARE = {"bare-torch": "torch", "bare-ov": "openvino"}
+CALIBRATION_POSTS = 300
+TARGET_X_HF_LOOP, TARGET_SHARE_OF_BARE = 4.0, 0.85
 HF_BATCH_SIZE = 32
 TOKENIZER_SAMPLE = 20_000
 
@@ -204,8 +223,37 @@ def _tokenizer_digest(path: str) -> str:
 # ---------------------------------------------------------------- contenders (each in a child process)
 
 def ours_flags(name: str) -> list[str]:
-    return {"ours": [], "ours-unsorted": ["--no-sort"], "ours-bf16": ["--cpu-dtype", "bf16"],
-            "ours-int8": ["--quantize-int8"]}[name]
+    return OURS_FLAGS[name]
+
+
+def backend_of(name: str) -> str:
+    """The CPU backend a contender runs (for its share of the bare loop of the same backend)."""
+    flags = OURS_FLAGS.get(name, [])
+    if name in BARE:
+        return BARE[name]
+    return flags[flags.index("--cpu-backend") + 1] if "--cpu-backend" in flags else "openvino"
+
+
+def run_bare(spec: dict) -> dict:
+    """The forward passes alone: the classifiers loaded as the job loads them, every present text
+    tokenized before the clock, then LoadedClassifier.logits (the planner's length-sorted
+    sub-batches through the model) timed per classifier."""
+    from models.checkpoints import resolve
+    from models.classifier import InferenceOptions, load_classifier
+
+    rows = _read_and_clean(spec["input"])
+    texts = [row["clean_text"] for row in rows if row["clean_text"]]
+    options = InferenceOptions(device=spec["device"], cpu_backend=BARE[spec["name"]],
+                               cpu_threads=spec.get("cpu_threads"), max_tokens_per_batch=spec.get("max_tokens"),
+                               max_items_per_batch=spec.get("max_items"))
+    inference = 0.0
+    for name, path in json.loads(Path(spec["models_file"]).read_text()).items():
+        loaded = load_classifier(resolve(name, path), options)
+        tokenized = loaded.tokenize_each(texts)
+        started = time.perf_counter()
+        loaded.logits(texts, tokenized)
+        inference += time.perf_counter() - started
+    return {"inference_s": inference, "rows_written": 0}
 
 
 def run_ours(spec: dict) -> dict:
@@ -385,7 +433,7 @@ def child_main(spec_path: str) -> None:
 
     torch.set_num_threads(spec.get("cpu_threads") or worker_cores())
     rss_before = peak_rss_mib()
-    runner = {"hf-loop": run_hf_loop, "beam-hf": run_beam_hf}.get(spec["name"], run_ours)
+    runner = {"hf-loop": run_hf_loop, "beam-hf": run_beam_hf, **dict.fromkeys(BARE, run_bare)}.get(spec["name"], run_ours)
     cpu_before = cpu_seconds()
     started = time.perf_counter()
     result = runner(spec)
@@ -431,6 +479,32 @@ def read_scores(output: str) -> dict[str, dict[str, float]]:
     return scores
 
 
+def read_labels_columns(output: str) -> dict[str, tuple]:
+    """id -> the values of every label (non-float) column but the base ones, over an output's Parquet files."""
+    import glob
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from transforms.contract import BASE_COLUMNS
+
+    labels: dict[str, tuple] = {}
+    for path in sorted(glob.glob(os.path.join(output, "**", "*.parquet"), recursive=True)):
+        table = pq.read_table(path)
+        columns = [f.name for f in table.schema if not pa.types.is_floating(f.type) and f.name not in BASE_COLUMNS]
+        values = {c: table.column(c).to_pylist() for c in columns}
+        for i, row_id in enumerate(table.column("id").to_pylist()):
+            labels[row_id] = tuple(values[c][i] for c in columns)
+    return labels
+
+
+def label_agreement(reference: dict, other: dict) -> float | None:
+    """The share of the reference's posts whose labels all equal."""
+    if not reference or set(reference) != set(other):
+        return None
+    return sum(other[row_id] == labels for row_id, labels in reference.items()) / len(reference)
+
+
 def max_score_difference(reference: dict, other: dict) -> float | None:
     if not reference or set(reference) != set(other):
         return None
@@ -463,7 +537,7 @@ def summarize(name: str, result: dict, n_posts: int, profile: dict, peak: float)
            "peak_rss_mib": result["peak_rss_mib"], "inference_s": result.get("inference_s"),
            "peak_fraction_inference": (flops / (result["inference_s"] * peak)) if result.get("inference_s") else None,
            "peak_fraction_wall": flops / (result["wall_s"] * peak)}
-    if name == "ours-int8":  # int8 matmuls: no float peak to hold them against
+    if name in ("ours-int8", "ours-ov-int8"):  # int8 matmuls: no float peak to hold them against
         row["peak_fraction_inference"] = row["peak_fraction_wall"] = None
     return row
 
@@ -474,7 +548,8 @@ def _fmt(value, spec: str, missing: str = "n/a") -> str:
 
 def print_table(rows: list[dict], ours_speed: float | None) -> None:
     header = (f"{'contender':<15}{'wall s':>8}{'texts/s':>9}{'tokens/s':>10}{'pad eff':>8}{'peak RSS':>10}"
-              f"{'x ours':>8}{'%peak inf':>10}{'%peak wall':>11}{'max|dscore|':>12}")
+              f"{'x ours':>8}{'%peak inf':>10}{'%peak wall':>11}{'max|dscore|':>12}{'x hf-loop':>10}"
+              f"{'of bare':>8}{'agree':>8}")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -487,7 +562,8 @@ def print_table(rows: list[dict], ours_speed: float | None) -> None:
               f"{_fmt(row['padding_efficiency'], '.3f'):>8}{row['peak_rss_mib']:>8.0f}Mi"
               f"{_fmt(ratio, '.2f'):>8}{_fmt(row['peak_fraction_inference'] and 100 * row['peak_fraction_inference'], '.1f'):>10}"
               f"{_fmt(row['peak_fraction_wall'] and 100 * row['peak_fraction_wall'], '.1f'):>11}"
-              f"{_fmt(row.get('max_score_diff_vs_ours'), '.2e', '-'):>12}")
+              f"{_fmt(row.get('max_score_diff_vs_ours'), '.2e', '-'):>12}{_fmt(row.get('x_hf_loop'), '.2f', '-'):>10}"
+              f"{_fmt(row.get('share_of_bare'), '.2f', '-'):>8}{_fmt(row.get('label_agreement'), '.2%', '-'):>8}")
 
 
 def parse_args(argv):
@@ -660,6 +736,8 @@ def main(argv=None) -> int:
                  "batch_size": args.batch_size, "max_tokens": args.max_tokens_per_batch,
                  "max_items": args.max_items_per_batch, "cpu_threads": args.cpu_threads, "n": args.n,
                  "pipeline_args": args.pipeline_args.split(), "stub_tensorflow": args.stub_tensorflow}
+    if device == "cpu" and any(backend_of(name) == "openvino" for name in names):
+        prepare_openvino(checkpoints, args, "ours-ov-int8" in names)
     results: dict[str, dict] = {}
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for name in names:
@@ -679,13 +757,27 @@ def main(argv=None) -> int:
         print(f"{name}: " + (f"{result['wall_s']:.1f}s" if "wall_s" in result else f"error: {result['error']}"),
               flush=True)
 
-    reference = read_scores(results["ours"]["output"]) if "wall_s" in results.get("ours", {}) else {}
+    score_reference = "ours-torch" if "wall_s" in results.get("ours-torch", {}) else "ours"
+    reference = read_scores(results[score_reference]["output"]) if "wall_s" in results.get(score_reference, {}) else {}
+    reference_labels = read_labels_columns(results[score_reference]["output"]) if reference else {}
     peak = peaks[main_dtype]
     rows = []
+    hf_speed = len(posts) / results["hf-loop"]["wall_s"] if "wall_s" in results.get("hf-loop", {}) else None
+    bare_speed = {BARE[name]: len(posts) / results[name]["inference_s"] for name in BARE
+                  if "inference_s" in results.get(name, {})}
     for name, result in results.items():
-        row = summarize(name, result, len(posts), profile, peaks["bf16"] if name == "ours-bf16" else peak)
-        if "wall_s" in result and name != "ours" and reference:
-            row["max_score_diff_vs_ours"] = max_score_difference(reference, read_scores(result["output"]))
+        row = summarize(name, result, len(posts), profile, peaks["bf16"] if "bf16" in name else peak)
+        if name in BARE and "inference_s" in result:  # the forward passes alone: its time is theirs
+            row.update(wall_s=result["inference_s"], texts_per_s=bare_speed[BARE[name]], padding_efficiency=None)
+        if "wall_s" in result and name not in BARE:
+            if name != score_reference and reference:
+                row["max_score_diff_vs_ours"] = max_score_difference(reference, read_scores(result["output"]))
+            if name != "hf-loop" and reference_labels:
+                row["label_agreement"] = label_agreement(reference_labels, read_labels_columns(result["output"]))
+            if hf_speed:
+                row["x_hf_loop"] = row["texts_per_s"] / hf_speed
+            if backend_of(name) in bare_speed and name.startswith("ours"):
+                row["share_of_bare"] = row["texts_per_s"] / bare_speed[backend_of(name)]
         rows.append(row)
 
     memory = None
@@ -720,7 +812,14 @@ def main(argv=None) -> int:
           "'inf' over forward-pass time (ours) or pipeline-call time (hf-loop), 'wall' over the whole run; "
           "none for int8")
     print("hf-loop padding efficiency: computed from its corpus-order batches of 32; "
-          "max|dscore|: largest difference from ours (fp32) over every score column")
+          f"max|dscore|: largest difference from {score_reference} over every score column; agree: share of posts "
+          f"whose labels all equal {score_reference}'s; of bare: texts/s over the bare loop of the same backend "
+          "(bare rows: forward passes only)")
+    default = next((r for r in rows if r["contender"] == "ours" and "texts_per_s" in r), None)
+    if default and device == "cpu":
+        print(f"targets, the default CPU run (ours): >= {TARGET_X_HF_LOOP:g}x the transformers pipeline loop end to end: "
+              f"{_fmt(default.get('x_hf_loop'), '.2f')}x; >= {TARGET_SHARE_OF_BARE:g} of its own bare loop: "
+              f"{_fmt(default.get('share_of_bare'), '.2f')}")
     if args.overhead and "wall_s" in results.get("ours", {}):
         ours = results["ours"]
         wall = ours["wall_s"]
@@ -762,6 +861,26 @@ def main(argv=None) -> int:
         }, indent=2, default=str))
         print(f"wrote {args.json}")
     return 0
+
+
+def prepare_openvino(checkpoints: dict[str, str], args, int8: bool) -> None:
+    """Each checkpoint's OpenVINO IR converted (and int8 calibrated on CALIBRATION_POSTS posts after the
+    measured ones) before any contender's clock starts: a worker's cache after the first run."""
+    from models.checkpoints import load_weights, resolve
+    from models.export import export_int8
+    from models.openvino_backend import cache_entry, cached_ir, convert
+    from transforms.cleaning import clean_text
+
+    started = time.perf_counter()
+    calibration = [t for t in (clean_text(p["text"]) for p in load_posts(args.corpus, args.n + CALIBRATION_POSTS)[0]
+                                 [args.n:]) if t] if int8 else []
+    for name, path in checkpoints.items():
+        checkpoint = resolve(name, path)
+        cached_ir(cache_entry(checkpoint.local_dir, checkpoint.revision, "fp32"), lambda: convert(load_weights(path)))
+        if int8:
+            export_int8(checkpoint.local_dir, checkpoint.revision, calibration)
+    print(f"OpenVINO models converted{' and int8 calibrated' if int8 else ''} (not timed): "
+          f"{time.perf_counter() - started:.0f}s", flush=True)
 
 
 def beam_hf_import_problem() -> str | None:

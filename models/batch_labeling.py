@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
-from models.classifier import InferenceFailure, LoadedClassifier
+from models.classifier import InferenceFailure, InferenceOptions, LoadedClassifier, cpu_choice
 from models.runtime import pick_device, worker_cores
 from transforms.contract import CLEAN_TEXT, LANG
 from transforms.language import add_languages, runs_on, script_shares
@@ -123,6 +123,16 @@ def wants_shared_model(device: str) -> bool:
     if device == "auto":
         return pick_device("auto") == "cuda"
     return device == "cuda"  # not checked here: the launcher of a GPU run may have no GPU itself
+
+
+def backend_record(options: InferenceOptions) -> dict[str, str]:
+    """What the run's models run on, as the manifest (`inference`) and the Parquet metadata name it:
+    the CPU backend and precision (models.classifier.cpu_choice), or torch under bf16/fp16
+    autocast on CUDA. Settled where the pipeline is built, like wants_shared_model."""
+    if wants_shared_model(options.device):
+        return {"backend": "torch", "precision": "autocast"}
+    backend, precision = cpu_choice(options)
+    return {"backend": backend, "precision": precision}
 
 
 def label_batch(batch: Sequence[dict], model, routes: Mapping[str, Optional[frozenset[str]]],

@@ -11,9 +11,12 @@ run_forward by default), so tests inject faults without patching.
 Device settings:
 - CUDA: bf16 autocast (fp16 where the GPU has no bf16), SDPA attention, host-to-device copies
   from pinned staging buffers that are allocated once and reused.
-- CPU: torch threads set from the worker's cores (or `cpu_threads`), fp32 by default;
-  `cpu_dtype="bf16"` runs under bf16 autocast and `quantize_int8=True` quantizes the linear layers
-  dynamically to int8. Both change scores slightly (benchmarks/throughput.py measures how much).
+- CPU: a backend and a precision (cpu_choice). By default OpenVINO (models/openvino_backend.py)
+  at fp32: the fastest choice whose labels agree with torch fp32's on >= 99.5% of posts for every
+  classifier (benchmarks/label_agreement.py).
+  `cpu_backend="torch"` runs torch: fp32 by default, `bf16` under bf16 autocast, `int8` with
+  the linear layers quantized dynamically; OpenVINO's int8 is an IR built offline
+  (models/export.py). Threads: the worker's cores, or `cpu_threads`.
 """
 from __future__ import annotations
 
@@ -30,13 +33,16 @@ from models.batching import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS, DEFAULT_OVER
                              plan_in_order, plan_sub_batches)
 from models.checkpoints import (ResolvedCheckpoint, load_config_dict, load_tokenizer, load_weights, resolve,
                                 take_validated)
+from models import openvino_backend
 from models.classifiers import classifier_for
 from models.heads import Head
+from models.openvino_backend import OpenVINOModel
 from models.runtime import (PinnedStaging, autocast_dtype_for, pick_device, release_free_memory, token_limit,
                             worker_cores)
 
 LOG = logging.getLogger(__name__)
-CPU_DTYPES = ("fp32", "bf16")
+CPU_BACKENDS = ("torch", "openvino")
+CPU_PRECISIONS = ("fp32", "bf16", "int8")
 STATS = ("real_tokens", "padded_tokens", "sub_batches", "oom_splits", "failure_splits", "inference_us")
 # Characters per token that max_length tokens cannot exceed on average: a token of the
 # tokenizers we load covers at most about 100 characters of a cleaned text plus the single space
@@ -71,8 +77,8 @@ class InferenceOptions:
     max_tokens_per_batch: Optional[int] = None
     max_items_per_batch: Optional[int] = None
     sort_by_length: bool = True
-    cpu_dtype: str = "fp32"
-    quantize_int8: bool = False
+    cpu_backend: Optional[str] = None  # None: the measured default (cpu_choice)
+    cpu_precision: Optional[str] = None
     cpu_threads: Optional[int] = None
     attn_implementation: Optional[str] = None
     length_buckets: tuple[int, ...] = ()
@@ -80,10 +86,26 @@ class InferenceOptions:
     model_copies: Optional[int] = None
 
     def __post_init__(self):
-        if self.cpu_dtype not in CPU_DTYPES:
-            raise ValueError(f"cpu_dtype must be one of {CPU_DTYPES}, not {self.cpu_dtype!r}")
-        if self.quantize_int8 and self.cpu_dtype != "fp32":
-            raise ValueError("int8 quantization runs in fp32 around the int8 matmuls: use cpu_dtype='fp32' with it")
+        if self.cpu_backend not in (None, *CPU_BACKENDS):
+            raise ValueError(f"cpu_backend must be one of {CPU_BACKENDS}, not {self.cpu_backend!r}")
+        if self.cpu_precision not in (None, *CPU_PRECISIONS):
+            raise ValueError(f"cpu_precision must be one of {CPU_PRECISIONS}, not {self.cpu_precision!r}")
+
+    def with_cpu_choice(self) -> "InferenceOptions":
+        """These options with the CPU backend and precision settled (cpu_choice), so that the
+        launcher's record of a run and its workers agree."""
+        import dataclasses
+
+        backend, precision = cpu_choice(self)
+        return dataclasses.replace(self, cpu_backend=backend, cpu_precision=precision)
+
+
+def cpu_choice(options: InferenceOptions) -> tuple[str, str]:
+    """(backend, precision) of a CPU run: the options', else the default measured by
+    benchmarks/label_agreement.py, the fastest with >= 99.5% label agreement with torch fp32 for
+    every classifier: OpenVINO fp32 (OpenVINO bf16 was twice as fast but kept 99.35% of the demo
+    emotion classifier's labels; benchmarks/README.md). Either backend defaults to fp32."""
+    return options.cpu_backend or "openvino", options.cpu_precision or "fp32"
 
 
 @dataclass
@@ -233,6 +255,8 @@ def run_forward(loaded: "LoadedClassifier", arrays: dict) -> np.ndarray:
     """One padded sub-batch (numpy int64 arrays) through the model; float32 logits."""
     import torch
 
+    if isinstance(loaded.model, OpenVINOModel):
+        return loaded.model(arrays)
     if loaded.staging is not None:
         inputs = {k: loaded.staging.to_device(k, v, loaded.device) for k, v in arrays.items()}
     else:
@@ -273,12 +297,22 @@ def load_classifier(checkpoint: ResolvedCheckpoint, options: InferenceOptions = 
             torch.set_num_threads(threads)
     config = load_config_dict(local_dir)
     validated = take_validated(local_dir) if options.attn_implementation is None else None
-    tokenizer, model = validated or (load_tokenizer(local_dir), load_weights(local_dir, options.attn_implementation))
+    backend, precision = cpu_choice(options) if device == "cpu" else ("torch", None)
+    if backend == "openvino":
+        tokenizer = validated[0] if validated else load_tokenizer(local_dir)
+        model = openvino_backend.load(local_dir, checkpoint.revision, precision, torch.get_num_threads(),
+                                      len(config["id2label"]),
+                                      lambda: validated[1] if validated else load_weights(local_dir))
+        validated = None  # the torch model, if any, is not kept
+        uses_token_types = "token_type_ids" in model.input_names
+    else:
+        tokenizer, model = validated or (load_tokenizer(local_dir), load_weights(local_dir, options.attn_implementation))
+        model.to(device).eval()
+        uses_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
     if not getattr(tokenizer, "is_fast", False):
         raise RuntimeError(f"{name}: {local_dir} has no fast tokenizer (tokenizer.json)")
-    model.to(device).eval()
-    autocast_dtype = autocast_dtype_for(device, options.cpu_dtype)
-    if device == "cpu" and options.quantize_int8:
+    autocast_dtype = autocast_dtype_for(device, precision if backend == "torch" else "fp32")
+    if device == "cpu" and backend == "torch" and precision == "int8":
         import warnings
 
         with warnings.catch_warnings():  # torch.ao.quantization warns that it moves to torchao
@@ -293,16 +327,15 @@ def load_classifier(checkpoint: ResolvedCheckpoint, options: InferenceOptions = 
             if isinstance(module, torch.nn.Linear):
                 module.to(autocast_dtype)
     max_length = token_limit(tokenizer, config)
-    uses_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
     max_tokens = options.max_tokens_per_batch or DEFAULT_MAX_TOKENS[device]
     max_items = options.max_items_per_batch or DEFAULT_MAX_ITEMS[device]
-    LOG.info("loaded %s from %s on %s (autocast %s, int8 %s, threads %d)", name, local_dir, device,
-             autocast_dtype, options.quantize_int8 and device == "cpu", torch.get_num_threads())
+    LOG.info("loaded %s from %s on %s (%s %s, threads %d)", name, local_dir, device, backend,
+             precision or autocast_dtype, torch.get_num_threads())
     return LoadedClassifier(model, tokenizer, classifier_for(checkpoint.name).head_for(config), device, max_length,
                             autocast_dtype, uses_token_types,
                             name=name, max_tokens=max_tokens, max_items=max_items,
                             sort_by_length=options.sort_by_length,
                             staging=PinnedStaging() if device == "cuda" else None,
-                            onednn=not (device == "cpu" and autocast_dtype is None and not options.quantize_int8),
+                            onednn=not (device == "cpu" and backend == "torch" and precision == "fp32"),
                             forward=forward)
 

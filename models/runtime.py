@@ -26,14 +26,14 @@ def worker_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def autocast_dtype_for(device: str, cpu_dtype: str = "fp32"):
+def autocast_dtype_for(device: str, cpu_precision: str = "fp32"):
     """The autocast dtype of a device: bf16 on a CUDA GPU that has it, else fp16; on CPU
     bf16 when asked for, else None (plain fp32)."""
     import torch
 
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_dtype == "bf16" else None
+    return torch.bfloat16 if cpu_precision == "bf16" else None
 
 
 class PinnedStaging:

@@ -71,6 +71,18 @@ def decimal(low: float, high: float | None = None) -> Callable[[str], float]:
 BEAM_OPTION_MODULES = ("apache_beam.runners.dask.dask_runner", "apache_beam.runners.render", "apache_beam.yaml.options")
 
 
+def renamed(spelling: str) -> type[argparse.Action]:
+    """An argparse action for a flag that is gone: its use is a UsageError naming the new
+    spelling (`{value}` in it is filled with the value given)."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            given = f"{option_string} {values}" if isinstance(values, str) else option_string
+            raise UsageError(f"{given} is now spelled {spelling.format(value=values)}")
+
+    return Renamed
+
+
 class _BeamParser:
     """Beam's own parser of pipeline options, built as PipelineOptions.get_all_options builds it
     (every PipelineOptions subclass's _add_argparse_args, no abbreviations), with its errors

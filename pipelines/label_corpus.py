@@ -38,7 +38,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from models.checkpoints import CheckpointError
 from models.batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_TOKENS
-from models.classifier import InferenceOptions
+from models.classifier import CPU_BACKENDS, CPU_PRECISIONS, InferenceOptions
 from models.classifiers import PUBLISHED, PUBLISHED_NAMES, name_problem, prefix_problems
 from pipelines import dates, flags
 from pipelines.labeling import LabelConfig, SuspectRun, UsageError, WorkerProblem, fill_date, label, use_stores
@@ -129,11 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-sort", dest="sort_by_length", action="store_false", default=inference.sort_by_length,
                         help="run each batch in arrival order instead of sorted by token length (slower; "
                              "for comparisons)")
-    parser.add_argument("--cpu-dtype", choices=("fp32", "bf16"), default=inference.cpu_dtype,
-                        help="on CPU: bf16 runs under bf16 autocast (faster where the CPU has bf16 "
-                             "instructions; scores move slightly). CUDA always uses bf16/fp16 autocast")
-    parser.add_argument("--quantize-int8", action="store_true", default=inference.quantize_int8,
-                        help="on CPU: dynamic int8 quantization of the linear layers (scores move slightly)")
+    parser.add_argument("--cpu-backend", choices=CPU_BACKENDS, default=inference.cpu_backend,
+                        help="on CPU: what runs the models (default openvino: the fastest whose labels agree with "
+                             "torch fp32's on >= 99.5%% of posts, benchmarks/README.md); torch is the reference")
+    parser.add_argument("--cpu-precision", choices=CPU_PRECISIONS, default=inference.cpu_precision,
+                        help="on CPU: fp32, bf16 (scores move slightly) or int8 (more; openvino's needs a model "
+                             "built once with `python -m models.export`). Default fp32: bf16, twice as fast, kept "
+                             "only 99.35%% of one classifier's labels (benchmarks/README.md). CUDA always uses "
+                             "bf16/fp16 autocast")
+    parser.add_argument("--cpu-dtype", action=flags.renamed("--cpu-backend torch --cpu-precision {value}"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--quantize-int8", nargs=0, action=flags.renamed("--cpu-backend torch --cpu-precision int8"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--cpu-threads", type=flags.integer(1), default=inference.cpu_threads,
                         help="torch threads per worker process on CPU (default: the cores it may run on)")
     parser.add_argument("--length-buckets", type=_int_list, default=list(inference.length_buckets), metavar="N,N,...",
@@ -290,7 +297,7 @@ def config_from_argv(argv=None) -> LabelConfig:
         inference=InferenceOptions(
             device=args.device, batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch,
             max_items_per_batch=args.max_items_per_batch, sort_by_length=args.sort_by_length,
-            cpu_dtype=args.cpu_dtype, quantize_int8=args.quantize_int8, cpu_threads=args.cpu_threads,
+            cpu_backend=args.cpu_backend, cpu_precision=args.cpu_precision, cpu_threads=args.cpu_threads,
             length_buckets=tuple(args.length_buckets), model_copies=args.model_copies),
         cleaning=CleaningOptions(url_token=args.url_token, mention_token=args.mention_token),
         num_shards=args.num_shards, date=args.date, skip_if_done=args.skip_if_done, no_reuse=args.no_reuse,

@@ -7,6 +7,7 @@ Wiring only: the logic lives in transforms/ and models/ (docs/architecture.md).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import io
 import itertools
@@ -28,7 +29,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from models.checkpoints import (CheckpointError, ResolvedCheckpoint, forget_validated, load_config_dict, resolve,
                                 validate)
+from models.batch_labeling import backend_record
 from models.classifier import InferenceOptions
+from models.openvino_backend import has_int8, int8_missing_message
 from models.classifiers import classifier_for
 from models.heads import CheckpointMismatch, Head
 from models.runtime import clean_token_limit
@@ -266,6 +269,8 @@ def _after_failure(output: str, run_id: str, local: bool, result, created: tuple
 def _label(config: LabelConfig, test_pipeline: Optional[beam.Pipeline], forward: Optional[Callable], run: dict,
            models: Optional[SharedModels]) -> LabelResult:
     runner = Runner.from_args(config.beam_args)  # Beam's options, parsed once
+    # the CPU backend and precision settled here, so the manifest and the workers name the same
+    config = dataclasses.replace(config, inference=config.inference.with_cpu_choice())
     use_stores(runner.options, [config.input, config.output, *config.checkpoints.values()])
     checked = preflight(config, runner, models)
     if checked is None:
@@ -320,6 +325,11 @@ def preflight(config: LabelConfig, runner: Runner, models: Optional[SharedModels
     loaded until there is work to do); None when --skip-if-done finds nothing to do.
     models: the checkpoints the dates of one run share (resolved and validated once)."""
     checkpoints = models.checkpoints if models is not None else resolve_checkpoints(dict(config.checkpoints))
+    backend = backend_record(config.inference)
+    if backend == {"backend": "openvino", "precision": "int8"}:
+        missing = [c.ref for c in checkpoints.values() if not has_int8(c.local_dir, c.revision)]
+        if missing:  # never a conversion of minutes inside each worker
+            raise UsageError(int8_missing_message(missing))
     try:
         max_tokens = clean_token_limit(load_config_dict(c.local_dir) for c in checkpoints.values())
         routes = default_routes(config.routes, checkpoints)
@@ -334,7 +344,7 @@ def preflight(config: LabelConfig, runner: Runner, models: Optional[SharedModels
     finish_dead_commit(config.output)
     previous = partition.read_manifest(config.output)  # the complete partition (_SUCCESS) reuse may carry from
     base_run = partition.committed_run(config.output)  # complete or suspect: another run committing after this is a race we lose
-    work = reuse.plan(previous, identities(checkpoints, routes), row_options, inputs,
+    work = reuse.plan(previous, identities(checkpoints, routes, backend), row_options, inputs,
                       reuse=not config.no_reuse) if config.skip_if_done else reuse.ReusePlan(
         True, "no --skip-if-done", rerun=tuple(checkpoints))
     if config.skip_if_done:
@@ -350,7 +360,7 @@ def preflight(config: LabelConfig, runner: Runner, models: Optional[SharedModels
         hint = lang_field_hint(listed[0].path)
         if hint:
             LOG.info("%s", hint)
-    schema = output_schema(kept_types, classifiers)
+    schema = output_schema(kept_types, classifiers, backend)
     warn_on_cleaning_mismatch(classifiers, config.cleaning)
     return Preflight(classifiers, listed, not_read, kept_types, max_tokens, row_options, inputs, previous, base_run,
                      work, schema, routes)
@@ -579,8 +589,8 @@ def validate_checkpoints(checkpoints: dict[str, ResolvedCheckpoint], keep_models
     return classifiers
 
 
-def identities(checkpoints: Mapping[str, ResolvedCheckpoint], routes) -> dict[str, dict]:
-    return {name: reuse.classifier_identity(c.revision, language.describe_routing(routes.get(name)))
+def identities(checkpoints: Mapping[str, ResolvedCheckpoint], routes, backend: Mapping[str, str]) -> dict[str, dict]:
+    return {name: reuse.classifier_identity(c.revision, language.describe_routing(routes.get(name)), backend)
             for name, c in checkpoints.items()}
 
 
@@ -703,7 +713,10 @@ def lang_field_hint(first_path: str) -> str | None:
     return None
 
 
-def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Classifier]) -> pa.Schema:
+def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Classifier],
+                  backend: Optional[Mapping[str, str]] = None) -> pa.Schema:
+    """The output's schema, its metadata naming each classifier's checkpoint and what ran the
+    models (backend: backend_record's; left out where None)."""
     fields = [*contract.BASE_FIELDS]
     fields += [pa.field(name, kept_types[name]) for name in kept_types]
     fields.append(contract.CLEAN_TEXT_FIELD)
@@ -728,6 +741,9 @@ def output_schema(kept_types: dict[str, pa.DataType], classifiers: dict[str, Cla
     for name, entry in checkpoints.items():
         checkpoint_key, revision_key = contract.checkpoint_metadata_keys(name)
         metadata[checkpoint_key], metadata[revision_key] = entry["checkpoint"], entry["revision"]
+    if backend is not None:
+        metadata[contract.BACKEND_METADATA_KEY] = backend["backend"]
+        metadata[contract.PRECISION_METADATA_KEY] = backend["precision"]
     return pa.schema(fields, metadata=metadata)
 
 
@@ -773,7 +789,7 @@ def base_manifest(config: "LabelConfig", paths, classifiers, run_id, started, ru
         "run_id": run_id, "input": config.input, "input_paths": paths, "output": config.output, "date": config.date,
         "checkpoints": checkpoint_ids(classifiers), "code_version": code_version(), "runner": runner,
         "started": started, "cost_per_hour_usd": config.cost_per_hour, "cost_workers": workers,
-        "routing": routing_manifest(routes),
+        "routing": routing_manifest(routes), "inference": backend_record(config.inference),
     }
 
 

@@ -31,7 +31,7 @@ def _label(tmp_path, checkpoint, name, forward=None):
         for i, text in enumerate(texts):
             handle.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
     result = run(["--input", str(tmp_path / "p.jsonl"), "--output", str(tmp_path / name), "--only", "sentiment",
-                  "--model", f"sentiment={checkpoint}", "--device", "cpu", "--batch-size", "31",
+                  "--model", f"sentiment={checkpoint}", "--device", "cpu", "--cpu-backend", "torch", "--batch-size", "31",
                   "--max-items-per-batch", "16"], forward=forward)
     return result, texts
 

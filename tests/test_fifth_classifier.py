@@ -39,7 +39,8 @@ def test_a_fifth_classifier_is_labeled_end_to_end(tmp_path, tiny_models_file, to
     source.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in POSTS), encoding="utf-8")
     out = tmp_path / "out"
     run(["--input", str(source), "--output", str(out), "--models", tiny_models_file, "--model",
-         f"toxicity={toxicity_checkpoint}", "--languages", "toxicity=en", "--lang-field", "lang", "--device", "cpu"])
+         f"toxicity={toxicity_checkpoint}", "--languages", "toxicity=en", "--lang-field", "lang", "--device", "cpu",
+         "--cpu-backend", "torch"])
     table = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(str(out / "labels-*.parquet")))])
     rows = {row["id"]: row for row in table.to_pylist()}
     assert {"toxicity", "toxicity_score", "sentiment", "stars", "emotions"} <= set(table.column_names)

@@ -68,7 +68,7 @@ def test_two_classifiers_of_ones_own_are_labeled_beside_the_four(tmp_path, tiny_
     out = tmp_path / "out"
     run(["--input", write_posts(tmp_path / "posts.jsonl"), "--output", str(out), "--models", tiny_models_file,
          "--model", f"stance={own_checkpoints['stance']}", "--model", f"toxicity={own_checkpoints['toxicity']}",
-         "--lang-field", "lang", "--device", "cpu"])
+         "--lang-field", "lang", "--device", "cpu", "--cpu-backend", "torch"])  # compared with a plain forward pass
     table, rows = read_rows(out)
     schema = table.schema
     assert schema.field("stance").type == pa.string() and schema.field("stance_score").type == pa.float32()
@@ -193,7 +193,8 @@ def test_skip_if_done_reruns_only_the_generic_classifier_whose_checkpoint_change
     posts = write_posts(tmp_path / "posts.jsonl")
     out = tmp_path / "out"
     argv = ["--input", posts, "--output", str(out), "--model", f"stance={own_checkpoints['stance']}",
-            "--only", "stance,toxicity", "--lang-field", "lang", "--device", "cpu", "--skip-if-done"]
+            "--only", "stance,toxicity", "--lang-field", "lang", "--device", "cpu", "--skip-if-done",
+            "--cpu-backend", "torch"]
     run(argv + ["--model", f"toxicity={own_checkpoints['toxicity']}"])
     _, first = read_rows(out)
     assert run(argv + ["--model", f"toxicity={own_checkpoints['toxicity']}"]).status == SKIPPED  # nothing to do

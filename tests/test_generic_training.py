@@ -233,7 +233,7 @@ def test_generic_tasks_train_and_label_with_model_flags_alone(tmp_path, layout):
     posts, out = write_jsonl(tmp_path / "posts.jsonl", POSTS), tmp_path / "labeled"
     label_corpus.run(["--input", posts, "--output", str(out), "--model", f"stance={checkpoints['stance']}",
                       "--model", f"toxicity={checkpoints['toxicity']}", "--only", "stance,toxicity",
-                      "--device", "cpu"])
+                      "--device", "cpu", "--cpu-backend", "torch"])
     labeled = {row["id"]: row for path in sorted(glob.glob(str(out / "labels*.parquet")))
                for row in pq.read_table(path).to_pylist()}
     assert set(labeled) == {p["id"] for p in POSTS}

@@ -17,7 +17,7 @@ POISON = "zebra quokka xylophone"
 @pytest.fixture(scope="module")
 def loaded(tiny_checkpoints):
     return load_classifier(resolve("sentiment", tiny_checkpoints["sentiment"]),
-                           InferenceOptions(device="cpu", max_items_per_batch=8))
+                           InferenceOptions(device="cpu", cpu_backend="torch", max_items_per_batch=8))
 
 
 TEXTS = [f"post {i} about the vote " * (1 + i % 4) for i in range(40)]
@@ -108,7 +108,7 @@ def test_tokenizing_on_the_tokenizer_thread_gives_the_same_rows_and_failures(loa
 
     monkeypatch.setattr(batch_labeling, "tokenize_ahead", lambda classifiers: ahead)
 
-    other = load_classifier(resolve("emotion", tiny_checkpoints["emotion"]), InferenceOptions(device="cpu"))
+    other = load_classifier(resolve("emotion", tiny_checkpoints["emotion"]), InferenceOptions(device="cpu", cpu_backend="torch"))
     poisoned = replace(loaded, tokenizer=FailingTokenizer(loaded.tokenizer))
     texts = TEXTS[:12]
     texts[4] = POISON
@@ -161,7 +161,7 @@ def test_progress_is_ticked_after_each_sub_batch_and_adds_up_to_the_batch(tiny_c
     recorder = Recorder()
     checkpoints = {name: resolve(name, tiny_checkpoints[name]) for name in ("sentiment", "emotion")}
     handler = ClassifiersHandler(checkpoints, {"sentiment": None, "emotion": None},
-                                 InferenceOptions(device="cpu", max_items_per_batch=4), progress=recorder)
+                                 InferenceOptions(device="cpu", cpu_backend="torch", max_items_per_batch=4), progress=recorder)
     model = handler.load_model()
     sentiment = model.classifiers["sentiment"]
     texts = TEXTS[:30]

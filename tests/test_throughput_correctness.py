@@ -1,7 +1,7 @@
 """What the speed work touches must not change the labels: scores are the same with and without
 length sorting, for any RunInference batch size and token budget; results come back in input
-order; a very long post does not change its short neighbours' scores; bf16 and int8 stay within
-their bounds; Beam's length-bucketed batching labels the same rows.
+order; a very long post does not change its short neighbours' scores; bf16 and int8 (torch's,
+and OpenVINO's bf16: tests/test_openvino_backend.py has the rest of OpenVINO) stay within their bounds; Beam's length-bucketed batching labels the same rows.
 
 References are independent of the handler's batching: one text at a time, unpadded, through a
 plain transformers forward pass.
@@ -52,6 +52,7 @@ LONG_POST = ("the economy and the vote " * 130)[:3000]
 
 def load_for(checkpoints, name="emotion", **options) -> LoadedClassifier:
     options.setdefault("cpu_threads", 1)  # tiny models gain nothing from more, and the CPU may be shared
+    options.setdefault("cpu_backend", "torch")  # the fp32 reference these tests compare with
     return load_classifier(resolve(name, checkpoints[name]), InferenceOptions(device="cpu", **options))
 
 
@@ -108,7 +109,7 @@ def test_scores_do_not_depend_on_sorting_batch_size_or_budget(loaded, reference,
 
 def test_columns_come_back_in_input_order_and_empty_or_unrouted_texts_stay_null(tiny_checkpoints, loaded, reference):
     handler = ClassifiersHandler({name: resolve(name, tiny_checkpoints[name]) for name in loaded},
-                                 {"emotion": frozenset({"en"}), "politics": None}, InferenceOptions(device="cpu"))
+                                 {"emotion": frozenset({"en"}), "politics": None}, InferenceOptions(device="cpu", cpu_backend="torch"))
     texts = [None, TEXTS[5], "", TEXTS[0], LONG_POST, TEXTS[1], TEXTS[2]]
     langs = ["en", "en", "en", "en", "en", "und", "zh"]
     batch = [{"id": str(i), "clean_text": t, "lang": lang} for i, (t, lang) in enumerate(zip(texts, langs))]
@@ -156,7 +157,8 @@ def test_a_3000_character_post_does_not_change_the_short_ones(loaded, sort):
         assert stats["padded_tokens"] >= 31 * long_tokens
 
 
-@pytest.mark.parametrize("option, bound", [({"cpu_dtype": "bf16"}, BF16_BOUND), ({"quantize_int8": True}, INT8_BOUND)])
+@pytest.mark.parametrize("option, bound", [({"cpu_precision": "bf16"}, BF16_BOUND), ({"cpu_precision": "int8"}, INT8_BOUND),
+                                           ({"cpu_backend": "openvino", "cpu_precision": "bf16"}, BF16_BOUND)])
 def test_reduced_precision_stays_within_its_bound_sorted_or_not(tiny_checkpoints, reference, option, bound):
     model = load_for(tiny_checkpoints, "emotion", **option)
     sorted_logits, _, _ = model.logits(TEXTS)
@@ -171,10 +173,10 @@ def test_reduced_precision_stays_within_its_bound_sorted_or_not(tiny_checkpoints
 
 
 def test_option_checks_and_dtype_choice(tiny_checkpoints, monkeypatch):
-    with pytest.raises(ValueError, match="cpu_dtype"):
-        load_for(tiny_checkpoints, cpu_dtype="fp16")
-    with pytest.raises(ValueError, match="int8"):
-        load_for(tiny_checkpoints, cpu_dtype="bf16", quantize_int8=True)
+    with pytest.raises(ValueError, match="cpu_precision"):
+        load_for(tiny_checkpoints, cpu_precision="fp16")
+    with pytest.raises(ValueError, match="cpu_backend"):
+        load_for(tiny_checkpoints, cpu_backend="onnx")
     assert autocast_dtype_for("cpu") is None
     assert autocast_dtype_for("cpu", "bf16") is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
@@ -196,7 +198,7 @@ def test_pipeline_with_length_buckets_and_without_sorting_labels_the_same_rows(t
     for label, extra in {"default": [], "buckets": ["--length-buckets", "40,120"], "unsorted": ["--no-sort"]}.items():
         run(["--input", str(tmp_path / "p.jsonl"), "--output", str(tmp_path / label), "--only", "sentiment",
              "--model", f"sentiment={tiny_checkpoints['sentiment']}", "--device", "cpu", "--batch-size", "16",
-             *extra])
+             "--cpu-backend", "torch", *extra])
         outputs[label] = {r["id"]: r for r in read_labels(tmp_path / label).to_pylist()}
     assert len(outputs["default"]) == len(texts)
     for label in ("buckets", "unsorted"):
@@ -245,7 +247,7 @@ def test_the_benchmark_cuts_texts_where_the_pipeline_does(tiny_checkpoints):
     bert = [name for name, config in configs.items() if config["model_type"] == "bert"]
     assert bert, "the tiny checkpoints have a BERT-like one"
     for name, path in tiny_checkpoints.items():
-        loaded = load_classifier(resolve(name, path), InferenceOptions(device="cpu"))
+        loaded = load_classifier(resolve(name, path), InferenceOptions(device="cpu", cpu_backend="torch"))
         assert limits[name] == loaded.max_length, name  # what the pipeline's classifier truncates to
         text = " ".join(f"w{i}" for i in range(2000))  # far more tokens than any limit
         assert len(loaded.tokenizer([text], truncation=True, max_length=limits[name])["input_ids"][0]) == limits[name]

@@ -23,6 +23,9 @@ BASE_COLUMNS = (ID, TEXT, LANG, CLEAN_TEXT)  # every output has them, whatever i
 # The files' key-value metadata: every classifier of the run as JSON {name: {checkpoint, revision}}
 # (the report finds the generic classifiers of a partition by it), and each one's under its name.
 CHECKPOINTS_METADATA_KEY = "label_corpus.checkpoints"
+# What ran the models (the manifest's `inference`): openvino or torch, and fp32, bf16, int8 (CPU) or autocast (CUDA).
+BACKEND_METADATA_KEY = "label_corpus.backend"
+PRECISION_METADATA_KEY = "label_corpus.precision"
 
 
 def checkpoint_metadata_keys(name: str) -> tuple[str, str]:

@@ -1,13 +1,13 @@
 """--skip-if-done: do only the work that is not done on a committed partition.
 
 A classifier's columns for a row are a function of the row's cleaned text and language, the
-classifier's checkpoint revision and its routing; the cleaned text and the language are functions
+classifier's checkpoint revision, its routing and the backend and precision its model ran at; the cleaned text and the language are functions
 of the record's text (and language field) under the run's field mapping and cleaning options.
 So against the committed partition (its manifest records all of these):
 
 - When what makes a row (`row_options`: fields, language field, cleaning, the cleaned text's
   token cap, kept fields' types) differs, nothing can be carried: a full relabel.
-- A classifier whose revision or routing differs, or that the partition lacks, runs on every row
+- A classifier whose revision, routing or backend and precision differs, or that the partition lacks, runs on every row
   (`rerun`); one the run no longer names is dropped (its columns are not written).
 - Every other classifier (`carried`) keeps its committed values, bit for bit, on each row whose
   cleaned text and language the committed partition holds; it runs only on rows it does not (late
@@ -65,15 +65,22 @@ def row_options(fields, lang_field, cleaning, max_tokens: int, kept_types: Mappi
     return json.loads(json.dumps(options))  # as a manifest reads back (tuples become lists)
 
 
-def classifier_identity(revision: str, routing: str) -> dict:
-    """What a classifier's columns depend on besides the row."""
-    return {"revision": revision, "routing": routing}
+# What ran the models of a run whose manifest does not say (before the manifest's `inference`):
+# torch at fp32, the default then.
+OLD_BACKEND = {"backend": "torch", "precision": "fp32"}
+
+
+def classifier_identity(revision: str, routing: str, backend: Mapping = OLD_BACKEND) -> dict:
+    """What a classifier's columns depend on besides the row: its checkpoint, its routing and what
+    ran its model (backend and precision: transforms to scores that differ slightly)."""
+    return {"revision": revision, "routing": routing, "backend": f"{backend['backend']} {backend['precision']}"}
 
 
 def committed_identities(manifest: Mapping) -> dict[str, dict]:
     """Classifier name -> identity, as a committed manifest records them."""
     routing = manifest.get("routing") or {}
-    return {name: classifier_identity(entry.get("revision"), routing.get(name, "all languages"))
+    backend = manifest.get("inference") or OLD_BACKEND
+    return {name: classifier_identity(entry.get("revision"), routing.get(name, "all languages"), backend)
             for name, entry in (manifest.get("checkpoints") or {}).items()}
 
 
@@ -115,6 +122,8 @@ def _why(done: Optional[Mapping], wanted: Mapping) -> str:
         return "not in the partition"
     if done.get("revision") != wanted.get("revision"):
         return "another checkpoint"
+    if done.get("backend") != wanted.get("backend"):
+        return f"{wanted.get('backend')} instead of {done.get('backend')}"
     return "other language routing"
 
 
