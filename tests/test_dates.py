@@ -17,7 +17,7 @@ import pytest
 from pipelines import dates as dates_module
 from pipelines.dates import parse_dates
 from pipelines.label_corpus import main, run
-from pipelines.labeling import DONE, FAILED, SKIPPED, SUSPECT, LabelConfig, LabelResult, SuspectRun, label
+from pipelines.labeling import DONE, FAILED, SKIPPED, SUSPECT, LabelConfig, LabelResult, SuspectRun, UsageError, label
 from tests.test_commit import leftovers
 from tests.test_pipeline import read_dead_letters, read_labels, write_jsonl
 from transforms import partition
@@ -233,11 +233,18 @@ def test_label_returns_the_partitions_counts_and_its_errors_name_config_fields(d
         assert result.rows == table.num_rows and result.dead_letters == 0
         assert result.classifiers == {"sentiment": {"labeled": labeled, "skipped_language": 0,
                                                     "inferences": labeled, "carried": 0}}
-    with pytest.raises(SuspectRun) as suspect:
-        label(LabelConfig(input=config.input.replace("{date}", DAYS[0]), output=str(dataset / "py-suspect"),
+    with pytest.raises(UsageError) as missing:  # found at launch, from the file's first record
+        label(LabelConfig(input=config.input.replace("{date}", DAYS[0]), output=str(dataset / "py-missing"),
                           checkpoints=config.checkpoints, routes=config.routes, inference=config.inference,
                           fields=FieldMap(text_field="body"), progress=False))
-    assert "check fields.text_field (and fields.id_field)" in str(suspect.value) and "--" not in str(suspect.value)
+    assert "fields.text_field" in str(missing.value) and "--" not in str(missing.value)
+    numbers = dataset / "numbers.jsonl"  # the field is there, but no text in it: found only by reading
+    numbers.write_text("".join(json.dumps({"id": f"n{i}", "text": i}) + "\n" for i in range(5)))
+    with pytest.raises(SuspectRun) as suspect:
+        label(LabelConfig(input=str(numbers), output=str(dataset / "py-suspect"),
+                          checkpoints=config.checkpoints, routes=config.routes, inference=config.inference,
+                          progress=False))
+    assert "check fields.text_field" in str(suspect.value) and "--" not in str(suspect.value)
 
 
 PYTHON_API = """

