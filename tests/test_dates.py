@@ -17,7 +17,7 @@ import pytest
 from pipelines import dates as dates_module
 from pipelines.dates import parse_dates
 from pipelines.label_corpus import main, run
-from pipelines.labeling import DONE, FAILED, SKIPPED, SUSPECT, LabelConfig, LabelResult, SuspectRun, UsageError, label
+from pipelines.labeling import DONE, FAILED, SKIPPED, LabelConfig, LabelResult, SuspectRun, UsageError, label
 from tests.test_commit import leftovers
 from tests.test_pipeline import read_dead_letters, read_labels, write_jsonl
 from transforms import partition
